@@ -1,0 +1,198 @@
+/**
+ * The decision engine behind Authorization/Check, independent of gRPC so
+ * tests and benchmarks can drive it directly. `check` never throws: any fault
+ * becomes a 503 deny (fail closed) or a degraded OK on fail-open routes.
+ */
+import type { Logger } from 'pino';
+import type { CheckRequest, CheckResponse } from '../proto/types.js';
+import { toRequestView, type RequestView } from './request-view.js';
+import { deniedResponse, okResponse } from './response.js';
+import { InternalHeaderPolicy } from './internal-headers.js';
+import { CheckContext } from '../pipeline/context.js';
+import { runChain } from '../pipeline/run-chain.js';
+import type { Decision, Denial } from '../pipeline/decision.js';
+import type { RouteTable, CompiledGateway, CompiledRoute } from '../routing/route-table.js';
+import type { Metrics } from '../observability/metrics.js';
+import { traceIdOf } from '../observability/trace-id.js';
+
+const XFCC = 'x-forwarded-client-cert';
+const UNKNOWN_GATEWAY: Denial = Object.freeze({ status: 403, reason: 'unknown_gateway' });
+const INTERNAL_ERROR: Denial = Object.freeze({ status: 503, reason: 'internal_error' });
+
+export interface CheckerOptions {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly audit: boolean;
+}
+
+/** Per-table facts derived once per config load. */
+interface TableState {
+  readonly table: RouteTable;
+  readonly internal: InternalHeaderPolicy;
+  readonly degradedHeader: string;
+}
+
+const NO_GATEWAY: CompiledGateway = Object.freeze({
+  name: '(none)',
+  kind: 'public',
+  mtls: false,
+  challenge: 'Bearer realm="passgate"',
+  routes: [],
+  defaultRoute: { name: '(none)', matches: () => true, stages: [], failureMode: 'closed' as const },
+});
+
+export class Checker {
+  private state: TableState;
+  private readonly audit: Logger;
+  private readonly counterCache = new WeakMap<CompiledRoute, Map<string, { inc(): void }>>();
+
+  constructor(
+    table: RouteTable,
+    private readonly options: CheckerOptions,
+  ) {
+    this.state = Checker.stateFor(table);
+    this.audit = options.logger.child({ log: 'audit' });
+  }
+
+  private static stateFor(table: RouteTable): TableState {
+    const h = table.config.headers;
+    return {
+      table,
+      internal: new InternalHeaderPolicy([...h.internal, h.degraded], h.internalPrefixes),
+      degradedHeader: h.degraded,
+    };
+  }
+
+  /** Swaps the route table atomically; Checks already running finish on the old one. */
+  setTable(table: RouteTable): void {
+    this.state = Checker.stateFor(table);
+  }
+
+  get table(): RouteTable {
+    return this.state.table;
+  }
+
+  /**
+   * Decides one Check. `deadline` is epoch ms by which the answer must be
+   * sent (already reduced by the safety margin).
+   */
+  check(request: CheckRequest | null | undefined, deadline: number): CheckResponse | Promise<CheckResponse> {
+    const startedAt = performance.now();
+    const state = this.state;
+    let view: RequestView | undefined;
+    let ctx: CheckContext | undefined;
+    try {
+      view = toRequestView(request);
+      const traceId = traceIdOf(view.headers, view.id);
+      const gateway = state.table.selectGateway(view);
+      if (gateway === undefined) {
+        return this.answer(state, view, undefined, { kind: 'deny', denial: UNKNOWN_GATEWAY }, traceId, startedAt);
+      }
+      const route = state.table.selectRoute(gateway, view);
+      ctx = new CheckContext(view, gateway, route, deadline, traceId, startedAt);
+      const decision = runChain(ctx, route.stages, this.options);
+      if (decision instanceof Promise) {
+        const c = ctx;
+        const v = view;
+        return decision.then(
+          (d) => this.answer(state, v, c, d, traceId, startedAt),
+          (err) => this.fault(state, v, c, err, startedAt),
+        );
+      }
+      return this.answer(state, view, ctx, decision, traceId, startedAt);
+    } catch (err) {
+      return this.fault(state, view, ctx, err, startedAt);
+    }
+  }
+
+  /** Last line of defence: something outside any stage threw. */
+  private fault(state: TableState, view: RequestView | undefined, ctx: CheckContext | undefined, err: unknown, startedAt: number): CheckResponse {
+    this.options.logger.error({ err: err instanceof Error ? err.stack : String(err) }, 'check failed unexpectedly');
+    try {
+      const failOpen = ctx?.route.failureMode === 'open';
+      if (failOpen && ctx && view) {
+        ctx.degraded = true;
+        return this.answer(state, view, ctx, { kind: 'allow', degraded: true, reason: 'internal_error' }, ctx.traceId, startedAt);
+      }
+      return deniedResponse(INTERNAL_ERROR, ctx?.traceId ?? '', 'Bearer realm="passgate"');
+    } catch {
+      return deniedResponse(INTERNAL_ERROR, '', 'Bearer realm="passgate"');
+    }
+  }
+
+  private answer(
+    state: TableState,
+    view: RequestView,
+    ctx: CheckContext | undefined,
+    decision: Decision,
+    traceId: string,
+    startedAt: number,
+  ): CheckResponse {
+    const gateway = ctx?.gateway ?? NO_GATEWAY;
+    let response: CheckResponse;
+    if (decision.kind === 'allow') {
+      const upstream = ctx?.upstreamHeaders ?? [];
+      if (decision.degraded && ctx) ctx.setUpstreamHeader(state.degradedHeader, 'true');
+      // XFCC is only believed on mTLS gateways; elsewhere a client could have forged it.
+      const extra = !gateway.mtls && view.headers[XFCC] !== undefined ? XFCC : undefined;
+      const remove = state.internal.headersToRemove(view.headers, upstream, extra);
+      response = okResponse(upstream, remove, ctx?.responseHeaders ?? []);
+    } else {
+      response = deniedResponse(decision.denial, traceId, gateway.challenge);
+    }
+    this.record(view, ctx, gateway, decision, traceId, startedAt);
+    return response;
+  }
+
+  private record(
+    view: RequestView,
+    ctx: CheckContext | undefined,
+    gateway: CompiledGateway,
+    decision: Decision,
+    traceId: string,
+    startedAt: number,
+  ): void {
+    const seconds = (performance.now() - startedAt) / 1000;
+    const route = ctx?.route ?? gateway.defaultRoute;
+    const verdict = decision.kind === 'allow' ? (decision.degraded ? 'allow_degraded' : 'allow') : 'deny';
+    const reason = decision.kind === 'allow' ? decision.reason : decision.denial.reason;
+    this.counter(gateway, route, verdict, reason).inc();
+    this.options.metrics.checkDuration.observe({ gateway: gateway.name }, seconds);
+    if (!this.options.audit) return;
+    this.audit.info(
+      {
+        trace_id: traceId,
+        gateway: gateway.name,
+        route: route.name,
+        method: view.method,
+        host: view.host,
+        path: view.path,
+        source: view.source.address,
+        identity: ctx?.identity ? { subject: ctx.identity.subject, kind: ctx.identity.kind, source: ctx.identity.source } : undefined,
+        decision: verdict,
+        reason,
+        status: decision.kind === 'deny' ? decision.denial.status : 200,
+        detail: decision.kind === 'deny' ? decision.denial.detail : undefined,
+        latency_ms: Math.round(seconds * 1e6) / 1e3,
+        ...ctx?.audit,
+      },
+      'decision',
+    );
+  }
+
+  /** Labelled counter children are cached per route so the hot path does no label hashing. */
+  private counter(gateway: CompiledGateway, route: CompiledRoute, verdict: string, reason: string): { inc(): void } {
+    let byKey = this.counterCache.get(route);
+    if (byKey === undefined) {
+      byKey = new Map();
+      this.counterCache.set(route, byKey);
+    }
+    const key = `${gateway.name}\u0000${verdict}\u0000${reason}`;
+    let child = byKey.get(key);
+    if (child === undefined) {
+      child = this.options.metrics.checks.labels(gateway.name, route.name, verdict, reason);
+      byKey.set(key, child);
+    }
+    return child;
+  }
+}

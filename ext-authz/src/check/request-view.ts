@@ -1,0 +1,127 @@
+/**
+ * Normalizes a decoded CheckRequest into the flat view stages read.
+ * Envoy already lowercases header keys, but other callers (grpcurl, tests,
+ * older proxies) may not, and a stage must never miss `X-Passport` because
+ * of case. Nothing here throws: absent parts become empty values.
+ */
+import type { CheckRequest, Peer } from '../proto/types.js';
+
+export interface PeerView {
+  /** IP address (v4 or v6) or '' when the peer is not a socket. */
+  readonly address: string;
+  readonly port: number;
+  /** Envoy's principal: URI SAN, else DNS SAN, else subject of the peer certificate. */
+  readonly principal: string;
+  /** URL-encoded PEM, only when Envoy sends it (`include_peer_certificate`). */
+  readonly certificate: string;
+  readonly service: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface RequestView {
+  /** False for network-level (TCP) checks, which carry no `request.http`. */
+  readonly isHttp: boolean;
+  readonly id: string;
+  readonly method: string;
+  /** Host without port, lowercased. */
+  readonly host: string;
+  /** Path without query string. */
+  readonly path: string;
+  /** Query string without the leading '?', '' when absent. */
+  readonly query: string;
+  readonly scheme: string;
+  readonly protocol: string;
+  /** Lowercased header names; repeated headers arrive comma-joined from Envoy. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly source: PeerView;
+  readonly destination: PeerView;
+  readonly sni: string;
+  readonly contextExtensions: Readonly<Record<string, string>>;
+  /** Request size in bytes when Envoy knows it, else -1. */
+  readonly size: number;
+}
+
+const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
+const UPPER = /[A-Z]/;
+
+function stringOr(value: unknown, fallback = ''): string {
+  return typeof value === 'string' ? value : fallback;
+}
+
+function stringMap(value: unknown): Readonly<Record<string, string>> {
+  if (value === null || typeof value !== 'object') return EMPTY;
+  return value as Record<string, string>;
+}
+
+/** Lowercases keys only when some key needs it, so the common case allocates nothing. */
+export function lowercaseKeys(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  let needs = false;
+  for (const key in headers) {
+    if (UPPER.test(key)) {
+      needs = true;
+      break;
+    }
+  }
+  if (!needs) return headers;
+  const out: Record<string, string> = Object.create(null);
+  for (const key in headers) {
+    const lower = key.toLowerCase();
+    const value = String(headers[key]);
+    // Two spellings of one header are one header, joined as Envoy joins repeats.
+    out[lower] = out[lower] === undefined ? value : `${out[lower]},${value}`;
+  }
+  return out;
+}
+
+function peerView(peer: Peer | undefined | null): PeerView {
+  const socket = peer?.address?.socket_address;
+  const port = socket?.port_value;
+  return {
+    address: stringOr(socket?.address),
+    port: typeof port === 'number' ? port : Number(port ?? 0) || 0,
+    principal: stringOr(peer?.principal),
+    certificate: stringOr(peer?.certificate),
+    service: stringOr(peer?.service),
+    labels: stringMap(peer?.labels),
+  };
+}
+
+/** Strips a trailing `:port` (and IPv6 brackets stay intact) and lowercases. */
+export function hostWithoutPort(authority: string): string {
+  if (authority === '') return '';
+  let end = authority.length;
+  if (authority.charCodeAt(0) === 91 /* [ */) {
+    const close = authority.indexOf(']');
+    end = close === -1 ? authority.length : close + 1;
+  } else {
+    const colon = authority.lastIndexOf(':');
+    if (colon !== -1 && authority.indexOf(':') === colon) end = colon;
+  }
+  const host = end === authority.length ? authority : authority.slice(0, end);
+  return UPPER.test(host) ? host.toLowerCase() : host;
+}
+
+export function toRequestView(request: CheckRequest | null | undefined): RequestView {
+  const attributes = request?.attributes;
+  const http = attributes?.request?.http;
+  const headers = lowercaseKeys(stringMap(http?.headers));
+  const rawPath = stringOr(http?.path, stringOr(headers[':path']));
+  const q = rawPath.indexOf('?');
+  const size = http?.size;
+  return {
+    isHttp: http !== undefined && http !== null,
+    id: stringOr(http?.id),
+    method: stringOr(http?.method, stringOr(headers[':method'])).toUpperCase(),
+    host: hostWithoutPort(stringOr(http?.host, stringOr(headers[':authority'], stringOr(headers['host'])))),
+    path: q === -1 ? rawPath : rawPath.slice(0, q),
+    query: q === -1 ? stringOr(http?.query) : rawPath.slice(q + 1),
+    scheme: stringOr(http?.scheme, stringOr(headers[':scheme'])),
+    protocol: stringOr(http?.protocol),
+    headers,
+    source: peerView(attributes?.source),
+    destination: peerView(attributes?.destination),
+    sni: stringOr(attributes?.tls_session?.sni),
+    contextExtensions: stringMap(attributes?.context_extensions),
+    size: size === undefined || size === null ? -1 : Number(size),
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * Reads, parses and validates the YAML config. Every failure becomes a
+ * ConfigError whose lines each name the key path and what is wrong, so an
+ * operator can fix the file without reading code.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type PassgateConfig } from './schema.js';
+import { stageDefinition } from '../stages/catalog.js';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('./default.yaml', import.meta.url));
+
+/** `gateways.public.routes[3].match.path` from zod's path array. */
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+  const where = formatPath(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling)`;
+  }
+  if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) {
+    return `${where}: is required`;
+  }
+  return `${where}: ${issue.message}`;
+}
+
+export function validateConfig(raw: unknown, source = '(inline)'): PassgateConfig {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw new ConfigError(source, result.error.issues.map(describe));
+  const config = result.data;
+  const problems: string[] = [];
+  for (const [gwName, gw] of Object.entries(config.gateways)) {
+    const chains = gw.routes.map((r, i) => ({ path: `gateways.${gwName}.routes[${i}]`, stages: r.stages }));
+    if (gw.defaultRoute) chains.push({ path: `gateways.${gwName}.defaultRoute`, stages: gw.defaultRoute.stages });
+    for (const chain of chains) {
+      chain.stages.forEach((stage, i) => {
+        const def = stageDefinition(String(stage.type));
+        for (const message of def?.validate?.(stage, config) ?? []) problems.push(`${chain.path}.stages[${i}]: ${message}`);
+      });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return config;
+}
+
+export function parseConfigText(text: string, source: string): PassgateConfig {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => `YAML ${e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : ''}: ${e.message.split('\n')[0]}`),
+    );
+  }
+  return validateConfig(doc.toJS({ maxAliasCount: 100 }), source);
+}
+
+export function loadConfigFile(path: string): PassgateConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the file: ${(err as Error).message}`]);
+  }
+  return parseConfigText(text, path);
+}
+
+/** `--config PATH`, else PASSGATE_CONFIG, else the embedded default. */
+export function resolveConfigPath(argv: readonly string[], env: NodeJS.ProcessEnv): string {
+  const i = argv.indexOf('--config');
+  if (i !== -1) {
+    const value = argv[i + 1];
+    if (value === undefined || value.startsWith('--')) throw new ConfigError('--config', ['--config needs a file path']);
+    return value;
+  }
+  const eq = argv.find((a) => a.startsWith('--config='));
+  if (eq) return eq.slice('--config='.length);
+  return env['PASSGATE_CONFIG'] || DEFAULT_CONFIG_PATH;
+}

@@ -1,0 +1,4 @@
+/** Stage types contributed by the identity capability; listed in stages/catalog.ts. */
+import type { StageDefinition } from '../stages/stage.js';
+
+export const identityStages: readonly StageDefinition<any>[] = [];

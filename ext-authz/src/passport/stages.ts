@@ -1,0 +1,4 @@
+/** Stage types contributed by the passport capability; listed in stages/catalog.ts. */
+import type { StageDefinition } from '../stages/stage.js';
+
+export const passportStages: readonly StageDefinition<any>[] = [];

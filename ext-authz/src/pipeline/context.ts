@@ -1,0 +1,79 @@
+/**
+ * Per-Check state shared by the stages of one chain. Created once per Check;
+ * the arrays start empty and are only filled by stages that need them.
+ */
+import type { RequestView } from '../check/request-view.js';
+import type { CompiledGateway, CompiledRoute } from '../routing/route-table.js';
+
+/** Who the caller is, as decided by an identity stage (mTLS, JWT, ...). */
+export interface Identity {
+  /** Stable subject, e.g. a user id or a SPIFFE id. */
+  readonly subject: string;
+  readonly kind: 'user' | 'service' | 'developer' | 'anonymous';
+  /** How it was established: `mtls`, `jwt`, `oauth2`... */
+  readonly source: string;
+  readonly attributes: Readonly<Record<string, string>>;
+  readonly groups: readonly string[];
+  /** Device the request comes from, when known. */
+  readonly deviceId?: string;
+}
+
+/** An outcome the pipeline reports (to FDS counters, metrics). */
+export interface Outcome {
+  /** `auth_failure`, `bad_signature`, `denied_scope`, `request`... */
+  readonly event: string;
+  /** Which subject it is about: `user`, `device`, `ip`, `client`, `cert`. */
+  readonly subjectKind: string;
+  readonly subject: string;
+}
+
+export type HeaderPair = readonly [string, string];
+
+export class CheckContext {
+  identity: Identity | undefined = undefined;
+  /** Free-form facts stages pass to later stages (e.g. the parsed certificate). */
+  readonly attributes = new Map<string, unknown>();
+  /** Headers to set on the upstream request (overwrite semantics). */
+  readonly upstreamHeaders: HeaderPair[] = [];
+  /** Headers to add to the response the client gets. */
+  readonly responseHeaders: HeaderPair[] = [];
+  /** Extra fields for the audit line. */
+  readonly audit: Record<string, unknown> = {};
+  readonly outcomes: Outcome[] = [];
+  /** Set when a stage failed open: the upstream gets `x-passgate-degraded: true`. */
+  degraded = false;
+
+  constructor(
+    readonly request: RequestView,
+    readonly gateway: CompiledGateway,
+    readonly route: CompiledRoute,
+    /** Epoch ms by which the answer must be on the wire. */
+    readonly deadline: number,
+    readonly traceId: string,
+    readonly startedAt: number,
+  ) {}
+
+  /** Milliseconds left before the answer is due (never negative). */
+  remainingMs(now = Date.now()): number {
+    const left = this.deadline - now;
+    return left > 0 ? left : 0;
+  }
+
+  setUpstreamHeader(name: string, value: string): void {
+    for (let i = 0; i < this.upstreamHeaders.length; i++) {
+      if (this.upstreamHeaders[i]![0] === name) {
+        this.upstreamHeaders[i] = [name, value];
+        return;
+      }
+    }
+    this.upstreamHeaders.push([name, value]);
+  }
+
+  addResponseHeader(name: string, value: string): void {
+    this.responseHeaders.push([name, value]);
+  }
+
+  report(event: string, subjectKind: string, subject: string): void {
+    this.outcomes.push({ event, subjectKind, subject });
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * Runs a route's stages in order. Stays synchronous until a stage returns a
+ * Promise, so chains of cheap stages never touch the microtask queue. A stage
+ * that throws, rejects or overruns the deadline becomes a `fail`, and the
+ * route's failure mode decides: closed = 503 deny, open = mark degraded and go on.
+ */
+import type { Logger } from 'pino';
+import type { CheckContext } from './context.js';
+import type { Decision, StageResult } from './decision.js';
+import type { Stage } from '../stages/stage.js';
+import type { Metrics } from '../observability/metrics.js';
+
+const DEADLINE = Symbol('deadline');
+
+export interface ChainEnv {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown })?.then === 'function';
+}
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Waits for `p` but no longer than the context's deadline. */
+function withinDeadline<T>(ctx: CheckContext, p: Promise<T>): Promise<T | typeof DEADLINE> {
+  const left = ctx.remainingMs();
+  if (left <= 0) {
+    p.catch(() => undefined); // the answer no longer waits for it; keep its rejection handled
+    return Promise.resolve(DEADLINE);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<typeof DEADLINE>((resolve) => {
+    timer = setTimeout(resolve, left, DEADLINE);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+const ALLOWED: Decision = Object.freeze({ kind: 'allow', degraded: false, reason: 'allowed' });
+
+class ChainRun {
+  private ran = 0;
+  constructor(
+    private readonly ctx: CheckContext,
+    private readonly stages: readonly Stage[],
+    private readonly env: ChainEnv,
+  ) {}
+
+  start(): Decision | Promise<Decision> {
+    return this.from(0);
+  }
+
+  private from(index: number): Decision | Promise<Decision> {
+    const stages = this.stages;
+    for (let i = index; i < stages.length; i++) {
+      const stage = stages[i]!;
+      this.ran = i + 1;
+      let result: StageResult | Promise<StageResult>;
+      try {
+        result = stage.run(this.ctx);
+      } catch (err) {
+        result = { kind: 'fail', reason: 'stage_error', detail: `${stage.type}: ${describeError(err)}` };
+      }
+      if (isPromise(result)) return this.awaitStage(stage, result, i);
+      const settled = this.settle(stage, result);
+      if (settled !== undefined) return this.finish(settled);
+    }
+    return this.finish(this.endOfChain());
+  }
+
+  private async awaitStage(stage: Stage, pending: Promise<StageResult>, index: number): Promise<Decision> {
+    let result: StageResult;
+    try {
+      const r = await withinDeadline(this.ctx, pending);
+      result =
+        r === DEADLINE
+          ? { kind: 'fail', reason: 'deadline_exceeded', detail: `${stage.type} did not answer within the Check deadline` }
+          : r;
+    } catch (err) {
+      result = { kind: 'fail', reason: 'stage_error', detail: `${stage.type}: ${describeError(err)}` };
+    }
+    const settled = this.settle(stage, result);
+    if (settled !== undefined) return this.finish(settled);
+    // No time left means later stages cannot run either: decide by failure mode now.
+    if (this.ctx.remainingMs() <= 0 && index + 1 < this.stages.length) {
+      const timedOut = this.settle(stage, { kind: 'fail', reason: 'deadline_exceeded', detail: 'deadline reached before the chain finished' });
+      if (timedOut !== undefined) return this.finish(timedOut);
+      return this.finish(this.endOfChain());
+    }
+    return this.from(index + 1);
+  }
+
+  /** A decision, or undefined to go on with the next stage. */
+  private settle(stage: Stage, result: StageResult): Decision | undefined {
+    switch (result.kind) {
+      case 'continue':
+        return undefined;
+      case 'allow':
+        return this.ctx.degraded ? { kind: 'allow', degraded: true, reason: 'allowed_degraded' } : ALLOWED;
+      case 'deny':
+        return { kind: 'deny', denial: result.denial };
+      case 'fail': {
+        const mode = this.ctx.route.failureMode;
+        this.env.metrics.stageFailures.inc({ stage: stage.type, mode });
+        this.ctx.audit['failure'] = result.detail ?? result.reason;
+        if (mode === 'closed') {
+          const denial = result.detail === undefined ? { status: 503 as const, reason: result.reason } : { status: 503 as const, reason: result.reason, detail: result.detail };
+          return { kind: 'deny', denial };
+        }
+        this.ctx.degraded = true;
+        return undefined;
+      }
+    }
+  }
+
+  private endOfChain(): Decision {
+    return this.ctx.degraded ? { kind: 'allow', degraded: true, reason: 'allowed_degraded' } : ALLOWED;
+  }
+
+  /** Gives stages that ran a chance to observe or replace the decision, last first. */
+  private finish(decision: Decision): Decision | Promise<Decision> {
+    let current: Decision | Promise<Decision> = decision;
+    for (let i = this.ran - 1; i >= 0; i--) {
+      const stage = this.stages[i]!;
+      if (stage.finish === undefined) continue;
+      current = isPromise(current)
+        ? current.then((d) => this.finishOne(stage, d))
+        : this.finishOne(stage, current);
+    }
+    return current;
+  }
+
+  private finishOne(stage: Stage, decision: Decision): Decision | Promise<Decision> {
+    const onError = (err: unknown): Decision => {
+      this.env.logger.error({ err: describeError(err), stage: stage.type }, 'stage finish hook failed; decision kept');
+      return decision;
+    };
+    try {
+      const r = stage.finish!(this.ctx, decision);
+      if (isPromise(r)) {
+        return withinDeadline(this.ctx, r).then((v) => (v === DEADLINE || v === undefined ? decision : v), onError);
+      }
+      return r ?? decision;
+    } catch (err) {
+      return onError(err);
+    }
+  }
+}
+
+export function runChain(ctx: CheckContext, stages: readonly Stage[], env: ChainEnv): Decision | Promise<Decision> {
+  return new ChainRun(ctx, stages, env).start();
+}

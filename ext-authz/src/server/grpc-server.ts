@@ -1,0 +1,119 @@
+/**
+ * The gRPC side: Authorization/Check v3, grpc.health.v1 and server
+ * reflection (so `grpcurl` works without proto files).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { ReflectionService } from '@grpc/reflection';
+import type { Logger } from 'pino';
+import { loadAuthorizationService } from '../proto/load.js';
+import type { CheckRequest, CheckResponse } from '../proto/types.js';
+import type { Checker } from '../check/checker.js';
+import type { Metrics } from '../observability/metrics.js';
+
+export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
+
+export interface DeadlinePolicy {
+  readonly defaultMs: number;
+  readonly marginMs: number;
+}
+
+/** Epoch ms by which to answer: the caller's deadline (or our default) less the safety margin. */
+export function answerBy(callDeadline: grpc.Deadline, policy: DeadlinePolicy, now = Date.now()): number {
+  const raw = callDeadline instanceof Date ? callDeadline.getTime() : callDeadline;
+  const deadline = Number.isFinite(raw) ? raw : now + policy.defaultMs;
+  return deadline - policy.marginMs;
+}
+
+export class GrpcServer {
+  readonly server: grpc.Server;
+  readonly health: HealthImplementation;
+  private inFlight = 0;
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly checker: () => Checker,
+    private readonly deadlines: () => DeadlinePolicy,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+    maxMessageBytes: number,
+  ) {
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': maxMessageBytes,
+      // Envoy keeps long-lived HTTP/2 connections; answer its keepalive pings.
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    });
+    const { service, packageDefinition } = loadAuthorizationService();
+    this.server.addService(service, { Check: this.handleCheck });
+    this.health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE]: 'NOT_SERVING' });
+    this.health.addToServer(this.server);
+    new ReflectionService(packageDefinition).addToServer(this.server);
+  }
+
+  private readonly handleCheck = (
+    call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>,
+    callback: grpc.sendUnaryData<CheckResponse>,
+  ): void => {
+    this.inFlight++;
+    this.metrics.inFlight.inc();
+    const done = (response: CheckResponse) => {
+      this.inFlight--;
+      this.metrics.inFlight.dec();
+      callback(null, response);
+      if (this.inFlight === 0 && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w();
+    };
+    // Checker.check never throws and never rejects; the guard is for the impossible.
+    const result = this.checker().check(call.request, answerBy(call.getDeadline(), this.deadlines()));
+    if (result instanceof Promise) {
+      result.then(done, (err) => {
+        this.logger.error({ err: String(err) }, 'checker rejected; answering 503');
+        done({ status: { code: 14, message: 'internal_error' }, denied_response: { status: { code: 503 }, body: '{"error":"unavailable","reason":"internal_error"}' } });
+      });
+    } else {
+      done(result);
+    }
+  };
+
+  setServing(serving: boolean): void {
+    const status = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    this.health.setStatus(AUTHORIZATION_SERVICE, status);
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+        if (err) reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`));
+        else resolve(bound);
+      });
+    });
+  }
+
+  get checksInFlight(): number {
+    return this.inFlight;
+  }
+
+  /** Resolves when no Check is in flight, or after `ms`, whichever is first. Returns true when drained. */
+  drained(ms: number): Promise<boolean> {
+    if (this.inFlight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      this.drainWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Stop taking new calls, let running ones finish within `graceMs`, then force. */
+  async shutdown(graceMs: number): Promise<void> {
+    const graceful = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    const timer = new Promise<'timeout'>((resolve) => setTimeout(resolve, graceMs, 'timeout').unref());
+    if ((await Promise.race([graceful, timer])) === 'timeout') {
+      this.logger.warn({ inFlight: this.inFlight }, 'grace period over; closing remaining gRPC calls');
+      this.server.forceShutdown();
+    }
+  }
+}

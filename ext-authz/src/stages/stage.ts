@@ -1,0 +1,52 @@
+/**
+ * The plug-in point every capability builds on (identity, FDS, passport,
+ * relay...). A stage is built once per config load and then run for every
+ * Check on its routes, so it must keep per-request state in the context only.
+ */
+import type { z } from 'zod';
+import type { Logger } from 'pino';
+import type { CheckContext } from '../pipeline/context.js';
+import type { Decision, StageResult } from '../pipeline/decision.js';
+import type { PassgateConfig } from '../config/schema.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ServiceRegistry } from './services.js';
+
+export interface Stage {
+  /** The stage type, for audit and metrics labels. */
+  readonly type: string;
+  /**
+   * Decide or pass. Return a shared constant (CONTINUE, ALLOW) when nothing
+   * needs saying; return a Promise only when real I/O is needed, so the
+   * common path stays synchronous.
+   */
+  run(ctx: CheckContext): StageResult | Promise<StageResult>;
+  /**
+   * Optional: called once the chain has decided, for every stage that ran,
+   * last stage first. May replace the decision (return a new one) and may do
+   * I/O (e.g. report an authentication failure to FDS). Must not throw.
+   */
+  finish?(ctx: CheckContext, decision: Decision): void | Decision | Promise<void | Decision>;
+}
+
+export interface StageFactoryContext {
+  readonly config: PassgateConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Long-lived shared components (Redis store, key sets, caches) that outlive a config reload. */
+  readonly services: ServiceRegistry;
+  /** Where in the config this stage sits, for error messages: `gateways.secure.routes[2].stages[0]`. */
+  readonly path: string;
+}
+
+/**
+ * A stage type: its options schema (validated at config load, so a typo is a
+ * startup error naming the key) and its factory.
+ */
+export interface StageDefinition<Options extends { type: string } = { type: string }> {
+  readonly type: string;
+  readonly schema: z.ZodType<Options>;
+  readonly description: string;
+  create(options: Options, ctx: StageFactoryContext): Stage;
+  /** Cross-checks against the whole config (e.g. a referenced key set exists). Return messages, empty when fine. */
+  validate?(options: Options, config: PassgateConfig): string[];
+}
