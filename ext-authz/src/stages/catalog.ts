@@ -1,7 +1,8 @@
 /**
  * Every stage type the config may name. A capability adds its stage here;
  * the config schema is derived from this list, so an unknown `type` or a bad
- * option is a startup error naming the key.
+ * option is a startup error naming the key. Embedders (and tests) can add
+ * their own types with `registerStageDefinition` before loading a config.
  */
 import { z } from 'zod';
 import type { StageDefinition } from './stage.js';
@@ -12,7 +13,7 @@ import { identityStages } from '../identity/stages.js';
 import { fdsStages } from '../fds/stages.js';
 import { passportStages } from '../passport/stages.js';
 
-export const STAGE_DEFINITIONS: readonly StageDefinition<any>[] = [
+const definitions: StageDefinition<any>[] = [
   allowStage,
   denyStage,
   requireHeadersStage,
@@ -20,23 +21,41 @@ export const STAGE_DEFINITIONS: readonly StageDefinition<any>[] = [
   ...fdsStages,
   ...passportStages,
 ];
+const byType = new Map(definitions.map((d) => [d.type, d]));
 
-const byType = new Map(STAGE_DEFINITIONS.map((d) => [d.type, d]));
+export function stageDefinitions(): readonly StageDefinition<any>[] {
+  return definitions;
+}
 
 export function stageDefinition(type: string): StageDefinition<any> | undefined {
   return byType.get(type);
 }
 
-const known = STAGE_DEFINITIONS.map((d) => d.type);
+/** Adds a stage type (a library embedding Passgate, or a test). Its name must be new. */
+export function registerStageDefinition(def: StageDefinition<any>): void {
+  if (byType.has(def.type)) throw new Error(`stage type "${def.type}" is already registered`);
+  definitions.push(def);
+  byType.set(def.type, def);
+  union = undefined;
+}
 
-/** `- allow` is shorthand for `- type: allow`. */
 export type StageConfig = { type: string } & Record<string, unknown>;
 
+let union: z.ZodType | undefined;
+function stageUnion(): z.ZodType {
+  union ??= z.discriminatedUnion(
+    'type',
+    definitions.map((d) => d.schema) as unknown as [z.ZodObject<any>, ...z.ZodObject<any>[]],
+    {
+      error: (issue) =>
+        issue.code === 'invalid_union' ? `unknown stage type; known types: ${definitions.map((d) => d.type).join(', ')}` : undefined,
+    },
+  );
+  return union;
+}
+
+/** `- allow` is shorthand for `- type: allow`. */
 export const stageSchema: z.ZodType<StageConfig> = z.preprocess(
   (v) => (typeof v === 'string' ? { type: v } : v),
-  z.discriminatedUnion(
-    'type',
-    STAGE_DEFINITIONS.map((d) => d.schema) as unknown as [z.ZodObject<any>, ...z.ZodObject<any>[]],
-    { error: (issue) => (issue.code === 'invalid_union' ? `unknown stage type; known types: ${known.join(', ')}` : undefined) },
-  ),
+  z.lazy(() => stageUnion()),
 ) as unknown as z.ZodType<StageConfig>;

@@ -4,7 +4,9 @@ import type { StageDefinition } from './stage.js';
 
 const schema = z.strictObject({
   type: z.literal('deny'),
-  status: z.union([z.literal(401), z.literal(403), z.literal(404), z.literal(429), z.literal(503)]).default(403),
+  status: z
+    .union([z.literal(401), z.literal(403), z.literal(404), z.literal(429), z.literal(503)], { error: 'must be one of 401, 403, 404, 429, 503' })
+    .default(403),
   reason: z.string().regex(/^[a-z][a-z0-9_]*$/, 'reasons are snake_case words').default('denied'),
 });
 

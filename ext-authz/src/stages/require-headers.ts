@@ -21,7 +21,7 @@ const headerRule = z.strictObject({
 const schema = z.strictObject({
   type: z.literal('require-headers'),
   headers: z.array(headerRule).min(1),
-  status: z.union([z.literal(400), z.literal(401), z.literal(403)]).default(400),
+  status: z.union([z.literal(400), z.literal(401), z.literal(403)], { error: 'must be one of 400, 401, 403' }).default(400),
 });
 
 /** Denies requests missing a header (or carrying a malformed one) before any costly stage runs. */

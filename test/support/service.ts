@@ -1,0 +1,120 @@
+/**
+ * Starts a real PassgateService on loopback (ports chosen by the OS) and
+ * gives tests a real grpc-js client for it.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { pino, type Logger } from 'pino';
+import { Writable } from 'node:stream';
+import { PassgateService } from '../../ext-authz/src/server/service.js';
+import { parseConfigText } from '../../ext-authz/src/config/load.js';
+import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
+import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
+
+export interface LogCapture {
+  readonly logger: Logger;
+  readonly lines: Array<Record<string, unknown>>;
+}
+
+/** A pino logger whose JSON lines tests can inspect. */
+export function captureLogs(level = 'info'): LogCapture {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line));
+      cb();
+    },
+  });
+  return { logger: pino({ level }, stream), lines };
+}
+
+export type AuthzClient = grpc.Client & {
+  Check(req: CheckRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: CheckResponse) => void): grpc.ClientUnaryCall;
+};
+
+export function authzClient(port: number): AuthzClient {
+  const { service } = loadAuthorizationService();
+  const Ctor = grpc.makeClientConstructor(service, 'Authorization');
+  return new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as AuthzClient;
+}
+
+export function check(client: AuthzClient, req: CheckRequest, deadlineMs = 2_000): Promise<CheckResponse> {
+  return new Promise((resolve, reject) => {
+    client.Check(req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+}
+
+export interface Running {
+  readonly svc: PassgateService;
+  readonly client: AuthzClient;
+  readonly logs: LogCapture;
+  check(req: CheckRequest, deadlineMs?: number): Promise<CheckResponse>;
+  stop(): Promise<void>;
+}
+
+export async function startService(yaml: string, options: { configPath?: string; watchConfig?: boolean } = {}): Promise<Running> {
+  const logs = captureLogs();
+  const config = parseConfigText(yaml, 'test.yaml');
+  const svc = await PassgateService.start({
+    config,
+    logger: logs.logger,
+    grpcPort: 0,
+    adminPort: 0,
+    processMetrics: false,
+    watchConfig: options.watchConfig ?? false,
+    ...(options.configPath ? { configPath: options.configPath } : {}),
+  });
+  const client = authzClient(svc.grpcPort);
+  return {
+    svc,
+    client,
+    logs,
+    check: (req, deadlineMs) => check(client, req, deadlineMs),
+    async stop() {
+      client.close();
+      await svc.stop(1_000);
+    },
+  };
+}
+
+/** A CheckRequest as Envoy sends it for an HTTP request. */
+export function httpCheck(opts: {
+  method?: string;
+  host?: string;
+  path?: string;
+  headers?: Record<string, string>;
+  gateway?: string;
+  sourceAddress?: string;
+  destinationPort?: number;
+  principal?: string;
+}): CheckRequest {
+  const method = opts.method ?? 'GET';
+  const host = opts.host ?? 'www.example.com';
+  const path = opts.path ?? '/';
+  return {
+    attributes: {
+      source: {
+        address: { socket_address: { address: opts.sourceAddress ?? '203.0.113.7', port_value: 52311 } },
+        ...(opts.principal ? { principal: opts.principal } : {}),
+      },
+      destination: { address: { socket_address: { address: '10.0.0.5', port_value: opts.destinationPort ?? 8443 } } },
+      request: {
+        http: {
+          id: '1234567890',
+          method,
+          host,
+          path,
+          scheme: 'https',
+          protocol: 'HTTP/2',
+          headers: { ':method': method, ':path': path, ':authority': host, ':scheme': 'https', 'user-agent': 'curl/8.5.0', ...opts.headers },
+        },
+      },
+      ...(opts.gateway ? { context_extensions: { gateway: opts.gateway } } : {}),
+    },
+  };
+}
+
+export function headerMap(list: Array<{ header?: { key?: string; value?: string } }> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of list ?? []) if (h.header?.key) out[h.header.key] = h.header.value ?? '';
+  return out;
+}
