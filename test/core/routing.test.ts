@@ -86,6 +86,26 @@ describe('request view', () => {
     const view = toRequestView({ attributes: { request: { http: { headers: { 'X-A': '1', 'x-a': '2' } } } } });
     assert.equal(view.headers['x-a']?.split(',').sort().join(','), '1,2');
   });
+  it('reads header_map (encode_raw_headers) when headers is empty', () => {
+    const view = toRequestView({
+      attributes: {
+        request: {
+          http: {
+            path: '/x',
+            header_map: {
+              headers: [
+                { key: 'X-Raw', raw_value: Buffer.from('one') },
+                { key: 'x-raw', raw_value: Buffer.from('two') },
+                { key: ':authority', raw_value: Buffer.from('Raw.Example.com') },
+              ],
+            },
+          },
+        },
+      },
+    });
+    assert.equal(view.headers['x-raw'], 'one,two');
+    assert.equal(view.host, 'raw.example.com');
+  });
   it('handles a TCP-level check with no request.http and an empty request', () => {
     const tcp = toRequestView({ attributes: { source: { address: { socket_address: { address: '10.1.1.1', port_value: 1 } } } } });
     assert.equal(tcp.isHttp, false);

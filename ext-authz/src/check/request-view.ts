@@ -4,7 +4,7 @@
  * older proxies) may not, and a stage must never miss `X-Passport` because
  * of case. Nothing here throws: absent parts become empty values.
  */
-import type { CheckRequest, Peer } from '../proto/types.js';
+import type { CheckRequest, HeaderMap, Peer } from '../proto/types.js';
 
 export interface PeerView {
   /** IP address (v4 or v6) or '' when the peer is not a socket. */
@@ -73,6 +73,21 @@ export function lowercaseKeys(headers: Readonly<Record<string, string>>): Readon
   return out;
 }
 
+/**
+ * Envoy with `encode_raw_headers` sends `header_map` (values as raw bytes)
+ * instead of `headers`; fold it into the same lowercased, comma-joined map.
+ */
+function fromHeaderMap(map: HeaderMap): Record<string, string> {
+  const out: Record<string, string> = Object.create(null);
+  for (const h of map.headers ?? []) {
+    if (typeof h.key !== 'string' || h.key === '') continue;
+    const key = h.key.toLowerCase();
+    const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('latin1') : (h.value ?? '');
+    out[key] = out[key] === undefined ? value : `${out[key]},${value}`;
+  }
+  return out;
+}
+
 function peerView(peer: Peer | undefined | null): PeerView {
   const socket = peer?.address?.socket_address;
   const port = socket?.port_value;
@@ -104,7 +119,10 @@ export function hostWithoutPort(authority: string): string {
 export function toRequestView(request: CheckRequest | null | undefined): RequestView {
   const attributes = request?.attributes;
   const http = attributes?.request?.http;
-  const headers = lowercaseKeys(stringMap(http?.headers));
+  const headers =
+    http?.header_map && (http.headers === undefined || Object.keys(http.headers).length === 0)
+      ? fromHeaderMap(http.header_map)
+      : lowercaseKeys(stringMap(http?.headers));
   const rawPath = stringOr(http?.path, stringOr(headers[':path']));
   const q = rawPath.indexOf('?');
   const size = http?.size;

@@ -54,8 +54,20 @@ function stageUnion(): z.ZodType {
   return union;
 }
 
-/** `- allow` is shorthand for `- type: allow`. */
-export const stageSchema: z.ZodType<StageConfig> = z.preprocess(
-  (v) => (typeof v === 'string' ? { type: v } : v),
-  z.lazy(() => stageUnion()),
-) as unknown as z.ZodType<StageConfig>;
+/**
+ * `- allow` is shorthand for `- type: allow`. The union is looked up on each
+ * parse (not z.lazy, which caches) so types registered later are known.
+ */
+export const stageSchema: z.ZodType<StageConfig> = z.unknown().transform((raw, ctx) => {
+  const value = typeof raw === 'string' ? { type: raw } : raw;
+  const result = stageUnion().safeParse(value);
+  if (result.success) return result.data as StageConfig;
+  for (const issue of result.error.issues) {
+    const message =
+      issue.code === 'unrecognized_keys'
+        ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling)`
+        : issue.message;
+    ctx.addIssue({ code: 'custom', message, path: issue.path as PropertyKey[] });
+  }
+  return z.NEVER;
+}) as unknown as z.ZodType<StageConfig>;
