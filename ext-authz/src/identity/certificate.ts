@@ -1,0 +1,299 @@
+/**
+ * Client certificate decoding (with @peculiar/x509) and the parse cache.
+ *
+ * A certificate is decoded once: the cache is keyed by the URL-encoded PEM
+ * exactly as it arrives (XFCC `Cert=` or `source.certificate`), so a repeated
+ * certificate costs one map lookup, not a URL-decode, an ASN.1 parse and a
+ * SHA-256. Failures are cached too, so a flood of the same garbage is cheap.
+ */
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { x509 } from './x509.js';
+
+/** The facts later stages, the audit and mapping rules read. Frozen and shared across requests. */
+export interface CertificateFacts {
+  /** Lowercase hex SHA-256 of the DER. */
+  readonly fingerprint: string;
+  /** Lowercase hex serial, without leading zeros. */
+  readonly serial: string;
+  /** RFC 2253 (`CN=alice,O=Acme`, most specific first), as Envoy writes XFCC `Subject=`. */
+  readonly subject: string;
+  /** RFC 2253 (`CN=alice,O=Acme`), as Envoy writes it. */
+  readonly issuer: string;
+  /** Epoch ms. */
+  readonly notBefore: number;
+  readonly notAfter: number;
+  readonly sans: {
+    readonly uri: readonly string[];
+    readonly dns: readonly string[];
+    readonly email: readonly string[];
+    readonly ip: readonly string[];
+  };
+  /** SPIFFE ids among the URI SANs. */
+  readonly spiffe: readonly string[];
+  /** Envoy's principal for this certificate: first URI SAN, else first DNS SAN, else the subject. */
+  readonly principal: string;
+}
+
+export interface ParsedCertificate {
+  readonly facts: CertificateFacts;
+  /** The decoded certificate, for signature checks. */
+  readonly cert: x509.X509Certificate;
+}
+
+export type DecodeResult = { readonly ok: true; readonly value: ParsedCertificate } | { readonly ok: false; readonly error: string };
+
+/** Bounds ASN.1 parsing of hostile input (largest PEM accepted, in characters). */
+const MAX_PEM_CHARS = 64 * 1024;
+const PEM_BEGIN = '-----BEGIN CERTIFICATE-----';
+const PEM_END = '-----END CERTIFICATE-----';
+
+export function normalizeHex(hex: string): string {
+  const h = hex.replace(/[:\s]/g, '').toLowerCase();
+  const stripped = h.replace(/^0+(?=.)/, '');
+  return stripped;
+}
+
+function urlDecode(encoded: string): string | undefined {
+  if (encoded.indexOf('%') === -1) return encoded;
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Splits a PEM bundle into the base64 bodies of its CERTIFICATE blocks. */
+export function pemBlocks(pem: string): string[] | undefined {
+  const out: string[] = [];
+  let from = 0;
+  for (;;) {
+    const begin = pem.indexOf(PEM_BEGIN, from);
+    if (begin === -1) break;
+    const end = pem.indexOf(PEM_END, begin);
+    if (end === -1) return undefined;
+    const body = pem.slice(begin + PEM_BEGIN.length, end).replace(/\s+/g, '');
+    if (body === '' || !/^[A-Za-z0-9+/]+={0,2}$/.test(body)) return undefined;
+    out.push(body);
+    from = end + PEM_END.length;
+  }
+  // Text between blocks is ignored, as OpenSSL does: CA bundles often carry comments.
+  return out;
+}
+
+function escapeDnValue(v: string): string {
+  let out = v.replace(/([,+"\\<>;=])/g, '\\$1');
+  if (out.startsWith('#') || out.startsWith(' ')) out = `\\${out}`;
+  if (out.length > 1 && out.endsWith(' ')) out = `${out.slice(0, -1)}\\ `;
+  return out;
+}
+
+/**
+ * RFC 2253 form of a name as Envoy prints it (OpenSSL XN_FLAG_RFC2253): most
+ * specific RDN first, `,` without spaces, so subject rules and principals read
+ * the same string the gateway writes in XFCC `Subject=`.
+ */
+export function rfc2253(name: x509.Name): string {
+  const rdns = name.toJSON();
+  let out = '';
+  for (let i = rdns.length - 1; i >= 0; i--) {
+    let rdn = '';
+    for (const [type, values] of Object.entries(rdns[i]!)) {
+      for (const v of values) rdn += `${rdn === '' ? '' : '+'}${type}=${escapeDnValue(v)}`;
+    }
+    out += out === '' ? rdn : `,${rdn}`;
+  }
+  return out;
+}
+
+function decodeDer(der: Buffer): DecodeResult {
+  let cert: x509.X509Certificate;
+  try {
+    cert = new x509.X509Certificate(new Uint8Array(der));
+  } catch (e) {
+    return { ok: false, error: `not a valid X.509 certificate (${e instanceof Error ? e.message : String(e)})` };
+  }
+  try {
+    const uri: string[] = [];
+    const dns: string[] = [];
+    const email: string[] = [];
+    const ip: string[] = [];
+    const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+    if (san) {
+      for (const name of san.names.items) {
+        if (name.type === 'url') uri.push(name.value);
+        else if (name.type === 'dns') dns.push(name.value);
+        else if (name.type === 'email') email.push(name.value);
+        else if (name.type === 'ip') ip.push(name.value);
+      }
+    }
+    const subject = rfc2253(cert.subjectName);
+    const facts: CertificateFacts = Object.freeze({
+      fingerprint: createHash('sha256').update(der).digest('hex'),
+      serial: normalizeHex(cert.serialNumber),
+      subject,
+      issuer: rfc2253(cert.issuerName),
+      notBefore: cert.notBefore.getTime(),
+      notAfter: cert.notAfter.getTime(),
+      sans: Object.freeze({ uri: Object.freeze(uri), dns: Object.freeze(dns), email: Object.freeze(email), ip: Object.freeze(ip) }),
+      spiffe: Object.freeze(uri.filter((u) => u.startsWith('spiffe://'))),
+      principal: uri[0] ?? dns[0] ?? subject,
+    });
+    if (!Number.isFinite(facts.notBefore) || !Number.isFinite(facts.notAfter)) {
+      return { ok: false, error: 'certificate validity dates are unreadable' };
+    }
+    return { ok: true, value: { facts, cert } };
+  } catch (e) {
+    return { ok: false, error: `certificate fields are unreadable (${e instanceof Error ? e.message : String(e)})` };
+  }
+}
+
+/** Decodes one URL-encoded (or plain) PEM certificate. Never throws. */
+export function decodeCertificate(encoded: string): DecodeResult {
+  if (encoded.length === 0) return { ok: false, error: 'empty certificate' };
+  if (encoded.length > MAX_PEM_CHARS) return { ok: false, error: `certificate is ${encoded.length} characters, over ${MAX_PEM_CHARS}` };
+  const pem = urlDecode(encoded);
+  if (pem === undefined) return { ok: false, error: 'certificate is not valid URL encoding' };
+  const blocks = pemBlocks(pem);
+  if (blocks === undefined || blocks.length === 0) return { ok: false, error: 'certificate is not a PEM CERTIFICATE block' };
+  if (blocks.length > 1) return { ok: false, error: 'certificate field holds more than one certificate' };
+  return decodeDer(Buffer.from(blocks[0]!, 'base64'));
+}
+
+/** Decodes a URL-encoded PEM chain (XFCC `Chain=`). Never throws. */
+export function decodeChain(encoded: string, maxCerts = 8): { ok: true; certs: ParsedCertificate[] } | { ok: false; error: string } {
+  if (encoded.length > MAX_PEM_CHARS) return { ok: false, error: `chain is ${encoded.length} characters, over ${MAX_PEM_CHARS}` };
+  const pem = urlDecode(encoded);
+  if (pem === undefined) return { ok: false, error: 'chain is not valid URL encoding' };
+  const blocks = pemBlocks(pem);
+  if (blocks === undefined) return { ok: false, error: 'chain is not a sequence of PEM CERTIFICATE blocks' };
+  if (blocks.length > maxCerts) return { ok: false, error: `chain holds ${blocks.length} certificates, over ${maxCerts}` };
+  const certs: ParsedCertificate[] = [];
+  for (const b of blocks) {
+    const r = decodeDer(Buffer.from(b, 'base64'));
+    if (!r.ok) return { ok: false, error: `chain: ${r.error}` };
+    certs.push(r.value);
+  }
+  return { ok: true, certs };
+}
+
+/** What the cache holds per certificate: the decode result plus per-certificate memos. */
+export interface CacheEntry {
+  /** The URL-encoded PEM this entry was decoded from. */
+  readonly encoded: string;
+  readonly result: DecodeResult;
+  /** Chain verification memo, valid for one trust-anchor set and one Chain value. */
+  verified?: { readonly anchors: object; readonly chain: string; readonly outcome: VerifyOutcome | Promise<VerifyOutcome> };
+  /** Identity mapping memo, valid for one compiled rule set. */
+  mapped?: { readonly rules: object; readonly value: unknown };
+}
+
+export type VerifyOutcome =
+  | { readonly ok: true; readonly notBefore: number; readonly notAfter: number }
+  | { readonly ok: false; readonly error: string };
+
+/**
+ * The bounded parse cache, shared across config reloads through the service
+ * registry. Primary key: the URL-encoded PEM as it arrives. Secondary key:
+ * the SHA-256 fingerprint (XFCC `Hash=`), so the hot path hashes a 64-char
+ * key instead of a 2 KB one; a secondary hit counts only if the stored PEM is
+ * the very same string (one memcmp), so a forged Hash can never select
+ * another certificate's entry.
+ */
+export class CertificateCache {
+  private readonly lru: LRUCache<string, CacheEntry>;
+  private readonly byFingerprint: LRUCache<string, CacheEntry>;
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly max: number) {
+    this.lru = new LRUCache<string, CacheEntry>({ max });
+    this.byFingerprint = new LRUCache<string, CacheEntry>({ max });
+  }
+
+  /** The entry for a URL-encoded PEM, decoding on a miss. `fingerprintHint` is the claimed SHA-256 (XFCC Hash). */
+  get(encoded: string, fingerprintHint?: string): CacheEntry {
+    if (fingerprintHint !== undefined && fingerprintHint.length === 64) {
+      const byHash = this.byFingerprint.get(fingerprintHint);
+      if (byHash !== undefined && byHash.encoded === encoded) {
+        this.hits++;
+        return byHash;
+      }
+    }
+    let entry = this.lru.get(encoded);
+    if (entry !== undefined) {
+      this.hits++;
+    } else {
+      this.misses++;
+      entry = { encoded, result: decodeCertificate(encoded) };
+      this.lru.set(encoded, entry);
+    }
+    // Index by the real fingerprint only, never by the claimed one.
+    if (entry.result.ok && fingerprintHint === entry.result.value.facts.fingerprint) this.byFingerprint.set(fingerprintHint, entry);
+    return entry;
+  }
+
+  get size(): number {
+    return this.lru.size;
+  }
+
+  clear(): void {
+    this.lru.clear();
+    this.byFingerprint.clear();
+  }
+}
+
+/** Trust anchors (CA bundle) for issuer verification. */
+export interface TrustAnchors {
+  readonly roots: readonly ParsedCertificate[];
+}
+
+function isCa(c: x509.X509Certificate): boolean {
+  const bc = c.getExtension(x509.BasicConstraintsExtension);
+  return bc !== null && bc.ca;
+}
+
+/**
+ * Verifies that `leaf` chains to one of the anchors, through intermediates
+ * from `chain` (XFCC `Chain=`, may include the leaf) and the anchors bundle.
+ * Checks each signature and that every issuer is a CA; returns the tightest
+ * validity window over the path so callers can check time per request.
+ */
+export async function verifyChain(
+  leaf: ParsedCertificate,
+  chain: readonly ParsedCertificate[],
+  anchors: TrustAnchors,
+  maxDepth = 5,
+): Promise<VerifyOutcome> {
+  try {
+    let current = leaf;
+    let notBefore = leaf.facts.notBefore;
+    let notAfter = leaf.facts.notAfter;
+    const intermediates = chain.filter((c) => c.facts.fingerprint !== leaf.facts.fingerprint);
+    for (let depth = 0; depth <= maxDepth; depth++) {
+      const issuerName = current.facts.issuer;
+      // A trusted root that signed `current` ends the path.
+      for (const root of anchors.roots) {
+        if (root.facts.subject !== issuerName) continue;
+        if (await current.cert.verify({ publicKey: root.cert.publicKey, signatureOnly: true })) {
+          return { ok: true, notBefore: Math.max(notBefore, root.facts.notBefore), notAfter: Math.min(notAfter, root.facts.notAfter) };
+        }
+      }
+      let next: ParsedCertificate | undefined;
+      for (const cand of intermediates) {
+        if (cand === current || cand.facts.subject !== issuerName || !isCa(cand.cert)) continue;
+        if (await current.cert.verify({ publicKey: cand.cert.publicKey, signatureOnly: true })) {
+          next = cand;
+          break;
+        }
+      }
+      if (next === undefined) return { ok: false, error: `issuer "${issuerName}" is not a trusted CA and no chain certificate links to one` };
+      notBefore = Math.max(notBefore, next.facts.notBefore);
+      notAfter = Math.min(notAfter, next.facts.notAfter);
+      current = next;
+    }
+    return { ok: false, error: `chain longer than ${maxDepth} certificates` };
+  } catch (e) {
+    return { ok: false, error: `chain verification failed (${e instanceof Error ? e.message : String(e)})` };
+  }
+}

@@ -1,0 +1,380 @@
+/**
+ * The `mtls` stage: establishes the caller's identity from its client
+ * certificate, taken from the Check's peer (`source.certificate` /
+ * `source.principal`) or from x-forwarded-client-cert (XFCC), following the
+ * trust rules of envoy-contract §3:
+ *
+ * - XFCC is read only on gateways with `mtls: true` (elsewhere a client could
+ *   have written it; the core also strips it there).
+ * - When the peer is one of `identity.mtls.trustedProxies` (a sidecar behind
+ *   the gateway), the client is the XFCC element that proxy chain added.
+ * - Otherwise the peer is the client and wins: an XFCC that describes another
+ *   certificate is a forgery (401 `xfcc_peer_mismatch`, or ignored).
+ *
+ * The warm path (a certificate seen before) is synchronous: one XFCC scan,
+ * one LRU lookup, a hash compare, a validity compare and a memoized mapping.
+ * Only the first sight of a certificate with CA verification on awaits
+ * (WebCrypto signature checks), and that result is memoized too.
+ */
+import { z } from 'zod';
+import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
+import type { CheckContext } from '../pipeline/context.js';
+import type { StageDefinition } from '../stages/stage.js';
+import { parseXfcc, selectClientElement, type XfccElement } from './xfcc.js';
+import { CertificateCache, decodeChain, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
+import { mapIdentity, sanSourceOf, type MappingResult, type SanSource } from './mapping.js';
+import { compileMtls, MtlsConfigError, type CompiledMtls } from './profile.js';
+import type { XfccOptions } from './config.js';
+
+const XFCC = 'x-forwarded-client-cert';
+
+const schema = z.strictObject({
+  type: z.literal('mtls'),
+  /** When true, a request without any client certificate continues without identity instead of a 401. */
+  optional: z.boolean().default(false),
+  /** Overrides `identity.mtls.xfcc` for this route (e.g. a sidecar profile behind the gateway). */
+  xfcc: z
+    .strictObject({
+      mode: z.enum(['sanitize_set', 'append_forward']).optional(),
+      trustedHops: z.number().int().min(1).max(8).optional(),
+    })
+    .optional(),
+});
+type Options = z.infer<typeof schema>;
+
+/** The audit record of a successful mapping; memoized per certificate and rule set. */
+interface MappedMemo {
+  readonly result: MappingResult | undefined;
+  readonly audit: Readonly<Record<string, unknown>>;
+}
+
+const EMPTY: readonly string[] = Object.freeze([]);
+
+/** Every value the proxy listed is one of the certificate's (older Envoys list only the first URI SAN). */
+function allIn(listed: readonly string[], actual: readonly string[]): boolean {
+  for (const v of listed) if (!actual.includes(v)) return false;
+  return true;
+}
+
+/** Envoy's principal rule applied to an XFCC element: first URI, else first DNS, else Subject. */
+function elementPrincipal(e: XfccElement, facts: CertificateFacts | undefined): string {
+  return e.uri[0] ?? facts?.sans.uri[0] ?? e.dns[0] ?? facts?.sans.dns[0] ?? e.subject;
+}
+
+/** The SANs a bare principal string stands for (Envoy: URI SAN, else DNS SAN, else subject). */
+function principalSource(principal: string): SanSource {
+  if (principal.includes('://')) return { uri: [principal], dns: EMPTY, email: EMPTY, ip: EMPTY, subject: '' };
+  if (/^[A-Za-z0-9*][A-Za-z0-9.*-]*$/.test(principal)) return { uri: EMPTY, dns: [principal], email: EMPTY, ip: EMPTY, subject: '' };
+  return { uri: EMPTY, dns: EMPTY, email: EMPTY, ip: EMPTY, subject: principal };
+}
+
+function certAudit(facts: CertificateFacts): Record<string, unknown> {
+  return {
+    serial: facts.serial,
+    fingerprint: facts.fingerprint,
+    subject: facts.subject,
+    issuer: facts.issuer,
+    sans: facts.sans,
+    not_after: new Date(facts.notAfter).toISOString(),
+  };
+}
+
+class MtlsStage {
+  readonly type = 'mtls';
+  private readonly xfcc: XfccOptions;
+  private readonly parseOptions: { maxLength: number; maxElements: number };
+  private readonly required: StageResult;
+
+  constructor(
+    private readonly profile: CompiledMtls,
+    private readonly cache: CertificateCache,
+    private readonly chains: Map<string, ReturnType<typeof decodeChain>>,
+    private readonly options: Options,
+  ) {
+    this.xfcc = { ...profile.xfcc, ...stripUndefined(options.xfcc ?? {}) };
+    this.parseOptions = { maxLength: this.xfcc.maxBytes, maxElements: Math.max(8, this.xfcc.trustedHops + 4) };
+    this.required = options.optional ? CONTINUE : deny(401, 'client_certificate_required', 'no client certificate: no peer certificate or principal, and no XFCC');
+  }
+
+  run(ctx: CheckContext): StageResult | Promise<StageResult> {
+    const req = ctx.request;
+    const peerCert = req.source.certificate;
+    const peerPrincipal = req.source.principal;
+    const header = ctx.gateway.mtls ? req.headers[XFCC] : undefined;
+    const hasXfcc = header !== undefined && header !== '';
+
+    if (peerPrincipal !== '' && this.profile.trustedProxies.has(peerPrincipal)) {
+      // A trusted proxy is talking to us: the client is in the XFCC it added.
+      if (!hasXfcc) {
+        if (this.options.optional) return CONTINUE;
+        // The proxy (not the client) left the certificate out: a setup problem, not an authentication failure to count.
+        ctx.audit['mtls'] = { peer_principal: peerPrincipal, error: 'client_certificate_required' };
+        return deny(401, 'client_certificate_required', `peer ${peerPrincipal} is a trusted proxy but sent no XFCC${ctx.gateway.mtls ? '' : ` (gateway ${ctx.gateway.name} is not mtls: XFCC ignored)`}`);
+      }
+      ctx.audit['mtls_via'] = 'xfcc';
+      return this.fromXfcc(ctx, header);
+    }
+
+    if (peerCert !== '') {
+      const entry = this.cache.get(peerCert);
+      if (hasXfcc) {
+        const mismatch = this.checkPeerAgainstXfcc(ctx, header, entry.result.ok ? entry.result.value.facts : undefined, peerPrincipal);
+        if (mismatch !== undefined) return mismatch;
+      }
+      ctx.audit['mtls_via'] = 'peer_certificate';
+      return this.fromEntry(ctx, entry, '');
+    }
+
+    if (peerPrincipal !== '') {
+      if (hasXfcc) {
+        // Same client seen twice (e.g. Istio ingress with SANITIZE_SET): the XFCC element carries the
+        // certificate the principal was computed from; use it for the full facts if it agrees.
+        const parsed = this.clientElement(header);
+        if ('element' in parsed) {
+          const e = parsed.element;
+          const entry = e.cert !== '' ? this.cache.get(e.cert, e.hash) : undefined;
+          const facts = entry?.result.ok ? entry.result.value.facts : undefined;
+          if (elementPrincipal(e, facts) === peerPrincipal) {
+            ctx.audit['mtls_via'] = 'xfcc_matching_peer';
+            return this.fromElement(ctx, e);
+          }
+        }
+        if (this.profile.onPeerMismatch === 'deny') {
+          const why = 'error' in parsed ? parsed.error : `XFCC names ${elementPrincipal(parsed.element, undefined) || '(nothing)'}`;
+          return this.fail(ctx, 401, 'xfcc_peer_mismatch', `peer principal ${peerPrincipal} disagrees with XFCC: ${why}`, undefined, { peer_principal: peerPrincipal });
+        }
+        ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
+      }
+      ctx.audit['mtls_via'] = 'peer_principal';
+      return this.mapAndSet(ctx, principalSource(peerPrincipal), undefined, { principal: peerPrincipal });
+    }
+
+    if (hasXfcc) {
+      ctx.audit['mtls_via'] = 'xfcc';
+      return this.fromXfcc(ctx, header);
+    }
+    if (!ctx.gateway.mtls && req.headers[XFCC] !== undefined) ctx.audit['mtls_xfcc'] = 'ignored_not_mtls_gateway';
+    return this.required;
+  }
+
+  private clientElement(header: string): { element: XfccElement } | { error: string } {
+    const parsed = parseXfcc(header, this.parseOptions);
+    if (!parsed.ok) return { error: parsed.error };
+    return selectClientElement(parsed.elements, this.xfcc.mode, this.xfcc.trustedHops);
+  }
+
+  /** Peer certificate present beside XFCC: they must describe the same certificate. */
+  private checkPeerAgainstXfcc(ctx: CheckContext, header: string, peer: CertificateFacts | undefined, peerPrincipal: string): StageResult | undefined {
+    const parsed = this.clientElement(header);
+    let agrees = false;
+    if ('element' in parsed && peer !== undefined) {
+      const e = parsed.element;
+      if (e.hash !== '') agrees = e.hash.toLowerCase() === peer.fingerprint;
+      else if (e.cert !== '') {
+        const r = this.cache.get(e.cert, e.hash).result;
+        agrees = r.ok && r.value.facts.fingerprint === peer.fingerprint;
+      }
+    }
+    if (agrees) return undefined;
+    if (this.profile.onPeerMismatch === 'ignore') {
+      ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
+      return undefined;
+    }
+    return this.fail(ctx, 401, 'xfcc_peer_mismatch', `XFCC does not describe the peer certificate${'error' in parsed ? ` (${parsed.error})` : ''}`, peer, peerPrincipal === '' ? undefined : { peer_principal: peerPrincipal });
+  }
+
+  private fromXfcc(ctx: CheckContext, header: string): StageResult | Promise<StageResult> {
+    const parsed = parseXfcc(header, this.parseOptions);
+    if (!parsed.ok) return this.fail(ctx, 401, 'malformed_xfcc', parsed.error);
+    const picked = selectClientElement(parsed.elements, this.xfcc.mode, this.xfcc.trustedHops);
+    if ('error' in picked) return this.fail(ctx, 401, 'malformed_xfcc', picked.error);
+    return this.fromElement(ctx, picked.element);
+  }
+
+  /** Checks the chosen XFCC element against its own certificate, then the certificate itself. */
+  private fromElement(ctx: CheckContext, e: XfccElement): StageResult | Promise<StageResult> {
+    if (e.cert === '') {
+      if (this.xfcc.requireCert) return this.fail(ctx, 401, 'xfcc_missing_cert', 'the XFCC element has no Cert= (configure the gateway to forward the certificate)');
+      // Only SAN strings to go on: nothing to check validity, issuer or deny list against.
+      return this.mapAndSet(ctx, { uri: e.uri, dns: e.dns, email: EMPTY, ip: EMPTY, subject: e.subject }, undefined, { xfcc_hash: e.hash });
+    }
+    const entry = this.cache.get(e.cert, e.hash);
+    if (!entry.result.ok) return this.fail(ctx, 401, 'bad_certificate', `XFCC Cert: ${entry.result.error}`);
+    const facts = entry.result.value.facts;
+    if (e.hash === '') {
+      if (this.xfcc.requireHash) return this.fail(ctx, 401, 'xfcc_missing_hash', 'the XFCC element has no Hash=', facts);
+    } else if (e.hash.length !== 64 || e.hash.toLowerCase() !== facts.fingerprint) {
+      return this.fail(ctx, 401, 'xfcc_hash_mismatch', `Hash=${e.hash.slice(0, 64)} is not the SHA-256 of the certificate`, facts);
+    }
+    // URI=/DNS= are what the proxy read from this same certificate; a value it does not hold means tampering.
+    if (!allIn(e.uri, facts.sans.uri) || !allIn(e.dns, facts.sans.dns)) {
+      return this.fail(ctx, 401, 'xfcc_san_mismatch', 'URI=/DNS= in XFCC differ from the certificate SANs', facts);
+    }
+    return this.fromEntry(ctx, entry, e.chain);
+  }
+
+  /** Checks a decoded certificate (deny list, validity, issuer) and maps it. */
+  private fromEntry(ctx: CheckContext, entry: CacheEntry, chain: string): StageResult | Promise<StageResult> {
+    if (!entry.result.ok) return this.fail(ctx, 401, 'bad_certificate', `peer certificate: ${entry.result.error}`);
+    const parsed = entry.result.value;
+    const facts = parsed.facts;
+    const p = this.profile;
+    if (p.denyFingerprints.has(facts.fingerprint) || p.denySerials.has(facts.serial)) {
+      return this.fail(ctx, 401, 'certificate_revoked', `certificate serial ${facts.serial} is on identity.mtls.deny`, facts);
+    }
+    const now = Date.now();
+    const validity = this.checkValidity(ctx, facts, facts.notBefore, facts.notAfter, now);
+    if (validity !== undefined) return validity;
+    if (p.anchors !== undefined) {
+      const v = entry.verified;
+      let outcome: VerifyOutcome | Promise<VerifyOutcome>;
+      if (v !== undefined && v.anchors === p.anchors && v.chain === chain) {
+        outcome = v.outcome;
+      } else {
+        const chainCerts = this.decodeChainCached(chain);
+        if (!chainCerts.ok) return this.fail(ctx, 401, 'bad_certificate', `XFCC Chain: ${chainCerts.error}`, facts);
+        const pending = verifyChain(parsed, chainCerts.certs, p.anchors);
+        const slot = { anchors: p.anchors, chain, outcome: pending as VerifyOutcome | Promise<VerifyOutcome> };
+        entry.verified = slot;
+        void pending.then((o) => {
+          // Replace the promise with its value so later Checks stay synchronous.
+          if (entry.verified === slot) entry.verified = { anchors: slot.anchors, chain, outcome: o };
+        });
+        outcome = pending;
+      }
+      if (outcome instanceof Promise) return outcome.then((o) => this.afterVerify(ctx, entry, parsed, o));
+      return this.afterVerify(ctx, entry, parsed, outcome);
+    }
+    return this.mapEntry(ctx, entry, facts);
+  }
+
+  private afterVerify(ctx: CheckContext, entry: CacheEntry, parsed: ParsedCertificate, o: VerifyOutcome): StageResult {
+    const facts = parsed.facts;
+    if (!o.ok) return this.fail(ctx, 401, 'untrusted_issuer', o.error, facts);
+    // An intermediate can expire before the leaf does.
+    const validity = this.checkValidity(ctx, facts, o.notBefore, o.notAfter, Date.now());
+    if (validity !== undefined) return validity;
+    return this.mapEntry(ctx, entry, facts);
+  }
+
+  private checkValidity(ctx: CheckContext, facts: CertificateFacts, notBefore: number, notAfter: number, now: number): StageResult | undefined {
+    const skew = this.profile.skewMs;
+    if (now + skew < notBefore) return this.fail(ctx, 401, 'certificate_not_yet_valid', `valid from ${new Date(notBefore).toISOString()}`, facts);
+    if (now - skew > notAfter) return this.fail(ctx, 401, 'certificate_expired', `expired ${new Date(notAfter).toISOString()}`, facts);
+    return undefined;
+  }
+
+  private decodeChainCached(chain: string): ReturnType<typeof decodeChain> {
+    if (chain === '') return { ok: true, certs: [] };
+    let r = this.chains.get(chain);
+    if (r === undefined) {
+      r = decodeChain(chain);
+      // A tiny bounded memo: chains repeat (one per issuing CA), and hostile variety just churns it.
+      if (this.chains.size >= 256) this.chains.clear();
+      this.chains.set(chain, r);
+    }
+    return r;
+  }
+
+  /** Maps a verified certificate, memoizing the result (and its audit record) per rule set. */
+  private mapEntry(ctx: CheckContext, entry: CacheEntry, facts: CertificateFacts): StageResult {
+    const rules = this.profile.rules;
+    let memo = entry.mapped?.rules === rules ? (entry.mapped.value as MappedMemo) : undefined;
+    if (memo === undefined) {
+      const result = mapIdentity(rules, sanSourceOf(facts), facts);
+      const audit = Object.freeze({
+        ...certAudit(facts),
+        rule: result?.rule,
+        identity: result ? { subject: result.identity.subject, kind: result.identity.kind, groups: result.identity.groups } : undefined,
+      });
+      memo = { result, audit };
+      entry.mapped = { rules, value: memo };
+    }
+    ctx.attributes.set('mtls.certificate', facts);
+    if (memo.result === undefined) {
+      ctx.audit['mtls'] = memo.audit;
+      return this.reportFailure(ctx, facts.fingerprint, deny(403, 'unknown_client_certificate', 'no identity.mtls rule matches the certificate SANs'));
+    }
+    ctx.identity = memo.result.identity;
+    ctx.audit['mtls'] = memo.audit;
+    return CONTINUE;
+  }
+
+  /** Maps SAN strings when no certificate is available (peer principal only). */
+  private mapAndSet(ctx: CheckContext, src: SanSource, facts: CertificateFacts | undefined, extra: Record<string, unknown>): StageResult {
+    const result = mapIdentity(this.profile.rules, src, facts);
+    ctx.audit['mtls'] = {
+      ...extra,
+      sans: { uri: src.uri, dns: src.dns },
+      subject: src.subject || undefined,
+      rule: result?.rule,
+      identity: result ? { subject: result.identity.subject, kind: result.identity.kind, groups: result.identity.groups } : undefined,
+    };
+    if (result === undefined) {
+      return this.reportFailure(ctx, undefined, deny(403, 'unknown_client_certificate', 'no identity.mtls rule matches the client principal'));
+    }
+    ctx.identity = result.identity;
+    return CONTINUE;
+  }
+
+  private fail(
+    ctx: CheckContext,
+    status: 401 | 403,
+    reason: string,
+    detail: string,
+    facts?: CertificateFacts,
+    extra?: Record<string, unknown>,
+  ): StageResult {
+    ctx.audit['mtls'] = { ...(facts ? certAudit(facts) : {}), ...extra, error: reason, error_detail: detail };
+    return this.reportFailure(ctx, facts?.fingerprint, deny(status, reason, detail));
+  }
+
+  private reportFailure(ctx: CheckContext, fingerprint: string | undefined, result: StageResult): StageResult {
+    if (fingerprint !== undefined) ctx.report('auth_failure', 'cert', fingerprint);
+    const ip = ctx.request.source.address;
+    if (ip !== '') ctx.report('auth_failure', 'ip', ip);
+    return result;
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
+
+/** Key under which the certificate cache lives in the service registry (survives reloads). */
+export function certificateCacheKey(size: number): string {
+  return `identity.mtls.certificate-cache:${size}`;
+}
+
+export const mtlsStage: StageDefinition<Options> = {
+  type: 'mtls',
+  schema,
+  description: 'Identify the caller by its mTLS client certificate (peer or x-forwarded-client-cert), mapped by identity.mtls.rules.',
+  create(options, ctx) {
+    const cfg = ctx.config.identity?.mtls;
+    if (cfg === undefined) throw new Error(`${ctx.path}: the mtls stage needs an identity.mtls section (rules, trust settings)`);
+    const profile = compileMtls(cfg);
+    const cache = ctx.services.get(certificateCacheKey(profile.cacheSize), () => new CertificateCache(profile.cacheSize));
+    const chains = ctx.services.get('identity.mtls.chain-memo', () => new Map<string, ReturnType<typeof decodeChain>>());
+    return new MtlsStage(profile, cache, chains, options);
+  },
+  validate(options, config) {
+    const problems: string[] = [];
+    const cfg = config.identity?.mtls;
+    if (cfg === undefined) problems.push('the mtls stage needs an identity.mtls section (rules, trust settings); see docs/mtls.md');
+    else {
+      try {
+        compileMtls(cfg);
+      } catch (e) {
+        if (e instanceof MtlsConfigError) problems.push(...e.problems);
+        else throw e;
+      }
+    }
+    const mode = options.xfcc?.mode ?? config.identity?.mtls?.xfcc.mode;
+    const hops = options.xfcc?.trustedHops ?? config.identity?.mtls?.xfcc.trustedHops ?? 1;
+    if (mode === 'sanitize_set' && hops !== 1) problems.push('xfcc.trustedHops: sanitize_set writes a single element, so trustedHops must be 1');
+    return problems;
+  },
+};

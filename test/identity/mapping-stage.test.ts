@@ -1,0 +1,231 @@
+/**
+ * Unit level: certificate decoding and its cache, SAN → identity mapping,
+ * and the mtls stage run directly on a CheckContext to observe what the
+ * gRPC answer does not show (FDS reports, ctx.attributes, the warm path
+ * staying synchronous).
+ */
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { createCa, issueCertificate, toXfcc, urlEncodePem, type CertificateAuthority, type IssuedCertificate } from '../../ext-authz/src/devcerts/generate.js';
+import { CertificateCache, decodeCertificate, type CertificateFacts } from '../../ext-authz/src/identity/certificate.js';
+import { compileRules, mapIdentity, sanSourceOf } from '../../ext-authz/src/identity/mapping.js';
+import { mappingRuleSchema } from '../../ext-authz/src/identity/config.js';
+import { parseConfigText } from '../../ext-authz/src/config/load.js';
+import { compileRouteTable, type RouteTable } from '../../ext-authz/src/routing/route-table.js';
+import { Metrics } from '../../ext-authz/src/observability/metrics.js';
+import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
+import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
+import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { httpCheck } from '../support/service.js';
+import { certificateCacheKey } from '../../ext-authz/src/identity/mtls-stage.js';
+
+describe('identity: certificates, mapping and the mtls stage', function () {
+  this.timeout(20_000);
+  let root: CertificateAuthority;
+  let alice: IssuedCertificate;
+  let multi: IssuedCertificate;
+  let bare: IssuedCertificate;
+
+  before(async () => {
+    root = await createCa();
+    alice = await issueCertificate({ ca: root, sans: { uri: ['spiffe://partners.example.com/org/acme/user/alice'] } });
+    multi = await issueCertificate({
+      ca: root,
+      subject: 'CN=multi,OU=Ops,O=Acme',
+      sans: { uri: ['https://not-spiffe.example', 'spiffe://td/ns/a/sa/b'], dns: ['a.example', 'b.example'], email: ['m@acme.example'], ip: ['192.0.2.1', '2001:db8::1'] },
+    });
+    bare = await issueCertificate({ ca: root, subject: 'CN=no-sans,O=Acme' });
+  });
+
+  describe('decoding', () => {
+    it('reads every SAN shape, subject and issuer in RFC 2253, serial, validity and the SHA-256 fingerprint', () => {
+      const r = decodeCertificate(urlEncodePem(multi.pem));
+      assert.ok(r.ok, r.ok ? '' : r.error);
+      const f = r.value.facts;
+      assert.deepEqual(f.sans, {
+        uri: ['https://not-spiffe.example', 'spiffe://td/ns/a/sa/b'],
+        dns: ['a.example', 'b.example'],
+        email: ['m@acme.example'],
+        ip: ['192.0.2.1', '2001:db8::1'],
+      });
+      assert.deepEqual(f.spiffe, ['spiffe://td/ns/a/sa/b']);
+      assert.equal(f.subject, 'O=Acme,OU=Ops,CN=multi');
+      assert.equal(f.issuer, 'CN=Passgate Dev Root CA');
+      assert.equal(f.fingerprint, multi.fingerprint);
+      assert.equal(f.serial, multi.serial);
+      assert.equal(f.notAfter, multi.cert.notAfter.getTime());
+      assert.equal(f.principal, 'https://not-spiffe.example');
+      // Plain (not URL-encoded) PEM decodes to the same facts.
+      const plain = decodeCertificate(multi.pem);
+      assert.ok(plain.ok && plain.value.facts.fingerprint === f.fingerprint);
+    });
+    it("Envoy's principal falls back to the first DNS SAN, then the subject", async () => {
+      const dnsOnly = await issueCertificate({ ca: root, sans: { dns: ['svc.example'] } });
+      const d = decodeCertificate(dnsOnly.pem);
+      assert.ok(d.ok && d.value.facts.principal === 'svc.example');
+      const b = decodeCertificate(bare.pem);
+      assert.ok(b.ok && b.value.facts.principal === 'O=Acme,CN=no-sans');
+    });
+    it('rejects empty, non-PEM, two certificates, bad base64 and non-certificate DER with a reason', () => {
+      const bad = (s: string) => {
+        const r = decodeCertificate(s);
+        assert.ok(!r.ok);
+        return r.error;
+      };
+      assert.match(bad(''), /empty/);
+      assert.match(bad('hello'), /not a PEM CERTIFICATE block/);
+      assert.match(bad(alice.pem + multi.pem), /more than one certificate/);
+      assert.match(bad('-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n'), /not a PEM/);
+      assert.match(bad('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'), /not a valid X.509 certificate/);
+      assert.match(bad('%E0%A4%A'), /URL encoding/);
+    });
+    it('the cache decodes a certificate once and then answers from memory (failures too), bounded by max', () => {
+      const cache = new CertificateCache(16);
+      const key = urlEncodePem(alice.pem);
+      const first = cache.get(key);
+      const second = cache.get(key);
+      assert.equal(first, second);
+      assert.equal(cache.misses, 1);
+      assert.equal(cache.hits, 1);
+      cache.get('garbage');
+      cache.get('garbage');
+      assert.equal(cache.misses, 2);
+      for (let i = 0; i < 40; i++) cache.get(`junk-${i}`);
+      assert.equal(cache.size, 16);
+    });
+    it('the fingerprint index never lets a claimed Hash select another certificate', () => {
+      const cache = new CertificateCache(16);
+      const a = urlEncodePem(alice.pem);
+      const m = urlEncodePem(multi.pem);
+      const first = cache.get(a, alice.fingerprint);
+      assert.equal(cache.get(a, alice.fingerprint), first, 'indexed by its real fingerprint');
+      const forged = cache.get(m, alice.fingerprint);
+      assert.ok(forged.result.ok && forged.result.value.facts.fingerprint === multi.fingerprint);
+      // And a claimed fingerprint that is not the real one is never indexed.
+      cache.get(urlEncodePem(bare.pem), multi.fingerprint);
+      const again = cache.get(m, multi.fingerprint);
+      assert.ok(again.result.ok && again.result.value.facts.fingerprint === multi.fingerprint);
+    });
+  });
+
+  describe('mapping rules', () => {
+    const facts = (c: IssuedCertificate): CertificateFacts => {
+      const r = decodeCertificate(c.pem);
+      assert.ok(r.ok);
+      return r.value.facts;
+    };
+    const compile = (rules: unknown[]) => compileRules(rules.map((r) => mappingRuleSchema.parse(r)), 'identity.mtls.rules');
+
+    it('exact, prefix, suffix and regex; first matching rule wins; builtins render', () => {
+      const rules = compile([
+        { name: 'exact', uri: { exact: 'spiffe://td/ns/a/sa/b' }, identity: { subject: 'svc-b', kind: 'service', attributes: { fp: '{fingerprint}', serial: '{serial}' } } },
+        { name: 'prefix', uri: { prefix: 'spiffe://td/ns/' }, identity: { subject: 'ns:{rest}', kind: 'service' } },
+        { name: 'email', email: { suffix: '@acme.example' }, identity: { subject: '{rest}', kind: 'user', groups: ['acme', 'mail:{san}'] } },
+        { name: 'subject', subject: { regex: 'O=(?<o>[^,]+),CN=(?<cn>.+)' }, identity: { subject: '{cn}', kind: 'user', attributes: { org: '{o}' } } },
+      ]);
+      const m = mapIdentity(rules, sanSourceOf(facts(multi)), facts(multi));
+      assert.equal(m?.rule, 'exact');
+      assert.equal(m?.identity.attributes['fp'], multi.fingerprint);
+      assert.equal(m?.identity.attributes['serial'], multi.serial);
+      const withoutExact = rules.slice(1);
+      assert.equal(mapIdentity(withoutExact, sanSourceOf(facts(multi)), facts(multi))?.identity.subject, 'ns:a/sa/b');
+      const mail = mapIdentity(rules.slice(2), sanSourceOf(facts(multi)), facts(multi));
+      assert.deepEqual([mail?.identity.subject, mail?.identity.groups], ['m', ['acme', 'mail:m@acme.example']]);
+      const subj = mapIdentity(rules.slice(3), sanSourceOf(facts(bare)), facts(bare));
+      assert.deepEqual([subj?.identity.subject, subj?.identity.attributes], ['no-sans', { org: 'Acme' }]);
+      assert.equal(subj?.identity.source, 'mtls');
+    });
+
+    it('regexes match the whole SAN, never a substring', () => {
+      const rules = compile([{ uri: { regex: 'spiffe://partners\\.example\\.com/org/(?<org>[^/]+)/user/(?<user>[^/]+)' }, identity: { subject: '{user}@{org}', kind: 'user' } }]);
+      const src = (uri: string) => ({ uri: [uri], dns: [], email: [], ip: [], subject: '' });
+      assert.equal(mapIdentity(rules, src('spiffe://partners.example.com/org/acme/user/alice'), undefined)?.identity.subject, 'alice@acme');
+      assert.equal(mapIdentity(rules, src('spiffe://partners.example.com/org/acme/user/alice/extra'), undefined), undefined);
+      assert.equal(mapIdentity(rules, src('x-spiffe://partners.example.com/org/acme/user/alice'), undefined), undefined);
+    });
+
+    it('an unknown placeholder is a compile error naming the key', () => {
+      assert.throws(
+        () => compile([{ uri: { prefix: 'a' }, identity: { subject: '{user}', kind: 'user', groups: ['{nope}'] } }]),
+        /identity\.mtls\.rules\[0\]\.identity\.subject: unknown placeholder \{user\}.*identity\.mtls\.rules\[0\]\.identity\.groups\[0\]: unknown placeholder \{nope\}/s,
+      );
+    });
+  });
+
+  describe('the mtls stage on a CheckContext', () => {
+    let table: RouteTable;
+    let services: ServiceRegistry;
+    before(() => {
+      services = new ServiceRegistry();
+      const config = parseConfigText(
+        `
+identity:
+  mtls:
+    rules:
+      - uri: { regex: "spiffe://partners\\\\.example\\\\.com/org/(?<org>[^/]+)/user/(?<user>[^/]+)" }
+        identity: { subject: "{user}@{org}", kind: user, attributes: { org: "{org}" } }
+gateways:
+  secure: { kind: secure, mtls: true, routes: [{ name: r, stages: [mtls] }] }
+  optional: { kind: secure, mtls: true, routes: [{ name: o, stages: [{ type: mtls, optional: true }] }] }
+`,
+        't.yaml',
+      );
+      table = compileRouteTable(config, { logger: pino({ level: 'silent' }), metrics: new Metrics(false), services });
+    });
+
+    function runStage(opts: { xfcc?: string; gateway?: string; address?: string }) {
+      const req = httpCheck({ gateway: opts.gateway ?? 'secure', headers: opts.xfcc ? { 'x-forwarded-client-cert': opts.xfcc } : {}, sourceAddress: opts.address ?? '198.51.100.9' });
+      const view = toRequestView(req);
+      const gw = table.selectGateway(view)!;
+      const route = table.selectRoute(gw, view);
+      const ctx = new CheckContext(view, gw, route, Date.now() + 1000, 't', 0);
+      return { ctx, result: route.stages[0]!.run(ctx) };
+    }
+
+    it('sets ctx.identity, ctx.attributes["mtls.certificate"] and the audit; the warm path is synchronous', () => {
+      const { ctx, result } = runStage({ xfcc: toXfcc(alice) });
+      assert.ok(!(result instanceof Promise), 'no CA configured: no await needed');
+      assert.equal((result as { kind: string }).kind, 'continue');
+      assert.equal(ctx.identity?.subject, 'alice@acme');
+      assert.deepEqual(ctx.identity?.attributes, { org: 'acme' });
+      assert.equal((ctx.attributes.get('mtls.certificate') as CertificateFacts).fingerprint, alice.fingerprint);
+      assert.equal((ctx.audit['mtls'] as Record<string, unknown>)['fingerprint'], alice.fingerprint);
+      assert.deepEqual(ctx.outcomes, []);
+      const cache = services.peek<CertificateCache>(certificateCacheKey(10_000))!;
+      const misses = cache.misses;
+      runStage({ xfcc: toXfcc(alice) });
+      assert.equal(cache.misses, misses, 'second sight must be a cache hit');
+    });
+
+    it('reports auth_failure for the certificate fingerprint and the source IP on a bad certificate', async () => {
+      const expired = await issueCertificate({ ca: root, sans: { uri: ['spiffe://partners.example.com/org/acme/user/old'] }, notBefore: new Date(Date.now() - 5e8), notAfter: new Date(Date.now() - 4e8) });
+      const { ctx, result } = runStage({ xfcc: toXfcc(expired) });
+      assert.equal((result as { kind: string; denial?: { reason: string } }).denial?.reason, 'certificate_expired');
+      assert.deepEqual(ctx.outcomes, [
+        { event: 'auth_failure', subjectKind: 'cert', subject: expired.fingerprint },
+        { event: 'auth_failure', subjectKind: 'ip', subject: '198.51.100.9' },
+      ]);
+      assert.equal(ctx.identity, undefined);
+    });
+
+    it('reports an unknown certificate and a malformed header (IP only when no fingerprint is known)', () => {
+      const unknown = runStage({ xfcc: toXfcc(multi) });
+      assert.equal((unknown.result as { denial?: { reason: string; status: number } }).denial?.status, 403);
+      assert.deepEqual(
+        unknown.ctx.outcomes.map((o) => o.subjectKind),
+        ['cert', 'ip'],
+      );
+      const malformed = runStage({ xfcc: 'Subject="unterminated' });
+      assert.deepEqual(malformed.ctx.outcomes, [{ event: 'auth_failure', subjectKind: 'ip', subject: '198.51.100.9' }]);
+    });
+
+    it('no certificate is not an auth failure, and an optional stage continues without identity', () => {
+      const required = runStage({});
+      assert.equal((required.result as { denial?: { reason: string } }).denial?.reason, 'client_certificate_required');
+      assert.deepEqual(required.ctx.outcomes, []);
+      const optional = runStage({ gateway: 'optional' });
+      assert.equal((optional.result as { kind: string }).kind, 'continue');
+      assert.equal(optional.ctx.identity, undefined);
+    });
+  });
+});
