@@ -1,0 +1,58 @@
+/**
+ * Load generator for bench:e2e, run in its own process so it does not share
+ * the event loop with the gateway: `connections` keep-alive clients each send
+ * requests back to back for `seconds`. Prints one JSON line of results.
+ * argv[2] = JSON { url, seconds, connections, ca?, cert?, key? }
+ */
+import http from 'node:http';
+import https from 'node:https';
+
+interface Job { url: string; seconds: number; connections: number; ca?: string; cert?: string; key?: string }
+const job = JSON.parse(process.argv[2] ?? '{}') as Job;
+const u = new URL(job.url);
+const isTls = u.protocol === 'https:';
+const agent = isTls
+  ? new https.Agent({ keepAlive: true, maxSockets: job.connections, ca: job.ca, cert: job.cert, key: job.key, servername: 'localhost' })
+  : new http.Agent({ keepAlive: true, maxSockets: job.connections });
+const lib = isTls ? https : http;
+
+const latencies: number[] = [];
+const statuses: Record<string, number> = {};
+let errors = 0;
+
+function once(): Promise<void> {
+  return new Promise((resolve) => {
+    const t0 = process.hrtime.bigint();
+    const req = lib.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, agent, method: 'GET' }, (res) => {
+      res.resume();
+      res.on('end', () => {
+        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
+        resolve();
+      });
+    });
+    req.on('error', () => {
+      errors++;
+      resolve();
+    });
+    req.end();
+  });
+}
+
+async function loop(until: number): Promise<void> {
+  while (Date.now() < until) await once();
+}
+
+// Warm up connections (TLS handshakes) before measuring.
+await Promise.all(Array.from({ length: job.connections }, () => once()));
+latencies.length = 0;
+for (const k of Object.keys(statuses)) delete statuses[k];
+errors = 0;
+const start = Date.now();
+const until = start + job.seconds * 1000;
+await Promise.all(Array.from({ length: job.connections }, () => loop(until)));
+const elapsed = (Date.now() - start) / 1000;
+latencies.sort((a, b) => a - b);
+const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
+process.stdout.write(`${JSON.stringify({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p90: pct(90), p99: pct(99), max: latencies[latencies.length - 1] ?? NaN, statuses, errors })}\n`);
+agent.destroy();

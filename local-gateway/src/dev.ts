@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: the whole Passgate chain on one machine, for development and
+ * testing only (the local gateway is NOT a production proxy):
+ *   Passgate service (local-gateway/config/dev.yaml: memory FDS store, static
+ *   Passport users, generated signing key)  +  echo upstream  +  local gateway
+ *   (HTTPS with client certificates, HTTP, sanitize/trace wasm filters, ext_authz).
+ * Creates `.dev-certs/` on first run and prints curl commands to paste.
+ *
+ * Environment overrides: PASSGATE_GRPC_PORT (9001), PASSGATE_ADMIN_PORT (9090),
+ * GATEWAY_HTTPS_PORT (8443), GATEWAY_HTTP_PORT (8080), UPSTREAM_PORT (8081),
+ * GATEWAY_HOST (127.0.0.1), PASSGATE_DEV_CONFIG, PASSGATE_DEV_CERTS (.dev-certs),
+ * PASSGATE_FDS_ADMIN_TOKEN (made up when unset).
+ */
+import { randomBytes } from 'node:crypto';
+import { join, relative } from 'node:path';
+import { ConfigError, loadConfigFile } from '../../ext-authz/src/config/load.js';
+import { createLogger } from '../../ext-authz/src/observability/logger.js';
+import { DEV_TOOL_NOTICE } from './gateway.js';
+import { DEV_CONFIG_PATH, REPO_ROOT, ensureDevCerts, ensureWasmBuilt, startStack, type Stack } from './stack.js';
+
+function port(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    process.stderr.write(`npm start: ${name}=${v} is not a port number (0-65535); unset it or fix it\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main(): Promise<void> {
+  say(`\n  ${DEV_TOOL_NOTICE}\n`);
+  const configPath = process.env['PASSGATE_DEV_CONFIG'] || DEV_CONFIG_PATH;
+  const certDir = process.env['PASSGATE_DEV_CERTS'] || join(REPO_ROOT, '.dev-certs');
+  const tokenWasSet = !!process.env['PASSGATE_FDS_ADMIN_TOKEN'];
+  // The FDS admin API needs a token; a throwaway one is fine for a dev run.
+  if (!tokenWasSet) process.env['PASSGATE_FDS_ADMIN_TOKEN'] = randomBytes(24).toString('base64url');
+  const token = process.env['PASSGATE_FDS_ADMIN_TOKEN']!;
+
+  let config;
+  try {
+    config = loadConfigFile(configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`npm start: ${err.message}\nNothing was started. Fix the file and start again.\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  ensureWasmBuilt(say);
+  const certs = await ensureDevCerts(certDir, say);
+  const host = process.env['GATEWAY_HOST'] || '127.0.0.1';
+  const logger = createLogger(config.logging.level);
+  let stack: Stack;
+  try {
+    stack = await startStack({
+      config,
+      certs,
+      host,
+      ports: {
+        grpc: port('PASSGATE_GRPC_PORT', config.server.grpc.port),
+        admin: port('PASSGATE_ADMIN_PORT', config.server.admin.port),
+        https: port('GATEWAY_HTTPS_PORT', 8443),
+        http: port('GATEWAY_HTTP_PORT', 8080),
+        upstream: port('UPSTREAM_PORT', 8081),
+      },
+      serviceLogger: logger,
+      gatewayLogger: logger.child({ component: 'local-gateway' }),
+    });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(
+      `npm start: cannot start: ${e.message}\n` +
+        (e.code === 'EADDRINUSE' ? 'A port is taken: stop the other process or pick ports with PASSGATE_GRPC_PORT, PASSGATE_ADMIN_PORT, GATEWAY_HTTPS_PORT, GATEWAY_HTTP_PORT, UPSTREAM_PORT.\n' : ''),
+    );
+    process.exit(1);
+  }
+
+  // The demo blocked user: mallory (blocked.pem) is in the FDS block list until restart.
+  const blocked = await fetch(`http://127.0.0.1:${stack.service.adminPort}/admin/fds/blocks`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ kind: 'user', subject: 'mallory', reason: 'npm start demo: a blocked user', ttl: 'none', createdBy: 'npm-start' }),
+  }).then(
+    (r) => (r.ok ? '' : `FDS admin API answered ${r.status}`),
+    (e: unknown) => `FDS admin API unreachable: ${String(e)}`,
+  );
+
+  const d = relative(process.cwd(), certs.dir) || '.';
+  const h = `https://localhost:${stack.httpsPort}`;
+  const tls = (name: string) => `--cacert ${d}/ca.pem --cert ${d}/${name}.pem --key ${d}/${name}-key.pem`;
+  say('');
+  say('  Passgate local chain is up (development and test only):');
+  say(`    service    gRPC 127.0.0.1:${stack.service.grpcPort}   admin http://127.0.0.1:${stack.service.adminPort}  (JWKS /.well-known/jwks.json, FDS /admin/fds/)`);
+  say(`    gateway    ${h} (client certificates, gateway=secure)   http://${host}:${stack.httpPort} (gateway=public)`);
+  say(`    upstream   echo http://${host}:${stack.echo.port}`);
+  say(`    config     ${relative(process.cwd(), configPath)}   certificates ${d}/`);
+  say('');
+  say('  Try:');
+  say('    # with a client certificate: 200, the echo shows the verified Passport and x-trace-id comes back');
+  say(`    curl -si ${tls('client')} ${h}/orders`);
+  say('    # without a client certificate: 401');
+  say(`    curl -si --cacert ${d}/ca.pem ${h}/orders`);
+  say('    # a blocked user (mallory, blocked in FDS at start): 403');
+  say(`    curl -si ${tls('blocked')} ${h}/orders`);
+  say('    # public gateway over plain HTTP');
+  say(`    curl -si http://${host}:${stack.httpPort}/public/hello`);
+  if (blocked) say(`\n  note: could not block mallory (${blocked}); the 403 example will answer 200`);
+  say(`\n  FDS admin: curl -s -H "authorization: Bearer ${tokenWasSet ? '$PASSGATE_FDS_ADMIN_TOKEN' : token}" http://127.0.0.1:${stack.service.adminPort}/admin/fds/blocks`);
+  say('  Ctrl-C stops everything.\n');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    say(`\n  ${signal}: stopping the local chain ...`);
+    const hard = setTimeout(() => process.exit(1), 5_000);
+    hard.unref();
+    stack.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`npm start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
