@@ -45,6 +45,7 @@ export class Checker {
   private state: TableState;
   private readonly audit: Logger;
   private readonly counterCache = new WeakMap<CompiledRoute, Map<string, { inc(): void }>>();
+  private readonly durationCache = new Map<string, { observe(v: number): void }>();
 
   constructor(
     table: RouteTable,
@@ -157,7 +158,12 @@ export class Checker {
     const verdict = decision.kind === 'allow' ? (decision.degraded ? 'allow_degraded' : 'allow') : 'deny';
     const reason = decision.kind === 'allow' ? decision.reason : decision.denial.reason;
     this.counter(gateway, route, verdict, reason).inc();
-    this.options.metrics.checkDuration.observe({ gateway: gateway.name }, seconds);
+    let duration = this.durationCache.get(gateway.name);
+    if (duration === undefined) {
+      duration = this.options.metrics.checkDuration.labels(gateway.name);
+      this.durationCache.set(gateway.name, duration);
+    }
+    duration.observe(seconds);
     if (!this.options.audit) return;
     this.audit.info(
       {
