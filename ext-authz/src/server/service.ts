@@ -96,8 +96,18 @@ export class PassgateService {
     return { config, logger: this.logger, metrics: this.metrics, services: this.services, admin: this.admin };
   }
 
+  /** Builds the route table; any failure to build a stage becomes a ConfigError naming its key. */
   private compile(config: PassgateConfig) {
-    return compileRouteTable(config, { logger: this.logger, metrics: this.metrics, services: this.services });
+    try {
+      return compileRouteTable(config, { logger: this.logger, metrics: this.metrics, services: this.services });
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      const problems = (err as { problems?: unknown }).problems;
+      throw new ConfigError(
+        this.options.configPath ?? '(inline)',
+        Array.isArray(problems) ? problems.map(String) : [(err as Error).message],
+      );
+    }
   }
 
   private readiness(): { ready: boolean; why?: string } {
@@ -108,8 +118,10 @@ export class PassgateService {
 
   /** Validates and swaps in a new config; on any problem the old one keeps serving. */
   async applyConfig(config: PassgateConfig): Promise<void> {
-    for (const cap of this.capabilities) await cap.reload?.(config, this.host(config));
+    // Compile first: a config whose stages cannot be built changes nothing at all,
+    // not even a capability's state (new Passport keys in the JWKS, new FDS rules).
     const table = this.compile(config);
+    for (const cap of this.capabilities) await cap.reload?.(config, this.host(config));
     const old = this.config.server;
     if (JSON.stringify(old) !== JSON.stringify(config.server)) {
       this.logger.warn('server.* settings changed: ports and limits apply after a restart; routes apply now');
