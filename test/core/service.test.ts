@@ -55,6 +55,13 @@ gateways:
       - name: fails-closed
         match: { path: { prefix: /fails-closed } }
         stages: [test-fail, allow]
+      - name: slow-finish-closed
+        match: { path: { prefix: /slow-finish-closed } }
+        stages: [{ type: test-slow-finish, ms: 2000 }, allow]
+      - name: slow-finish-open
+        match: { path: { prefix: /slow-finish-open } }
+        failureMode: open
+        stages: [{ type: test-slow-finish, ms: 2000 }, allow]
       - name: a-bit-slow
         match: { path: { prefix: /a-bit-slow } }
         stages: [{ type: test-sleep, ms: 300 }, allow]
@@ -218,6 +225,15 @@ describe('ext_authz service over gRPC', function () {
     const res = await run.check(httpCheck({ path: '/slow-open' }), 800);
     assert.ok(isOk(res));
     assert.equal(headerMap(res.ok_response?.headers)['x-passgate-degraded'], 'true');
+  });
+
+  it('a finish hook that overruns never turns into an allow on a closed route', async () => {
+    const closed = await run.check(httpCheck({ path: '/slow-finish-closed' }), 800);
+    assert.equal(closed.denied_response?.status?.code, 503);
+    assert.equal(JSON.parse(closed.denied_response!.body!).reason, 'deadline_exceeded');
+    const open = await run.check(httpCheck({ path: '/slow-finish-open' }), 800);
+    assert.ok(isOk(open));
+    assert.equal(headerMap(open.ok_response?.headers)['x-passgate-degraded'], 'true');
   });
 
   it('a throwing stage is a 503 deny on a closed route, never a gRPC error', async () => {

@@ -38,6 +38,17 @@ export function registerTestStages(): void {
     description: 'test: cannot decide',
     create: () => ({ type: 'test-fail', run: () => fail('dependency_unavailable', 'test dependency down') }),
   });
+  const slowFinish = z.strictObject({ type: z.literal('test-slow-finish'), ms: z.number() });
+  registerStageDefinition({
+    type: 'test-slow-finish',
+    schema: slowFinish,
+    description: 'test: a finish hook that takes its time',
+    create: (o: z.infer<typeof slowFinish>) => ({
+      type: 'test-slow-finish',
+      run: () => CONTINUE,
+      finish: () => new Promise<void>((resolve) => setTimeout(resolve, o.ms)),
+    }),
+  });
   const setter = z.strictObject({ type: z.literal('test-set-header'), name: z.string(), value: z.string() });
   registerStageDefinition({
     type: 'test-set-header',

@@ -1,6 +1,37 @@
-/** Long-lived parts of the fds capability (admin endpoints, connections); listed in server/capabilities.ts. */
+/** Long-lived parts of the fds capability (engine, admin endpoints); listed in server/capabilities.ts. */
 import type { Capability } from '../server/capability.js';
+import { createFdsAdminHandler } from './admin-api.js';
+import { FDS_ENGINE, FDS_METRICS, FdsEngine, FdsMetrics, type FdsHandle } from './engine.js';
+import { engineFor } from './fds-stage.js';
 
 export function fdsCapabilities(): Capability[] {
-  return [];
+  return [
+    {
+      name: 'fds',
+      async start(host) {
+        host.admin.routePrefix('/admin/fds/', createFdsAdminHandler(host.services, host.logger));
+        // Created here (not lazily by the first stage) so the admin API and pub/sub run even before traffic.
+        if (!host.config.fds) return;
+        const { engine } = engineFor(host.services, host.metrics, host.logger, host.config.fds);
+        // Give Redis one connect timeout so the first Checks find it; a Redis that is down does not stop the start.
+        const up = await engine.store.ready(host.config.fds.redis?.connectTimeoutMs ?? 0);
+        if (!up) host.logger.warn('FDS store not reachable at start; routes apply their failure mode until it is');
+      },
+      async reload(config, host) {
+        const settings = config.fds;
+        if (!settings) return; // an engine created for a bare `fds` stage keeps its defaults
+        const handle = host.services.peek<FdsHandle>(FDS_ENGINE);
+        if (!handle) {
+          engineFor(host.services, host.metrics, host.logger, settings);
+          return;
+        }
+        if (handle.engine.update(settings)) return;
+        // The store itself changed (Redis address, mode, prefix): connect anew, swap, then close the old one.
+        const metrics = host.services.get(FDS_METRICS, () => new FdsMetrics(host.metrics.registry));
+        const next = new FdsEngine(settings, host.logger.child({ component: 'fds' }), metrics);
+        await next.store.ready(settings.redis?.connectTimeoutMs ?? 0);
+        await handle.swap(next);
+      },
+    },
+  ];
 }

@@ -134,18 +134,32 @@ class ChainRun {
   }
 
   private finishOne(stage: Stage, decision: Decision): Decision | Promise<Decision> {
-    const onError = (err: unknown): Decision => {
-      this.env.logger.error({ err: describeError(err), stage: stage.type }, 'stage finish hook failed; decision kept');
-      return decision;
+    // A finish hook that fails or overruns must not turn into a silent allow on a
+    // fail-closed route: the route's failure mode applies, as for `run`.
+    const onFailure = (reason: string, detail: string): Decision => {
+      this.env.logger.warn({ stage: stage.type, reason, detail }, 'stage finish hook could not complete');
+      if (decision.kind === 'deny') return decision;
+      const mode = this.ctx.route.failureMode;
+      this.env.metrics.stageFailures.inc({ stage: stage.type, mode });
+      this.ctx.audit['failure'] = detail;
+      if (mode === 'closed') return { kind: 'deny', denial: { status: 503, reason, detail } };
+      this.ctx.degraded = true;
+      return { kind: 'allow', degraded: true, reason: 'allowed_degraded' };
     };
     try {
       const r = stage.finish!(this.ctx, decision);
       if (isPromise(r)) {
-        return withinDeadline(this.ctx, r).then((v) => (v === DEADLINE || v === undefined ? decision : v), onError);
+        return withinDeadline(this.ctx, r).then(
+          (v) =>
+            v === DEADLINE
+              ? onFailure('deadline_exceeded', `${stage.type} finish did not complete within the Check deadline`)
+              : (v ?? decision),
+          (err) => onFailure('stage_error', `${stage.type} finish: ${describeError(err)}`),
+        );
       }
       return r ?? decision;
     } catch (err) {
-      return onError(err);
+      return onFailure('stage_error', `${stage.type} finish: ${describeError(err)}`);
     }
   }
 }

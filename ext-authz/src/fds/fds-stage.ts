@@ -1,0 +1,238 @@
+/**
+ * The `fds` stage. Design (one round trip, zero when cached):
+ *
+ * - Put it FIRST in a route's chain. `run` is synchronous and does no I/O:
+ *   it denies at once when the client IP is in a blocked CIDR range or a
+ *   subject already known (so far) is in the in-process blocked cache.
+ * - `finish` runs after the chain decided (and after later stages' own
+ *   finish hooks, which may report outcomes). By then every subject is known
+ *   (identity, device, client id, certificate) and every outcome is in
+ *   `ctx.outcomes`. If any subject is cached as blocked, the decision becomes
+ *   403 `blocked` with no I/O. Otherwise ONE store call (one EVALSHA on
+ *   Redis) checks all subjects' blocks and updates every counter the
+ *   outcomes touch, creating blocks whose threshold was crossed.
+ * - A blocked subject turns the decision into 403 `blocked` (details only in
+ *   `ctx.audit.fds`). A block created by this very Check replaces an allow.
+ * - Store errors apply the route's failure mode here, as the core does for
+ *   `fail('fds_unavailable')`: closed → 503 `fds_unavailable`, open → allow
+ *   marked degraded. A deny already decided stays.
+ *
+ * Placed first, the stage also sees the denials of stages that stop the
+ * chain (a 401 from an identity stage), which is what detection counts.
+ */
+import { z } from 'zod';
+import { CONTINUE, type Decision, type StageResult } from '../pipeline/decision.js';
+import type { CheckContext } from '../pipeline/context.js';
+import type { Stage, StageDefinition } from '../stages/stage.js';
+import { BLOCKED_DENIAL, FDS_ENGINE, FDS_METRICS, FdsEngine, FdsHandle, FdsMetrics } from './engine.js';
+import { defaultFdsSettings } from './config.js';
+import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
+import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ServiceRegistry } from '../stages/services.js';
+import type { Logger } from 'pino';
+
+const schema = z.strictObject({
+  type: z.literal('fds'),
+  /** Subject kinds checked against the block lists on this route (all by default). */
+  check: z.array(z.enum(SUBJECT_KINDS)).min(1).default([...SUBJECT_KINDS]),
+  /** Feed this route's outcomes to the detection rules. */
+  count: z.boolean().default(true),
+});
+export type FdsStageOptions = z.infer<typeof schema>;
+
+const BLOCKED_RESULT: StageResult = Object.freeze({ kind: 'deny', denial: BLOCKED_DENIAL });
+const BLOCKED_DECISION: Decision = Object.freeze({ kind: 'deny', denial: BLOCKED_DENIAL });
+const DEGRADED_ALLOW: Decision = Object.freeze({ kind: 'allow', degraded: true, reason: 'allowed_degraded' });
+
+/**
+ * The shared engine handle, created on first use (the capability normally creates it from `fds:` first).
+ * Stages keep the handle, not the engine: a reload that changes the store swaps the engine inside it, and
+ * stages compiled before that swap (the core compiles before capabilities reload) follow at once.
+ */
+export function engineFor(services: ServiceRegistry, metrics: Metrics, logger: Logger, settings = defaultFdsSettings()): FdsHandle {
+  const fdsMetrics = services.get(FDS_METRICS, () => new FdsMetrics(metrics.registry));
+  return services.get(FDS_ENGINE, () => new FdsHandle(new FdsEngine(settings, logger.child({ component: 'fds' }), fdsMetrics)));
+}
+
+function certSubject(v: unknown): string | undefined {
+  if (typeof v !== 'string' || v === '') return undefined;
+  return v.replace(/:/g, '').toLowerCase();
+}
+
+function attr(ctx: CheckContext, name: string): unknown {
+  return ctx.attributes.get(name) ?? ctx.identity?.attributes[name];
+}
+
+export const fdsStage: StageDefinition<FdsStageOptions> = {
+  type: 'fds',
+  schema,
+  description: 'Fraud detection: deny blocked users, devices, IPs (and CIDR ranges), client ids and certificates; count outcomes and block on thresholds.',
+  create(options, factory): Stage {
+    const handle = engineFor(factory.services, factory.metrics, factory.logger, factory.config.fds ?? undefined);
+    const checks = new Set<SubjectKind>(options.check);
+    const checkIp = checks.has('ip');
+    const coreMetrics = factory.metrics;
+
+    function clientIp(ctx: CheckContext): string {
+      const s = handle.engine.settings.clientIp;
+      if (s.source === 'xff') {
+        const xff = ctx.request.headers['x-forwarded-for'];
+        if (xff) {
+          const parts = xff.split(',');
+          const pick = parts[parts.length - 1 - s.xffTrustedHops];
+          const ip = pick === undefined ? undefined : canonicalIp(pick.trim());
+          if (ip) return ip;
+        }
+      }
+      return canonicalIp(ctx.request.source.address) ?? '';
+    }
+
+    /** Every subject of this Check, in check order. */
+    function subjectsOf(ctx: CheckContext, ip: string): SubjectRef[] {
+      const out: SubjectRef[] = [];
+      if (ip !== '') out.push({ kind: 'ip', subject: ip });
+      const id = ctx.identity;
+      if (id && id.kind !== 'anonymous' && id.subject !== '') out.push({ kind: 'user', subject: id.subject });
+      if (id?.deviceId) out.push({ kind: 'device', subject: id.deviceId });
+      const names = handle.engine.settings.attributes;
+      const client = attr(ctx, names.client);
+      if (typeof client === 'string' && client !== '') out.push({ kind: 'client', subject: client });
+      const fp = certSubject(attr(ctx, names.certFingerprint));
+      if (fp) out.push({ kind: 'cert', subject: fp });
+      const serial = certSubject(attr(ctx, names.certSerial));
+      if (serial && serial !== fp) out.push({ kind: 'cert', subject: serial });
+      return out;
+    }
+
+    function blocked(ctx: CheckContext, r: BlockRecord, cached: boolean): void {
+      handle.engine.metrics.blockedChecks.inc({ kind: r.kind, cached: String(cached) });
+      ctx.audit['fds'] = {
+        blocked: { kind: r.kind, subject: r.subject, reason: r.reason, createdBy: r.createdBy, expiresAt: r.expiresAt, rule: r.rule, level: r.level },
+        cached,
+      };
+    }
+
+    function counterOps(ctx: CheckContext, decision: Decision, subjects: readonly SubjectRef[]): CounterOp[] {
+      const rules = handle.engine.rules;
+      const ops: CounterOp[] = [];
+      const route = ctx.route.name;
+      const add = (event: string, kind: string, subject: string) => {
+        const list = rules.byEvent.get(event)?.get(kind);
+        if (!list) return;
+        for (const rule of list) {
+          if (rule.routes && !rule.routes.has(route)) continue;
+          const existing = ops.find((o) => o.rule === rule.name && o.subject === subject);
+          if (existing) {
+            (existing as { increment: number }).increment++;
+            continue;
+          }
+          ops.push({
+            rule: rule.name,
+            kind: rule.kind,
+            subject,
+            increment: 1,
+            windowMs: rule.windowMs,
+            threshold: rule.threshold,
+            ttls: rule.ttls,
+            memoryMs: rule.memoryMs,
+            reason: rule.reason,
+          });
+        }
+      };
+      let ipFailure = false;
+      for (const o of ctx.outcomes) {
+        let subject = o.subject;
+        if (o.subjectKind === 'ip') {
+          subject = canonicalIp(subject) ?? '';
+          if (o.event === 'auth_failure') ipFailure = true;
+        } else if (o.subjectKind === 'cert') subject = certSubject(subject) ?? '';
+        if (subject !== '') add(o.event, o.subjectKind, subject);
+      }
+      for (const kind of rules.requestKinds) for (const s of subjects) if (s.kind === kind) add('request', kind, s.subject);
+      const ip = subjects[0]?.kind === 'ip' ? subjects[0].subject : '';
+      if (!ipFailure && ip !== '' && decision.kind === 'deny' && handle.engine.settings.authFailureStatuses.includes(decision.denial.status) && decision.denial !== BLOCKED_DENIAL) {
+        add('auth_failure', 'ip', ip);
+      }
+      return ops;
+    }
+
+    function unavailable(ctx: CheckContext, decision: Decision, err: unknown): Decision {
+      const mode = ctx.route.failureMode;
+      const detail = `fds: ${err instanceof Error ? err.message : String(err)}`;
+      coreMetrics.stageFailures.inc({ stage: 'fds', mode });
+      handle.engine.metrics.degraded.inc({ mode });
+      ctx.audit['failure'] = detail;
+      if (decision.kind === 'deny') return decision;
+      if (mode === 'closed') return { kind: 'deny', denial: { status: 503, reason: 'fds_unavailable', detail } };
+      ctx.degraded = true;
+      return DEGRADED_ALLOW;
+    }
+
+    return {
+      type: 'fds',
+      run(ctx): StageResult {
+        if (checkIp) {
+          const ip = clientIp(ctx);
+          if (ip !== '') {
+            const r = handle.engine.cached('ip', ip);
+            if (r) {
+              blocked(ctx, r, true);
+              return BLOCKED_RESULT;
+            }
+          }
+        }
+        // Placed after identity stages, the user and device are known already: stop a cached offender before later stages work.
+        const id = ctx.identity;
+        if (id !== undefined) {
+          const r =
+            (checks.has('user') && id.kind !== 'anonymous' && id.subject !== '' ? handle.engine.cached('user', id.subject) : undefined) ??
+            (checks.has('device') && id.deviceId ? handle.engine.cached('device', id.deviceId) : undefined);
+          if (r) {
+            blocked(ctx, r, true);
+            return BLOCKED_RESULT;
+          }
+        }
+        return CONTINUE;
+      },
+      finish(ctx, decision) {
+        if (decision.kind === 'deny' && decision.denial === BLOCKED_DENIAL) return;
+        const subjects = subjectsOf(ctx, clientIp(ctx));
+        const check: SubjectRef[] = [];
+        for (const s of subjects) {
+          if (!checks.has(s.kind)) continue;
+          const r = handle.engine.cached(s.kind, s.subject);
+          if (r) {
+            blocked(ctx, r, true);
+            return BLOCKED_DECISION;
+          }
+          check.push(s);
+        }
+        const ops = options.count ? counterOps(ctx, decision, subjects) : [];
+        if (check.length === 0 && ops.length === 0) return;
+        const left = ctx.remainingMs();
+        if (left <= 1) return unavailable(ctx, decision, new Error('no time left before the Check deadline'));
+        return handle.engine.evaluate(check, ops, left - 1).then(
+          (res): Decision | undefined => {
+            if (res.blocked) {
+              blocked(ctx, res.blocked, false);
+              return BLOCKED_DECISION;
+            }
+            if (res.created.length > 0) {
+              ctx.audit['fds'] = { created: res.created.map((c) => ({ kind: c.kind, subject: c.subject, rule: c.rule, level: c.level, ttlMs: c.ttlMs })) };
+              if (decision.kind === 'allow') {
+                const own = res.created.find((c) => check.some((s) => s.kind === c.kind && s.subject === c.subject));
+                if (own) {
+                  blocked(ctx, own, false);
+                  return BLOCKED_DECISION;
+                }
+              }
+            }
+            return undefined;
+          },
+          (err: unknown) => unavailable(ctx, decision, err),
+        );
+      },
+    };
+  },
+};

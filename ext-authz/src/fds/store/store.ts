@@ -1,0 +1,111 @@
+/**
+ * The storage behind FDS: block lists, sliding-window counters and offense
+ * history. Two implementations with the same semantics: memory (embedded
+ * default, one process) and Redis (shared by every replica). `evaluate` is
+ * the hot path: block checks and counter updates of one Check in one call
+ * (one Redis round trip).
+ */
+import type { SubjectKind } from '../subjects.js';
+
+export interface BlockRecord {
+  readonly kind: SubjectKind;
+  /** Canonical subject; for `ip` also a CIDR range like `10.0.0.0/8`. */
+  readonly subject: string;
+  readonly reason: string;
+  /** `admin:<who>` or `rule:<name>`. */
+  readonly createdBy: string;
+  /** Epoch ms. */
+  readonly createdAt: number;
+  /** null = until unblocked. */
+  readonly ttlMs: number | null;
+  readonly expiresAt: number | null;
+  /** Set for rule blocks: which rule and the offense level (1 = first block, 2 = escalated...). */
+  readonly rule?: string;
+  readonly level?: number;
+}
+
+export interface SubjectRef {
+  readonly kind: SubjectKind;
+  readonly subject: string;
+}
+
+/** One counter update: `increment` events for (rule, subject); blocks when the window holds `threshold`. */
+export interface CounterOp {
+  readonly rule: string;
+  readonly kind: SubjectKind;
+  readonly subject: string;
+  readonly increment: number;
+  readonly windowMs: number;
+  readonly threshold: number;
+  /** Block TTL by offense level: ttls[0] first time, ttls[1] second..., the last repeats. */
+  readonly ttls: readonly number[];
+  /** How long earlier offenses are remembered (recidive). */
+  readonly memoryMs: number;
+  readonly reason: string;
+}
+
+export interface EvaluateResult {
+  /** The first checked subject that is blocked, with its record. */
+  readonly blocked: BlockRecord | undefined;
+  /** Blocks created by this call's counter updates. */
+  readonly created: readonly BlockRecord[];
+}
+
+export interface RuleWindow {
+  readonly name: string;
+  readonly windowMs: number;
+}
+
+export interface CounterState {
+  readonly rule: string;
+  readonly count: number;
+}
+
+export interface Inspection {
+  readonly block: BlockRecord | undefined;
+  readonly counters: readonly CounterState[];
+  /** Earlier rule blocks still remembered for escalation. */
+  readonly offenses: number;
+}
+
+export interface ListPage {
+  readonly items: readonly BlockRecord[];
+  /** Pass back to get the next page; null when done. */
+  readonly next: string | null;
+}
+
+export type StoreEvent =
+  | { readonly type: 'unblock'; readonly kind: SubjectKind; readonly subject: string }
+  | { readonly type: 'cidr' }
+  /** The event stream may have had a gap (reconnect): drop every cached fact. */
+  | { readonly type: 'resync' };
+
+export interface FdsStore {
+  readonly kind: 'memory' | 'redis';
+  evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[]): Promise<EvaluateResult>;
+  /** Creates or replaces a block (CIDR ranges included). */
+  block(record: BlockRecord): Promise<void>;
+  /** Removes a block and tells every replica; false when there was none. */
+  unblock(kind: SubjectKind, subject: string): Promise<boolean>;
+  inspect(kind: SubjectKind, subject: string, rules: readonly RuleWindow[]): Promise<Inspection>;
+  list(cursor: string | null, count: number, kind?: SubjectKind): Promise<ListPage>;
+  /** Unexpired CIDR blocks. */
+  loadCidrs(): Promise<BlockRecord[]>;
+  /** Number of active blocks (for the gauge). */
+  countActive(): Promise<number>;
+  onEvent(listener: (event: StoreEvent) => void): void;
+  /** Resolves once connected, or after `limitMs` (never rejects: starting with the store down is allowed). */
+  ready(limitMs: number): Promise<boolean>;
+  /** True when commands can be sent now. */
+  readonly healthy: boolean;
+  close(): Promise<void>;
+}
+
+export function isCidr(subject: string): boolean {
+  return subject.includes('/');
+}
+
+/** Which TTL applies at offense `level` (1-based). */
+export function ttlForLevel(ttls: readonly number[], level: number): number {
+  return ttls[Math.min(level, ttls.length) - 1]!;
+}

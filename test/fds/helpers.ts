@@ -1,0 +1,225 @@
+/** Shared helpers for the FDS tests: real Redis, real PassgateService, real gRPC. */
+import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
+import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
+import { validateConfig } from '../../ext-authz/src/config/load.js';
+import { PassgateService } from '../../ext-authz/src/server/service.js';
+
+export const REDIS_URL = 'redis://127.0.0.1:6379';
+export const TOKEN = 'test-admin-token-0123456789abcdef';
+
+export function testPrefix(): string {
+  return `test:fds:${randomBytes(5).toString('hex')}:`;
+}
+
+/** Deletes every key under `prefix` (SCAN, never KEYS). */
+export async function cleanup(prefix: string, url = REDIS_URL): Promise<void> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await r.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (keys.length > 0) await r.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } catch {
+    // Redis gone (fault tests): nothing to clean.
+  } finally {
+    r.disconnect();
+  }
+}
+
+export interface RouteSpec {
+  name: string;
+  prefix: string;
+  failureMode?: 'open' | 'closed';
+  stages: unknown[];
+}
+
+export function config(fds: Record<string, unknown> | undefined, routes: RouteSpec[]) {
+  return validateConfig({
+    server: { grpc: { host: '127.0.0.1' }, admin: { host: '127.0.0.1' }, shutdownGraceMs: 500, defaultDeadlineMs: 1000 },
+    logging: { level: 'silent', audit: false },
+    gateways: {
+      edge: {
+        kind: 'public',
+        routes: routes.map((r) => ({ name: r.name, match: { path: { prefix: r.prefix } }, ...(r.failureMode ? { failureMode: r.failureMode } : {}), stages: r.stages })),
+      },
+    },
+    defaultGateway: 'edge',
+    ...(fds ? { fds } : {}),
+  });
+}
+
+export function redisFds(prefix: string, extra: Record<string, unknown> = {}, url = REDIS_URL): Record<string, unknown> {
+  return { store: 'redis', redis: { mode: 'single', url, keyPrefix: prefix, commandTimeoutMs: 50, reconnectMaxMs: 200 }, admin: { token: TOKEN }, ...extra };
+}
+
+export async function startService(cfg: ReturnType<typeof config>): Promise<PassgateService> {
+  return PassgateService.start({ config: cfg, grpcPort: 0, adminPort: 0, processMetrics: false, logger: pino({ level: 'silent' }) });
+}
+
+export interface CheckClient {
+  check(opts: { ip?: string; path?: string; headers?: Record<string, string>; deadlineMs?: number }): Promise<CheckResponse>;
+  close(): void;
+}
+
+export function checkClient(port: number): CheckClient {
+  const Ctor = grpc.makeClientConstructor(loadAuthorizationService().service, 'Authorization');
+  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Check(req: CheckRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: CheckResponse) => void): void;
+  };
+  return {
+    check({ ip = '198.51.100.1', path = '/api/x', headers = {}, deadlineMs = 2000 }) {
+      const req = {
+        attributes: {
+          source: { address: { socket_address: { address: ip, port_value: 40000 } } },
+          request: { http: { method: 'GET', path, host: 'edge.example', headers: { ':path': path, ...headers } } },
+          context_extensions: { gateway: 'edge' },
+        },
+      } as unknown as CheckRequest;
+      return new Promise((resolve, reject) => {
+        client.Check(req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+      });
+    },
+    close: () => client.close(),
+  };
+}
+
+/** HTTP status the client would get (200 for OK). */
+export function statusOf(res: CheckResponse): number {
+  if ((res.status?.code ?? 0) === 0) return 200;
+  return Number(res.denied_response?.status?.code ?? 403);
+}
+
+export function bodyOf(res: CheckResponse): string {
+  return String(res.denied_response?.body ?? '');
+}
+
+export function upstreamHeader(res: CheckResponse, name: string): string | undefined {
+  return res.ok_response?.headers?.find((h) => h.header?.key === name)?.header?.value;
+}
+
+export async function adminCall(port: number, method: string, path: string, body?: unknown, token: string | null = TOKEN): Promise<{ status: number; json: any }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+/** Polls until `cond` holds; throws with `what` after `limitMs` (a bound for liveness, not a speed assertion). */
+export async function eventually(what: string, cond: () => Promise<boolean> | boolean, limitMs = 5000): Promise<void> {
+  const end = Date.now() + limitMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await sleep(25);
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A private redis-server for fault tests (killable, pausable). */
+export class OwnRedis {
+  proc: ChildProcess | undefined;
+  constructor(readonly port: number) {}
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+  async start(): Promise<void> {
+    this.proc = spawn('/usr/bin/redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const r = new Redis(this.url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null });
+    r.on('error', () => undefined); // refused until the server listens; polled below
+    try {
+      await eventually('redis-server to answer', async () => {
+        try {
+          if (r.status !== 'ready') await r.connect().catch(() => undefined);
+          return (await r.ping()) === 'PONG';
+        } catch {
+          return false;
+        }
+      });
+    } finally {
+      r.disconnect();
+    }
+  }
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+  resume(): void {
+    this.proc?.kill('SIGCONT');
+  }
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    p.kill('SIGCONT');
+    const done = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await done;
+    this.proc = undefined;
+  }
+}
+
+/**
+ * Commands clients sent to Redis while `fn` ran, seen through MONITOR (which tags
+ * commands run inside scripts with source "lua": those are not round trips).
+ * Returns the client commands by name.
+ */
+export async function clientCommandsDuring(url: string, fn: () => Promise<void>): Promise<Map<string, number>> {
+  const r = new Redis(url);
+  const marker = new Redis(url);
+  const seen = new Map<string, number>();
+  const monitor = await r.monitor();
+  let markerSeen: (() => void) | undefined;
+  const token = `fds-monitor-end-${Math.random()}`;
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (args[0]?.toLowerCase() === 'echo' && args[1] === token) return markerSeen?.();
+    if (source === 'lua') return;
+    const name = String(args[0]).toLowerCase();
+    seen.set(name, (seen.get(name) ?? 0) + 1);
+  });
+  try {
+    await fn();
+    // MONITOR is asynchronous: wait until a marker sent after fn is seen, so every earlier command was.
+    const done = new Promise<void>((resolve) => (markerSeen = resolve));
+    await marker.echo(token);
+    await done;
+  } finally {
+    monitor.disconnect();
+    r.disconnect();
+    marker.disconnect();
+  }
+  return seen;
+}
+
+/** Counts of script/command calls on a Redis server (INFO commandstats). */
+export async function commandCalls(url: string): Promise<Map<string, number>> {
+  const r = new Redis(url);
+  try {
+    const info = await r.info('commandstats');
+    const out = new Map<string, number>();
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+    return out;
+  } finally {
+    r.disconnect();
+  }
+}
