@@ -18,7 +18,7 @@ const ROUTES = [
 ];
 
 describe('fds on Redis Cluster (3 local masters)', function () {
-  this.timeout(40_000);
+  this.timeout(60_000);
   const procs: ChildProcess[] = [];
   const ports: number[] = [];
   let dir: string;
@@ -70,7 +70,7 @@ describe('fds on Redis Cluster (3 local masters)', function () {
     };
     svc = await startService(config(fds, ROUTES));
     client = checkClient(svc.grpcPort);
-    await eventually('first Check through the cluster', async () => statusOf(await client!.check({ path: '/api' })) === 200, 10_000);
+    await eventually('first Check through the cluster', async () => statusOf(await client!.check({ path: '/api' })) === 200, 30_000);
   });
 
   after(async () => {
