@@ -2,7 +2,7 @@
 /**
  * `npm start`: the whole Passgate chain on one machine, for development and
  * testing only (the local gateway is NOT a production proxy):
- *   Passgate service (local-gateway/config/dev.yaml: memory FDS store, static
+ *   Passgate service (its embedded default config: memory FDS store, static
  *   Passport users, generated signing key)  +  echo upstream  +  local gateway
  *   (HTTPS with client certificates, HTTP, sanitize/trace wasm filters, ext_authz).
  * Creates `.dev-certs/` on first run and prints curl commands to paste.

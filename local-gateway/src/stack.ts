@@ -16,7 +16,8 @@ import { LocalGateway, type ExtAuthzOptions, type WasmFilterOptions } from './ga
 import { EchoUpstream } from './echo-upstream.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const DEV_CONFIG_PATH = join(REPO_ROOT, 'local-gateway', 'config', 'dev.yaml');
+/** `npm start` serves the service's embedded default config. */
+export { DEFAULT_CONFIG_PATH as DEV_CONFIG_PATH } from '../../ext-authz/src/config/load.js';
 
 export interface DevCerts {
   readonly dir: string;
