@@ -4,14 +4,13 @@
  */
 import { z } from 'zod';
 import { stageSchema } from '../stages/catalog.js';
+import { headerNameSchema, regexSchema } from './common.js';
 import { identityConfigSchema } from '../identity/config.js';
 import { fdsConfigSchema } from '../fds/config.js';
 import { passportConfigSchema } from '../passport/config.js';
 
 const port = z.number().int().min(0).max(65535);
-const headerName = z
-  .string()
-  .regex(/^[!#$%&'*+.^_`|~0-9a-z-]+$/, 'must be a lowercase HTTP header name (token characters only)');
+const headerName = headerNameSchema;
 
 export const failureMode = z.enum(['closed', 'open']);
 export type FailureMode = z.infer<typeof failureMode>;
@@ -19,15 +18,7 @@ export type FailureMode = z.infer<typeof failureMode>;
 export const GATEWAY_KINDS = ['app', 'public', 'secure', 'ssr', 'internal', 'egress'] as const;
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'] as const;
 
-function compiles(pattern: string): boolean {
-  try {
-    new RegExp(pattern);
-    return true;
-  } catch {
-    return false;
-  }
-}
-const regex = z.string().min(1).refine(compiles, { message: 'is not a valid regular expression' });
+const regex = regexSchema;
 const absolutePath = z.string().startsWith('/', 'must start with "/"');
 
 const pathMatch = z.union(

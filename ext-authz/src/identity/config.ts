@@ -5,17 +5,9 @@
  * certificate's SANs to an identity. Reference: docs/mtls.md.
  */
 import { z } from 'zod';
+import { regexSchema } from '../config/common.js';
 
-function compiles(pattern: string): boolean {
-  try {
-    new RegExp(pattern);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const regex = z.string().min(1).refine(compiles, { message: 'is not a valid regular expression' });
+const regex = regexSchema;
 
 /** One string matcher: exactly one of exact, prefix, suffix, regex (full match, named captures usable in templates). */
 export const stringMatchSchema = z.union(

@@ -6,9 +6,10 @@
  * the header limit is rejected at load, not at the first big user.
  */
 import { z } from 'zod';
+import { headerNameSchema } from '../config/common.js';
 import { worstCasePassportBytes, checkClaimValue } from './claims.js';
 
-const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9a-z-]+$/, 'must be a lowercase HTTP header name (token characters only)');
+const headerName = headerNameSchema;
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'use 1-32 lowercase letters, digits and "-", starting with a letter');
 const authLevel = z.enum(['LOW', 'HIGH', 'HIGHEST']);

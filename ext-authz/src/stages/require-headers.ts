@@ -1,21 +1,12 @@
 import { z } from 'zod';
+import { headerNameSchema, regexSchema } from '../config/common.js';
 import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
 import type { StageDefinition } from './stage.js';
 
 const headerRule = z.strictObject({
-  name: z.string().regex(/^[!#$%&'*+.^_`|~0-9a-z-]+$/, 'must be a lowercase HTTP header name'),
+  name: headerNameSchema,
   /** When set, the value must match this regular expression in full. */
-  pattern: z
-    .string()
-    .refine((p) => {
-      try {
-        new RegExp(p);
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'is not a valid regular expression')
-    .optional(),
+  pattern: regexSchema.optional(),
 });
 
 const schema = z.strictObject({
