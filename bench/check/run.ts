@@ -1,11 +1,15 @@
 /**
- * `npm run bench:check [-- --scenario core] [--duration 6] [--warmup 1.5]
- *  [--rates 100,1000,2000] [--concurrency 64] [--no-h2load] [--profile] [--quick]`
+ * `npm run bench:check [-- --scenario core|mtls|passport|full|all|core,mtls,...]
+ *  [--duration 6] [--warmup 1.5] [--rates 100,1000,2000] [--concurrency 64]
+ *  [--no-h2load] [--no-audit] [--profile] [--quick]`
  *
  * Drives Authorization/Check on Passgate, running as its own process over
  * loopback, from a separate load-generator process (grpc-js client; plus
  * h2load for the max-throughput row when installed), and does the same
  * against a no-op grpc-js Check server to get the throughput floor.
+ * Several scenarios run in one go against the same floor (one Passgate
+ * process per scenario, all side by side); the table then has "vs core"
+ * (throughput against the core scenario's same row) and "vs no-op".
  * Prints a Markdown table and writes .bench-out/check.json.
  */
 import { fork, execFileSync, type ChildProcess } from 'node:child_process';
@@ -35,7 +39,8 @@ const GOAL_RATIO = 0.8;
 // ---------------------------------------------------------------------------
 
 interface Options {
-  scenario: string;
+  scenarios: string[];
+  audit: boolean;
   durationMs: number;
   warmupMs: number;
   rates: number[];
@@ -46,7 +51,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { scenario: 'core', durationMs: 6000, warmupMs: 1500, rates: [100, 1000, 2000], concurrency: 64, h2load: true, profile: false, dist: false };
+  const opts: Options = { scenarios: ['core'], audit: true, durationMs: 6000, warmupMs: 1500, rates: [100, 1000, 2000], concurrency: 64, h2load: true, profile: false, dist: false };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
@@ -60,7 +65,12 @@ function parseArgs(argv: string[]): Options {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     switch (a) {
-      case '--scenario': opts.scenario = value(i++, a); break;
+      case '--scenario': {
+        const v = value(i++, a);
+        opts.scenarios = v === 'all' ? Object.keys(SCENARIOS) : [...new Set(v.split(',').map((x) => x.trim()).filter((x) => x !== ''))];
+        break;
+      }
+      case '--no-audit': opts.audit = false; break;
       case '--duration': opts.durationMs = num(value(i++, a), a) * 1000; break;
       case '--warmup': opts.warmupMs = num(value(i++, a), a) * 1000; break;
       case '--rates': opts.rates = value(i++, a).split(',').map((r) => num(r, a)); break;
@@ -72,7 +82,11 @@ function parseArgs(argv: string[]): Options {
       default: throw new Error(`unknown argument "${a}"; see the header of bench/check/run.ts`);
     }
   }
-  if (!SCENARIOS[opts.scenario]) throw new Error(`--scenario: unknown "${opts.scenario}"; known: ${Object.keys(SCENARIOS).join(', ')}`);
+  for (const name of opts.scenarios) {
+    if (!SCENARIOS[name]) throw new Error(`--scenario: unknown "${name}"; known: ${Object.keys(SCENARIOS).join(', ')}, all (or a comma-separated list)`);
+  }
+  if (opts.scenarios.length === 0) throw new Error('--scenario: name at least one scenario');
+  if (opts.profile && opts.scenarios.length > 1) throw new Error('--profile profiles one scenario: pass a single --scenario');
   return opts;
 }
 
@@ -89,7 +103,8 @@ function weightedSequence(mix: readonly MixEntry[], length = 2000): number[] {
   const total = mix.reduce((s, m) => s + m.weight, 0);
   const seq: number[] = [];
   mix.forEach((m, i) => {
-    const n = Math.round((m.weight / total) * length);
+    // At least once, so every entry (e.g. each of many pooled certificates) is exercised.
+    const n = Math.max(1, Math.round((m.weight / total) * length));
     for (let k = 0; k < n; k++) seq.push(i);
   });
   let a = 0x9e3779b9;
@@ -227,6 +242,8 @@ function runH2load(port: number, bodyFile: string, logFile: string, opts: Option
 // ---------------------------------------------------------------------------
 
 interface Row {
+  /** Scenario of a passgate row; undefined for the no-op floor (shared by all scenarios). */
+  scenario?: string;
   target: string;
   load: string;
   generator: 'grpc-js' | 'h2load';
@@ -241,9 +258,26 @@ interface Row {
   note?: string;
 }
 
+interface Files {
+  requests: string;
+  body: string;
+  h2log: string;
+}
+
+/** A scenario made ready to run: its config, mix and encoded request files. */
+interface ScenarioRun {
+  readonly name: string;
+  readonly description: string;
+  readonly prepared: PreparedScenario;
+  readonly workDir: string;
+  readonly files: Files;
+}
+
 interface TargetSpec {
   label: string;
   kind: 'passgate' | 'noop';
+  /** Config, mix and request files this target is driven with (the floor uses the first scenario's requests). */
+  run: ScenarioRun;
   audit?: boolean;
   /** Which rows to run. */
   rates: number[];
@@ -251,7 +285,8 @@ interface TargetSpec {
   h2load: boolean;
 }
 
-async function startTarget(spec: TargetSpec, prepared: PreparedScenario, workDir: string, opts: Options, extraNodeArgs: string[] = []): Promise<{ proc: Spawned; port: number }> {
+async function startTarget(spec: TargetSpec, opts: Options, extraNodeArgs: string[] = []): Promise<{ proc: Spawned; port: number }> {
+  const { prepared, workDir, name } = spec.run;
   const port = await freePort();
   if (spec.kind === 'noop') {
     const proc = spawnProcess('noop server', process.execPath, [...extraNodeArgs, '--import', 'tsx', join(HERE, 'noop-server.ts'), '--port', String(port)], { cwd: ROOT });
@@ -260,13 +295,13 @@ async function startTarget(spec: TargetSpec, prepared: PreparedScenario, workDir
   }
   const knobs: ServiceKnobs = { grpcPort: port, adminPort: await freePort(), audit: spec.audit ?? false, level: spec.audit ? 'info' : 'warn' };
   const configFile = join(workDir, `passgate-${spec.audit ? 'audit' : 'noaudit'}.yaml`);
-  writeFileSync(configFile, `# generated by bench/check/run.ts (scenario ${opts.scenario})\n${stringify(prepared.config(knobs))}`);
+  writeFileSync(configFile, `# generated by bench/check/run.ts (scenario ${name})\n${stringify(prepared.config(knobs))}`);
   const distMain = join(ROOT, 'dist/ext-authz/src/main.js');
   if (opts.dist && !existsSync(distMain)) throw new Error(`--dist: ${distMain} does not exist; run \`npm run build:ts\` or drop --dist`);
   const entry = opts.dist && existsSync(distMain) ? [distMain] : ['--import', 'tsx', join(ROOT, 'ext-authz/src/main.ts')];
   // With audit on, stdout is /dev/null: audit lines are written and discarded (the production default minus a log shipper).
   // Otherwise (level warn) stdout is kept, so warnings and errors during the run can be reported.
-  const proc = spawnProcess(spec.label, process.execPath, [...extraNodeArgs, ...entry, '--config', configFile], {
+  const proc = spawnProcess(`${spec.label} [${name}]`, process.execPath, [...extraNodeArgs, ...entry, '--config', configFile], {
     cwd: ROOT,
     env: { ...process.env, ...prepared.env },
     stdout: spec.audit ? 'ignore' : 'capture',
@@ -287,70 +322,74 @@ interface LiveTarget {
 /**
  * All targets run side by side (an idle server costs nothing) and each row is
  * measured on every target back to back, so a burst of background load on
- * this shared machine hits passgate and the floor alike instead of skewing
- * the ratio.
+ * this shared machine hits every scenario and the floor alike instead of
+ * skewing the ratios.
  */
-async function measureAll(specs: readonly TargetSpec[], prepared: PreparedScenario, files: { requests: string; body: string; h2log: string }, workDir: string, gen: LoadGen, opts: Options, h2: boolean): Promise<Row[]> {
+async function measureAll(specs: readonly TargetSpec[], gen: LoadGen, opts: Options, h2: boolean): Promise<Row[]> {
   const live: LiveTarget[] = [];
   const rows: Row[] = [];
-  const common = (t: LiveTarget) => ({ target: `127.0.0.1:${t.port}`, warmupMs: opts.warmupMs, durationMs: opts.durationMs, deadlineMs: 1000, requestsFile: files.requests });
+  const common = (t: LiveTarget) => ({ target: `127.0.0.1:${t.port}`, warmupMs: opts.warmupMs, durationMs: opts.durationMs, deadlineMs: 1000, requestsFile: t.spec.run.files.requests });
+  const scenarioOf = (t: LiveTarget) => (t.spec.kind === 'passgate' ? t.spec.run.name : undefined);
+  const name = (t: LiveTarget) => (t.spec.kind === 'passgate' ? `${t.spec.label} [${t.spec.run.name}]` : t.spec.label);
   const run = async (t: LiveTarget, cmd: Omit<RunCommand, 'id'>): Promise<RunResult> => {
     const r = await gen.run(cmd);
-    if (r.error) throw new Error(`load generator against ${t.spec.label}: ${r.error}`);
+    if (r.error) throw new Error(`load generator against ${name(t)}: ${r.error}`);
     return r;
   };
   try {
     for (const spec of specs) {
-      live.push({ spec, ...(await startTarget(spec, prepared, workDir, opts)) });
+      live.push({ spec, ...(await startTarget(spec, opts)) });
       const t = live[live.length - 1]!;
       if (spec.kind === 'passgate') {
-        const problems = await verifyMix(t.port, prepared.mix);
-        if (problems.length > 0) throw new Error(`the service answered the request mix wrongly; fix the scenario or the service:\n  ${problems.join('\n  ')}`);
-        process.stderr.write(`  ${spec.label}: all ${prepared.mix.length} mix entries got their expected decision\n`);
+        const { mix } = spec.run.prepared;
+        const problems = await verifyMix(t.port, mix);
+        if (problems.length > 0) throw new Error(`${name(t)} answered the request mix wrongly; fix the scenario or the service:\n  ${problems.join('\n  ')}`);
+        process.stderr.write(`  ${name(t)}: all ${mix.length} mix entries got their expected decision\n`);
       }
-      // JIT warm-up of the whole mix at full speed; each row then has its own warm-up at its own load.
-      process.stderr.write(`  ${spec.label}: warming up ...\n`);
+      // JIT warm-up of the whole mix at full speed (and, for the mTLS scenarios, every certificate into the cache);
+      // each row then has its own warm-up at its own load.
+      process.stderr.write(`  ${name(t)}: warming up ...\n`);
       await run(t, { ...common(t), mode: 'closed', concurrency: opts.concurrency, warmupMs: 0, durationMs: Math.max(1000, opts.warmupMs) });
     }
     for (const rate of opts.rates) {
       for (const t of live.filter((l) => l.spec.rates.includes(rate))) {
-        process.stderr.write(`  ${t.spec.label}: open loop ${rate} rps ...\n`);
+        process.stderr.write(`  ${name(t)}: open loop ${rate} rps ...\n`);
         const r = await run(t, { ...common(t), mode: 'open', rate });
-        rows.push({ target: t.spec.label, load: `${rate} rps`, generator: 'grpc-js', offeredRps: rate, achievedRps: r.achievedRps, latency: r.latency, sendLag: r.sendLag, latencyFromSend: r.latencyFromSend, errors: r.errors, errorSamples: r.errorSamples });
+        rows.push({ scenario: scenarioOf(t), target: t.spec.label, load: `${rate} rps`, generator: 'grpc-js', offeredRps: rate, achievedRps: r.achievedRps, latency: r.latency, sendLag: r.sendLag, latencyFromSend: r.latencyFromSend, errors: r.errors, errorSamples: r.errorSamples });
       }
     }
     for (const t of live.filter((l) => l.spec.closed)) {
-      process.stderr.write(`  ${t.spec.label}: closed loop, ${opts.concurrency} in flight ...\n`);
+      process.stderr.write(`  ${name(t)}: closed loop, ${opts.concurrency} in flight ...\n`);
       const r = await run(t, { ...common(t), mode: 'closed', concurrency: opts.concurrency });
-      rows.push({ target: t.spec.label, load: `max (${opts.concurrency} in flight)`, generator: 'grpc-js', concurrency: opts.concurrency, achievedRps: r.achievedRps, latency: r.latency, errors: r.errors, errorSamples: r.errorSamples });
+      rows.push({ scenario: scenarioOf(t), target: t.spec.label, load: `max (${opts.concurrency} in flight)`, generator: 'grpc-js', concurrency: opts.concurrency, achievedRps: r.achievedRps, latency: r.latency, errors: r.errors, errorSamples: r.errorSamples });
     }
     for (const t of live) gen.close(`127.0.0.1:${t.port}`);
     if (h2) {
       for (const t of live.filter((l) => l.spec.h2load)) {
-        process.stderr.write(`  ${t.spec.label}: h2load, ${opts.concurrency} streams ...\n`);
-        const r = runH2load(t.port, files.body, files.h2log, opts);
-        rows.push({ target: t.spec.label, load: `max (${opts.concurrency} streams)`, generator: 'h2load', concurrency: opts.concurrency, achievedRps: r.achievedRps, latency: r.latency, errors: r.errors, note: `one request: "${prepared.h2loadEntry}"` });
+        process.stderr.write(`  ${name(t)}: h2load, ${opts.concurrency} streams ...\n`);
+        const r = runH2load(t.port, t.spec.run.files.body, t.spec.run.files.h2log, opts);
+        rows.push({ scenario: scenarioOf(t), target: t.spec.label, load: `max (${opts.concurrency} streams)`, generator: 'h2load', concurrency: opts.concurrency, achievedRps: r.achievedRps, latency: r.latency, errors: r.errors, note: `one request: "${t.spec.run.prepared.h2loadEntry}"` });
       }
     }
   } finally {
     await Promise.all(live.map((t) => t.proc.stop()));
     for (const t of live) {
       if (t.spec.kind === 'passgate' && !t.spec.audit && t.proc.stdoutLines() > 0) {
-        serviceLogs.push(`${t.spec.label} logged ${t.proc.stdoutLines()} line(s) at warn or above; last ones:\n${t.proc.stdoutTail().split('\n').slice(-3).join('\n')}`);
+        serviceLogs.push(`${name(t)} logged ${t.proc.stdoutLines()} line(s) at warn or above; last ones:\n${t.proc.stdoutTail().split('\n').slice(-3).join('\n')}`);
       }
     }
   }
-  // Table order: by target, rows in the order they were defined.
-  const order = specs.map((s) => s.label);
-  return rows.map((r, i) => ({ r, i })).sort((x, y) => order.indexOf(x.r.target) - order.indexOf(y.r.target) || x.i - y.i).map((x) => x.r);
+  // Table order: by target (as defined: the floor, then each scenario with its +audit), rows in the order they were defined.
+  const order = (r: Row) => specs.findIndex((s) => s.label === r.target && (s.kind === 'noop' || s.run.name === r.scenario));
+  return rows.map((r, i) => ({ r, i })).sort((x, y) => order(x.r) - order(y.r) || x.i - y.i).map((x) => x.r);
 }
 
-async function profileService(prepared: PreparedScenario, files: { requests: string }, workDir: string, gen: LoadGen, opts: Options): Promise<ProfileSummary | undefined> {
-  const dir = join(workDir, 'cpuprof');
+async function profileService(run: ScenarioRun, gen: LoadGen, opts: Options): Promise<ProfileSummary | undefined> {
+  const dir = join(run.workDir, 'cpuprof');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const spec: TargetSpec = { label: 'passgate (profiled)', kind: 'passgate', audit: false, rates: [], closed: true, h2load: false };
-  const { proc, port } = await startTarget(spec, prepared, workDir, opts, ['--cpu-prof', '--cpu-prof-dir', dir]);
+  const spec: TargetSpec = { label: 'passgate (profiled)', kind: 'passgate', run, audit: false, rates: [], closed: true, h2load: false };
+  const { proc, port } = await startTarget(spec, opts, ['--cpu-prof', '--cpu-prof-dir', dir]);
   process.stderr.write('  profiling passgate under closed-loop max load ...\n');
   const warmupMs = 1000;
   const durationMs = 5000;
@@ -358,7 +397,7 @@ async function profileService(prepared: PreparedScenario, files: { requests: str
   let loadEnd = 0;
   try {
     loadStart = performance.now() + warmupMs;
-    await gen.run({ target: `127.0.0.1:${port}`, mode: 'closed', concurrency: opts.concurrency, warmupMs, durationMs, deadlineMs: 1000, requestsFile: files.requests });
+    await gen.run({ target: `127.0.0.1:${port}`, mode: 'closed', concurrency: opts.concurrency, warmupMs, durationMs, deadlineMs: 1000, requestsFile: run.files.requests });
     loadEnd = performance.now();
     gen.close(`127.0.0.1:${port}`);
   } finally {
@@ -386,14 +425,28 @@ function errorsText(e: Record<string, number>): string {
   return parts.length === 0 ? '0' : parts.join(', ');
 }
 
-function table(rows: Row[]): string {
+const NOOP = 'no-op floor';
+const sameRow = (a: Row, b: Row) => a.load === b.load && a.generator === b.generator;
+
+function ratio(ours: Row, base: Row | undefined): string {
+  return base && base !== ours && base.achievedRps > 0 ? (ours.achievedRps / base.achievedRps).toFixed(2) : '';
+}
+
+function table(rows: Row[], multi: boolean): string {
+  const hasCore = rows.some((r) => r.scenario === 'core');
+  // "vs core": the core scenario's row with the same target (passgate / +audit), load and generator.
+  const coreOf = (r: Row) => (r.scenario === undefined || r.scenario === 'core' ? undefined : rows.find((c) => c.scenario === 'core' && c.target === r.target && sameRow(c, r)));
+  const floorOf = (r: Row) => (r.scenario === undefined ? undefined : rows.find((f) => f.target === NOOP && sameRow(f, r)));
   return markdownTable(
-    ['target', 'load', 'generator', 'achieved rps', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors', 'send lag p99 ms', 'p99 from send ms'],
+    [...(multi ? ['scenario'] : []), 'target', 'load', 'generator', 'achieved rps', ...(multi && hasCore ? ['vs core'] : []), 'vs no-op', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors', 'send lag p99 ms', 'p99 from send ms'],
     rows.map((r) => [
+      ...(multi ? [r.scenario ?? '(all)'] : []),
       r.target,
       r.load,
       r.generator,
       r.achievedRps.toFixed(0),
+      ...(multi && hasCore ? [ratio(r, coreOf(r))] : []),
+      ratio(r, floorOf(r)),
       fmtMs(r.latency.p50),
       fmtMs(r.latency.p90),
       fmtMs(r.latency.p99),
@@ -406,83 +459,127 @@ function table(rows: Row[]): string {
   );
 }
 
-async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2));
-  const scenario = SCENARIOS[opts.scenario]!;
+interface Goals {
+  p99At1000: { value: number; goal: number; met: boolean } | null;
+  throughputRatio: Array<{ generator: string; ours: number; floor: number; ratio: number; goal: number; met: boolean }>;
+}
+
+/** Goal lines for one scenario (its passgate rows against the shared floor). */
+function goalsFor(scenario: string, rows: Row[], out: string[], prefix: string): Goals {
+  const mine = (r: Row) => r.scenario === scenario;
+  const goalRow = rows.find((r) => mine(r) && r.target === 'passgate' && r.load === `${GOAL_RATE} rps` && r.generator === 'grpc-js');
+  const ratios = (['grpc-js', 'h2load'] as const).flatMap((g) => {
+    const ours = rows.find((r) => mine(r) && r.target === 'passgate' && r.generator === g && r.load.startsWith('max'));
+    const floor = rows.find((r) => r.target === NOOP && r.generator === g && r.load.startsWith('max'));
+    return ours && floor ? [{ generator: g, ours: ours.achievedRps, floor: floor.achievedRps, ratio: ours.achievedRps / floor.achievedRps }] : [];
+  });
+  const auditMax = rows.find((r) => mine(r) && r.target === 'passgate +audit' && r.load.startsWith('max'));
+  const plainMax = rows.find((r) => mine(r) && r.target === 'passgate' && r.generator === 'grpc-js' && r.load.startsWith('max'));
+  if (goalRow) {
+    const met = goalRow.latency.p99 < GOAL_P99_MS;
+    const fromSend = goalRow.latencyFromSend ? `; ${fmtMs(goalRow.latencyFromSend.p99)} ms counted from the actual send, generator send lag p99 ${fmtMs(goalRow.sendLag?.p99 ?? NaN)} ms` : '';
+    out.push(`- ${prefix}p99 at ${GOAL_RATE} rps: **${fmtMs(goalRow.latency.p99)} ms** from the scheduled send (goal < ${GOAL_P99_MS} ms; OPA-Envoy published 3.0 ms there) → ${met ? 'MET' : 'MISSED'}${fromSend}`);
+  }
+  for (const r of ratios) {
+    out.push(`- ${prefix}throughput vs no-op floor (${r.generator}): ${r.ours.toFixed(0)} / ${r.floor.toFixed(0)} rps = **${r.ratio.toFixed(2)}** (goal ≥ ${GOAL_RATIO}) → ${r.ratio >= GOAL_RATIO ? 'MET' : 'MISSED'}`);
+  }
+  if (auditMax && plainMax) out.push(`- ${prefix}audit logging on: ${auditMax.achievedRps.toFixed(0)} vs ${plainMax.achievedRps.toFixed(0)} rps at max (grpc-js generator) = ${(auditMax.achievedRps / plainMax.achievedRps).toFixed(2)} of audit-off throughput`);
+  return {
+    p99At1000: goalRow ? { value: goalRow.latency.p99, goal: GOAL_P99_MS, met: goalRow.latency.p99 < GOAL_P99_MS } : null,
+    throughputRatio: ratios.map((r) => ({ ...r, goal: GOAL_RATIO, met: r.ratio >= GOAL_RATIO })),
+  };
+}
+
+/** Prepares one scenario and writes its encoded requests (mix bodies + weighted order) and h2load body. */
+async function prepareRun(name: string): Promise<ScenarioRun> {
+  const scenario = SCENARIOS[name]!;
   const workDir = join(OUT, 'check', scenario.name);
   mkdirSync(workDir, { recursive: true });
-  const startedAt = new Date();
-  const t0 = performance.now();
-
   const prepared = await scenario.prepare({ workDir });
-  const loadBefore = loadavg()[0]!;
-  const h2version = opts.h2load ? h2loadVersion() : undefined;
-  const h2 = h2version !== undefined;
-  const files = { requests: join(workDir, 'requests.json'), body: join(workDir, 'h2load-body.bin'), h2log: join(workDir, 'h2load.log') };
+  const files: Files = { requests: join(workDir, 'requests.json'), body: join(workDir, 'h2load-body.bin'), h2log: join(workDir, 'h2load.log') };
   const bodies = prepared.mix.map((m) => encode(m.request));
   writeFileSync(files.requests, JSON.stringify({ bodies: bodies.map((b) => b.toString('base64')), sequence: weightedSequence(prepared.mix) }));
   const h2index = prepared.mix.findIndex((m) => m.name === prepared.h2loadEntry);
-  if (h2index === -1) throw new Error(`scenario ${scenario.name}: h2loadEntry "${prepared.h2loadEntry}" names no mix entry`);
+  if (h2index === -1) {
+    await prepared.teardown?.();
+    throw new Error(`scenario ${scenario.name}: h2loadEntry "${prepared.h2loadEntry}" names no mix entry`);
+  }
   const h2body = bodies[h2index]!;
   const frame = Buffer.alloc(5 + h2body.length);
   frame.writeUInt8(0, 0); // not compressed
   frame.writeUInt32BE(h2body.length, 1);
   h2body.copy(frame, 5);
   writeFileSync(files.body, frame);
+  return { name: scenario.name, description: scenario.description, prepared, workDir, files };
+}
 
-  process.stderr.write(`bench:check scenario "${scenario.name}": ${scenario.description}\n`);
-  process.stderr.write(h2 ? `  h2load: ${h2version}\n` : `  h2load not available${opts.h2load ? ' (apt-get install -y nghttp2-client)' : ' (--no-h2load)'}: max-throughput rows use the grpc-js generator only\n`);
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const multi = opts.scenarios.length > 1;
+  const startedAt = new Date();
+  const t0 = performance.now();
 
+  const runs: ScenarioRun[] = [];
+  const loadBefore = loadavg()[0]!;
+  const h2version = opts.h2load ? h2loadVersion() : undefined;
+  const h2 = h2version !== undefined;
   const gen = new LoadGen();
   const rows: Row[] = [];
   let profile: ProfileSummary | undefined;
   try {
-    const targets: TargetSpec[] = [
-      { label: 'passgate', kind: 'passgate', audit: false, rates: opts.rates, closed: true, h2load: true },
-      { label: 'no-op floor', kind: 'noop', rates: opts.rates, closed: true, h2load: true },
-      { label: 'passgate +audit', kind: 'passgate', audit: true, rates: opts.rates.includes(GOAL_RATE) ? [GOAL_RATE] : [], closed: true, h2load: false },
-    ];
-    rows.push(...(await measureAll(targets, prepared, files, workDir, gen, opts, h2)));
-    if (opts.profile) profile = await profileService(prepared, files, workDir, gen, opts);
+    for (const name of opts.scenarios) {
+      runs.push(await prepareRun(name));
+      process.stderr.write(`bench:check scenario "${name}": ${SCENARIOS[name]!.description}\n`);
+    }
+    process.stderr.write(h2 ? `  h2load: ${h2version}\n` : `  h2load not available${opts.h2load ? ' (apt-get install -y nghttp2-client)' : ' (--no-h2load)'}: max-throughput rows use the grpc-js generator only\n`);
+    // The floor replays the core requests when core runs (else the first scenario's): what a Check costs with no work at all.
+    const floorRun = runs.find((r) => r.name === 'core') ?? runs[0]!;
+    const auditRates = opts.rates.includes(GOAL_RATE) ? [GOAL_RATE] : [];
+    const targets: TargetSpec[] = [{ label: NOOP, kind: 'noop', run: floorRun, rates: opts.rates, closed: true, h2load: true }];
+    for (const run of runs) {
+      targets.push({ label: 'passgate', kind: 'passgate', run, audit: false, rates: opts.rates, closed: true, h2load: true });
+      if (opts.audit) targets.push({ label: 'passgate +audit', kind: 'passgate', run, audit: true, rates: auditRates, closed: true, h2load: false });
+    }
+    // The floor first in the table, then each scenario in the order asked for.
+    rows.push(...(await measureAll(targets, gen, opts, h2)));
+    if (opts.profile) profile = await profileService(runs[0]!, gen, opts);
   } finally {
     gen.stop();
-    await prepared.teardown?.();
+    for (const r of runs) {
+      try {
+        await r.prepared.teardown?.();
+      } catch (err) {
+        process.stderr.write(`  teardown of scenario ${r.name} failed: ${(err as Error).message}\n`);
+      }
+    }
   }
 
-  // Goals
-  const at = (target: string, load: string, generator: Row['generator']) => rows.find((r) => r.target === target && r.load === load && r.generator === generator);
-  const goalRow = at('passgate', `${GOAL_RATE} rps`, 'grpc-js');
-  const ratios = (['grpc-js', 'h2load'] as const).flatMap((g) => {
-    const ours = rows.find((r) => r.target === 'passgate' && r.generator === g && r.load.startsWith('max'));
-    const floor = rows.find((r) => r.target === 'no-op floor' && r.generator === g && r.load.startsWith('max'));
-    return ours && floor ? [{ generator: g, ours: ours.achievedRps, floor: floor.achievedRps, ratio: ours.achievedRps / floor.achievedRps }] : [];
-  });
-  const auditMax = rows.find((r) => r.target === 'passgate +audit' && r.load.startsWith('max'));
-  const plainMax = rows.find((r) => r.target === 'passgate' && r.generator === 'grpc-js' && r.load.startsWith('max'));
-
+  const names = runs.map((r) => r.name);
   const out: string[] = [];
-  out.push(`## bench:check — scenario \`${scenario.name}\``, '');
-  out.push(`${scenario.description}.`);
-  out.push(`Facts: ${Object.entries(prepared.facts).map(([k, v]) => `${k} ${v}`).join(', ')}. Mix weights: ${prepared.mix.map((m) => `${m.name} ${m.weight}`).join('; ')}.`);
-  out.push(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}. Each row: ${opts.warmupMs / 1000} s warm-up, ${opts.durationMs / 1000} s measured. Service: ${opts.dist ? 'dist build' : 'node --import tsx'}, logging level warn + audit off unless "+audit" (level info, audit to /dev/null). Targets run side by side and each row is measured on all of them back to back. Open loop latency is from the scheduled send time; "send lag" shows how late the generator itself was, and "p99 from send" leaves that lag out (a sanity check on a busy machine, not the headline figure).`, '');
-  out.push(table(rows), '');
+  out.push(`## bench:check — scenario${multi ? 's' : ''} ${names.map((n) => `\`${n}\``).join(', ')}`, '');
+  for (const r of runs) {
+    const p = r.prepared;
+    out.push(`${multi ? `**${r.name}**: ` : ''}${r.description}.`);
+    const weights = p.mix.length <= 30 ? ` Mix weights: ${p.mix.map((m) => `${m.name} ${m.weight}`).join('; ')}.` : ` Mix: ${p.mix.length} entries (full list with weights and expected decisions in .bench-out/check.json).`;
+    out.push(`Facts: ${Object.entries(p.facts).map(([k, v]) => `${k} ${v}`).join(', ')}.${weights}`, '');
+  }
+  out.push(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}. Each row: ${opts.warmupMs / 1000} s warm-up, ${opts.durationMs / 1000} s measured. Service: ${opts.dist ? 'dist build' : 'node --import tsx'}, logging level warn + audit off unless "+audit" (level info, audit to /dev/null). Targets run side by side (one Passgate process per scenario and one shared no-op floor) and each row is measured on all of them back to back. Open loop latency is from the scheduled send time; "send lag" shows how late the generator itself was, and "p99 from send" leaves that lag out (a sanity check on a busy machine, not the headline figure).`, '');
+  out.push(`"vs no-op" is achieved throughput against the floor's row with the same load and generator${multi && names.includes('core') ? '; "vs core" against the core scenario\'s row with the same target, load and generator' : ''}. Only the max rows say something about cost; an open-loop row reads 1.00 when the target kept up with the offered rate.`, '');
+  out.push(table(rows, multi), '');
   for (const r of rows) {
-    for (const [code, msg] of Object.entries(r.errorSamples ?? {})) out.push(`- ${r.target}, ${r.load}: ${code} e.g. "${msg}"`);
+    for (const [code, msg] of Object.entries(r.errorSamples ?? {})) out.push(`- ${r.scenario ? `${r.scenario} ` : ''}${r.target}, ${r.load}: ${code} e.g. "${msg}"`);
   }
   if (rows.some((r) => Object.keys(r.errorSamples ?? {}).length > 0)) out.push('');
   for (const l of serviceLogs) out.push('```', l, '```', '');
   if (!h2) out.push(opts.h2load ? 'h2load was not available (apt-get install -y nghttp2-client), so max-throughput rows come from the grpc-js generator only.' : 'h2load rows skipped (--no-h2load).', '');
-  else out.push(`h2load rows replay one pre-encoded request ("${prepared.h2loadEntry}") over 1 connection; grpc-js rows cycle the whole mix over 1 connection.`, '');
+  else {
+    out.push(`h2load rows replay one pre-encoded request over 1 connection (${runs.map((r) => `${multi ? `${r.name}: ` : ''}"${r.prepared.h2loadEntry}"`).join('; ')}${multi ? `; the floor: the ${names.includes('core') ? 'core' : runs[0]!.name} one` : ''}); grpc-js rows cycle the whole mix over 1 connection.`);
+    if (multi && names.includes('core') && names.length > 1) out.push('For the mTLS-based scenarios the h2load request is a partner request through their whole identity chain (one certificate, cached), so their h2load "vs core" compares that request with core\'s "api users" one.');
+    out.push('');
+  }
   out.push('### Goals', '');
-  if (goalRow) {
-    const met = goalRow.latency.p99 < GOAL_P99_MS;
-    const fromSend = goalRow.latencyFromSend ? `; ${fmtMs(goalRow.latencyFromSend.p99)} ms counted from the actual send, generator send lag p99 ${fmtMs(goalRow.sendLag?.p99 ?? NaN)} ms` : '';
-    out.push(`- p99 at ${GOAL_RATE} rps: **${fmtMs(goalRow.latency.p99)} ms** from the scheduled send (goal < ${GOAL_P99_MS} ms; OPA-Envoy published 3.0 ms there) → ${met ? 'MET' : 'MISSED'}${fromSend}`);
-  }
-  for (const r of ratios) {
-    out.push(`- throughput vs no-op floor (${r.generator}): ${r.ours.toFixed(0)} / ${r.floor.toFixed(0)} rps = **${r.ratio.toFixed(2)}** (goal ≥ ${GOAL_RATIO}) → ${r.ratio >= GOAL_RATIO ? 'MET' : 'MISSED'}`);
-  }
-  if (auditMax && plainMax) out.push(`- audit logging on: ${auditMax.achievedRps.toFixed(0)} vs ${plainMax.achievedRps.toFixed(0)} rps at max (grpc-js generator) = ${(auditMax.achievedRps / plainMax.achievedRps).toFixed(2)} of audit-off throughput`);
+  const goalsByScenario: Record<string, Goals> = {};
+  for (const n of names) goalsByScenario[n] = goalsFor(n, rows, out, multi ? `${n}: ` : '');
   out.push('- the grpc-js generator shares 2 cores with the server; at max load it is often the limit for the no-op floor, so the h2load ratio is the stricter one.');
   if (profile) {
     out.push('', `### CPU profile of passgate at max load (${(profile.totalMs / 1000).toFixed(1)} s sampled, idle ${((100 * profile.idleMs) / profile.totalMs).toFixed(0)}%, GC ${fmtMs(profile.gcMs)} ms)`, '');
@@ -505,19 +602,25 @@ async function main(): Promise<void> {
     join(OUT, 'check.json'),
     JSON.stringify(
       {
-        scenario: scenario.name,
+        // `scenario`, `facts`, `mix` and `goals` describe the first scenario (the shape single-scenario readers know); `scenarios` has them all.
+        scenario: names[0],
         startedAt: startedAt.toISOString(),
         elapsedSeconds: elapsed,
         loadAverage: { before: loadBefore, after: loadAfter },
         machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, h2load: h2version ?? null },
         settings: opts,
-        facts: prepared.facts,
-        mix: prepared.mix.map((m) => ({ name: m.name, weight: m.weight, expect: m.expect })),
+        facts: runs[0]!.prepared.facts,
+        mix: runs[0]!.prepared.mix.map((m) => ({ name: m.name, weight: m.weight, expect: m.expect })),
+        scenarios: runs.map((r) => ({
+          name: r.name,
+          description: r.description,
+          facts: r.prepared.facts,
+          h2loadEntry: r.prepared.h2loadEntry,
+          mix: r.prepared.mix.map((m) => ({ name: m.name, weight: m.weight, expect: m.expect })),
+          goals: goalsByScenario[r.name],
+        })),
         rows,
-        goals: {
-          p99At1000: goalRow ? { value: goalRow.latency.p99, goal: GOAL_P99_MS, met: goalRow.latency.p99 < GOAL_P99_MS } : null,
-          throughputRatio: ratios.map((r) => ({ ...r, goal: GOAL_RATIO, met: r.ratio >= GOAL_RATIO })),
-        },
+        goals: goalsByScenario[names[0]!],
         profile: profile ?? null,
       },
       null,

@@ -8,7 +8,9 @@
  * verifies that against the live service before measuring, so a bench never
  * reports speed for requests that were answered wrongly.
  */
+import { Redis } from 'ioredis';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
+import { PARTNER_ORGS, certPool, mtlsIdentityConfig, type CertPool, type PoolCert } from './certpool.js';
 
 /** What the runner lets a scenario control in the service's config. */
 export interface ServiceKnobs {
@@ -224,7 +226,11 @@ function publicRoutes(): Route[] {
 
 const PARTNER_APIS = ['orders', 'inventory', 'pricing', 'settlements', 'reports', 'webhooks', 'catalog-feed', 'returns', 'shipments', 'invoices', 'disputes'];
 
-function secureRoutes(): Route[] {
+/**
+ * `chain` replaces the stages of the 12 partner routes (the mTLS scenarios
+ * run their identity chain there); without it they check headers as in core.
+ */
+function secureRoutes(chain?: readonly unknown[]): Route[] {
   const partner = { type: 'require-headers', status: 403, headers: [{ name: 'x-partner-id', pattern: '[A-Z]{2}[0-9]{6}' }, { name: 'x-request-id' }] };
   return [
     { name: 'health', match: { path: { exact: '/healthz' } }, stages: ['allow'] },
@@ -236,7 +242,7 @@ function secureRoutes(): Route[] {
         ...(i % 2 === 0 ? { headers: [{ name: 'x-partner-id', present: true }] } : {}),
       },
       failureMode: 'closed',
-      stages: [partner, { type: 'allow' }],
+      stages: chain ?? [partner, { type: 'allow' }],
     })),
     {
       name: 'partner-bulk',
@@ -246,7 +252,8 @@ function secureRoutes(): Route[] {
         methods: ['POST', 'PUT'],
         headers: [{ name: 'content-type', prefix: 'application/' }],
       },
-      stages: [partner, { type: 'require-headers', headers: [{ name: 'content-length', pattern: '[0-9]{1,8}' }] }, { type: 'allow' }],
+      ...(chain ? { failureMode: 'closed' } : {}),
+      stages: chain ?? [partner, { type: 'require-headers', headers: [{ name: 'content-length', pattern: '[0-9]{1,8}' }] }, { type: 'allow' }],
     },
     { name: 'partner-v0', match: { path: { prefix: '/partner/v0' } }, stages: [{ type: 'deny', status: 404, reason: 'retired_api_version' }] },
   ];
@@ -270,8 +277,9 @@ function internalRoutes(): Route[] {
   ];
 }
 
-function coreConfig(knobs: ServiceKnobs): Record<string, unknown> {
+function coreConfig(knobs: ServiceKnobs, secureChain?: readonly unknown[], sections: Record<string, unknown> = {}): Record<string, unknown> {
   return {
+    ...sections,
     server: {
       grpc: { host: '127.0.0.1', port: knobs.grpcPort },
       admin: { host: '127.0.0.1', port: knobs.adminPort },
@@ -289,7 +297,7 @@ function coreConfig(knobs: ServiceKnobs): Record<string, unknown> {
         mtls: true,
         select: { hosts: ['partner.shop.example', 'b2b.shop.example'], ports: [8443] },
         challenge: 'Mutual realm="passgate"',
-        routes: secureRoutes(),
+        routes: secureRoutes(secureChain),
         defaultRoute: { stages: [{ type: 'deny', status: 403, reason: 'partner_route_not_exposed' }] },
       },
       internal: {
@@ -344,7 +352,7 @@ export const coreScenario: BenchScenario = {
     if (routeCount !== 50) throw new Error(`core scenario must have 50 routes, generator made ${routeCount}`);
     const mix = coreMix();
     return {
-      config: coreConfig,
+      config: (knobs) => coreConfig(knobs),
       mix,
       h2loadEntry: 'api users (route 11)',
       facts: {
@@ -357,7 +365,160 @@ export const coreScenario: BenchScenario = {
   },
 };
 
-/** Scenarios by name; the lead adds mtls, passport, fds here. */
+// ---------------------------------------------------------------------------
+// Scenarios "mtls", "passport", "full": the core table and traffic, with the
+// 12 partner routes of the secure gateway running an identity chain
+// ---------------------------------------------------------------------------
+
+/** Distinct partner client certificates in the traffic (all cached after warm-up: the steady state). */
+const POOL_SIZE = 200;
+/** In core the allowed partner entries weigh 8 + 4 of 100; the pool and the bad certificates share the same 12, so "vs core" compares the same traffic. */
+const POOL_WEIGHT = 11;
+const BAD_WEIGHT = 1;
+const CORE_PARTNER_ENTRIES = ['partner orders (secure route 2)', 'partner bulk regex (secure route 13)'];
+
+type ChainKind = 'mtls' | 'passport' | 'full';
+
+/** One partner request from a pool certificate, spread over the 11 partner APIs and the bulk route. */
+function partnerSpec(c: PoolCert, i: number, sourceIp: string): EnvoyRequestSpec {
+  const base = {
+    principal: c.principal,
+    contextExtensions: SECURE,
+    sourceIp,
+    sourcePort: 30_000 + i,
+  };
+  const xfcc = { 'x-partner-id': `DE${String(4211 + i).padStart(6, '0')}`, 'x-forwarded-client-cert': c.xfcc };
+  if (i % 12 === 11) {
+    return { ...base, method: 'PUT', authority: 'b2b.shop.example', path: `/partner/v2/bulk/orders/6f1c2b7e-9a4d-4c1e-8b2f-${hex(i, 12)}`, headers: { ...xfcc, 'content-type': 'application/x-ndjson', 'content-length': '18342' }, bodySize: 18_342 };
+  }
+  const api = PARTNER_APIS[i % PARTNER_APIS.length]!;
+  return i % 2 === 0
+    ? { ...base, method: 'POST', authority: 'partner.shop.example', path: `/partner/v1/${api}`, headers: { ...xfcc, 'content-type': 'application/json' }, bodySize: 2048 }
+    : { ...base, method: 'GET', authority: 'partner.shop.example', path: `/partner/v1/${api}?since=2026-01-01&page=${i % 7}`, headers: xfcc };
+}
+
+function chainMix(pool: CertPool, kind: ChainKind): MixEntry[] {
+  const allow = { allow: true } as const;
+  const entries = coreMix().filter((m) => !CORE_PARTNER_ENTRIES.includes(m.name));
+  pool.good.forEach((c, i) => {
+    const spec = partnerSpec(c, i, `198.18.${i >> 8}.${(i & 255) + 1}`);
+    entries.push({ name: `partner cert ${c.subject} ${spec.method} ${spec.path.split('?')[0]}`, weight: POOL_WEIGHT / pool.good.length, request: envoyRequest(spec), expect: allow });
+  });
+  const bad: Array<[string, PoolCert, Expectation]> = [
+    ['bad: XFCC Hash= of another certificate', pool.wrongHash, { deny: 401, reason: 'xfcc_hash_mismatch' }],
+    ['bad: certificate no rule maps', pool.unmapped, { deny: 403, reason: 'unknown_client_certificate' }],
+    kind === 'mtls'
+      ? ['bad: org not allowed by authorize', pool.foreignOrg, { deny: 403, reason: 'forbidden_identity' }]
+      : ['bad: user unknown to the passport source', pool.unknownUser, { deny: 403, reason: 'unknown_user' }],
+  ];
+  bad.forEach(([name, c, expect], k) => {
+    entries.push({ name, weight: BAD_WEIGHT / bad.length, request: envoyRequest(partnerSpec(c, 2 * k, `198.51.100.${k + 10}`)), expect });
+  });
+  return entries;
+}
+
+function passportSection(pool: CertPool): Record<string, unknown> {
+  const users: Record<string, unknown> = {};
+  pool.good.forEach((c, i) => {
+    users[c.subject] = { id: `usr-${String(100_000 + i)}`, roles: ['partner', i % 5 === 0 ? 'partner-admin' : 'partner-user'], scopes: ['orders:read', 'orders:write', 'inventory:read'] };
+  });
+  // Not authorized in the mtls scenario, but known here: [mtls, passport] has no authorize stage.
+  users[pool.foreignOrg.subject] = { id: 'usr-900', roles: ['partner'], scopes: ['orders:read'] };
+  return {
+    issuer: 'https://passgate.shop.example',
+    audience: ['orders', 'inventory', 'billing'],
+    ttlSeconds: 300,
+    keys: { active: 'bench-1', entries: [{ id: 'bench-1', alg: 'EdDSA', generate: true }] },
+    authLevels: { mtls: 'HIGH' },
+    source: { type: 'static', users },
+  };
+}
+
+const REDIS_URL = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+
+/** Deletes every key under `prefix` (the scenario's own, unique per run). */
+async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
+
+function chainScenario(kind: ChainKind, description: string): BenchScenario {
+  return {
+    name: kind,
+    description,
+    async prepare() {
+      const pool = await certPool(POOL_SIZE);
+      const authorize = { type: 'authorize', kinds: ['user'], groups: ['partners'], attributes: { org: [...PARTNER_ORGS] } };
+      const chain = kind === 'mtls' ? [{ type: 'mtls' }, authorize] : kind === 'passport' ? [{ type: 'mtls' }, { type: 'passport' }] : [{ type: 'fds' }, { type: 'mtls' }, { type: 'passport' }];
+      const sections: Record<string, unknown> = { identity: mtlsIdentityConfig(pool) };
+      if (kind !== 'mtls') sections['passport'] = passportSection(pool);
+      let teardown: (() => Promise<void>) | undefined;
+      let keyPrefix = '';
+      if (kind === 'full') {
+        keyPrefix = `bench:check:${process.pid}-${Date.now().toString(36)}:`;
+        const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 2000 });
+        try {
+          await redis.connect();
+          await redis.ping();
+        } catch (err) {
+          redis.disconnect();
+          throw new Error(`scenario full needs Redis at ${REDIS_URL} (set BENCH_REDIS_URL to use another): ${(err as Error).message}`);
+        }
+        teardown = async () => {
+          try {
+            const n = await deleteKeys(redis, keyPrefix);
+            process.stderr.write(`  full: deleted ${n} Redis key(s) under ${keyPrefix}\n`);
+          } finally {
+            redis.disconnect();
+          }
+        };
+        sections['fds'] = {
+          store: 'redis',
+          redis: { mode: 'single', url: REDIS_URL, keyPrefix },
+          authFailureStatuses: [401],
+          // Production-shaped rules, with thresholds no bench run reaches: the bench measures the
+          // counting on every Check, not blocking (a block would change the answers verified up front).
+          rules: [
+            { name: 'ip-auth-failures', events: ['auth_failure', 'bad_signature'], subject: 'ip', threshold: 100_000, window: '60s', block: '1h' },
+            { name: 'cert-auth-failures', events: ['auth_failure'], subject: 'cert', threshold: 100_000, window: '60s', block: '1h', escalate: { ttls: ['6h', '1d'], memory: '1d' } },
+            { name: 'partner-ip-flood', events: ['request'], subject: 'ip', threshold: 100_000, window: '60s', block: '10m' },
+          ],
+        };
+      }
+      const mix = chainMix(pool, kind);
+      const first = mix.find((m) => m.name.startsWith('partner cert '))!;
+      return {
+        config: (knobs) => coreConfig(knobs, chain, sections),
+        mix,
+        h2loadEntry: first.name,
+        facts: {
+          routes: 50,
+          'partner chain': chain.map((s) => s.type).join(', '),
+          'client certificates': pool.good.length,
+          'bad certificate entries': 3,
+          'mix entries': mix.length,
+          ...(kind === 'full' ? { 'fds store': `redis ${REDIS_URL} prefix ${keyPrefix}` } : {}),
+        },
+        ...(teardown ? { teardown } : {}),
+      };
+    },
+  };
+}
+
+export const mtlsScenario = chainScenario('mtls', 'core table and traffic; the 12 partner routes run [mtls, authorize] with XFCC from 200 client certificates (CA-verified, cached after warm-up) plus bad ones');
+export const passportScenario = chainScenario('passport', 'as mtls, partner routes run [mtls, passport] (static source, generated EdDSA key; Passports cached after warm-up)');
+export const fullScenario = chainScenario('full', 'as passport, partner routes run [fds, mtls, passport] with fds.store redis (local Redis, unique key prefix, non-triggering rules): the production chain');
+
+/** Scenarios by name, in the order `--scenario all` runs them. */
 export const SCENARIOS: Readonly<Record<string, BenchScenario>> = {
   core: coreScenario,
+  mtls: mtlsScenario,
+  passport: passportScenario,
+  full: fullScenario,
 };
