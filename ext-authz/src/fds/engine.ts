@@ -126,7 +126,8 @@ export class FdsEngine {
       }
     });
     metrics.engine = this;
-    void this.reloadCidrs();
+    // First load once connected: loading earlier only logs a spurious "not writeable" error.
+    void this.store.ready(settings.redis?.connectTimeoutMs ?? 1_000).then(() => this.reloadCidrs());
     this.cidrTimer = setInterval(() => void this.reloadCidrs(), settings.cidrRefreshMs);
     this.cidrTimer.unref();
   }
