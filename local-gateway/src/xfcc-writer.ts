@@ -3,11 +3,13 @@
  * filter runs, and the certificate facts it derives from the TLS peer:
  * SHA-256 digest, URL-encoded PEM, RFC 2253 subject, URI/DNS SANs, principal.
  *
- * The certificate is read with a tiny DER walker instead of a library, so the
- * subject is printed the way OpenSSL's X509_NAME_print_ex(XN_FLAG_RFC2253)
- * prints it (Envoy's subjectPeerCertificate), not the way a JS library does.
+ * The certificate is read with the service's own DER walker and RFC 2253
+ * printer (ext-authz/src/identity/rfc2253.ts), so the subject is printed the
+ * way OpenSSL's X509_NAME_print_ex(XN_FLAG_RFC2253) prints it (Envoy's
+ * subjectPeerCertificate), the same string the service derives.
  */
 import { createHash } from 'node:crypto';
+import { children, oidText, readTlv, rfc2253, tbsFields } from '../../ext-authz/src/identity/rfc2253.js';
 
 export const XFCC = 'x-forwarded-client-cert';
 
@@ -40,128 +42,8 @@ export interface ClientCertDetails {
 
 export const ISTIO_GATEWAY_DETAILS: ClientCertDetails = Object.freeze({ subject: true, cert: true, uri: true, dns: true });
 
-// ---- DER ------------------------------------------------------------------------------
-
-interface Tlv {
-  readonly tag: number;
-  /** Start of the whole element (tag byte). */
-  readonly start: number;
-  /** Start of the contents. */
-  readonly body: number;
-  /** End of the contents (exclusive). */
-  readonly end: number;
-}
-
-function readTlv(buf: Buffer, at: number): Tlv {
-  if (at + 2 > buf.length) throw new Error(`DER truncated at byte ${at}`);
-  const tag = buf[at]!;
-  if ((tag & 0x1f) === 0x1f) throw new Error('DER high tag numbers are not used in certificates');
-  let len = buf[at + 1]!;
-  let body = at + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 4) throw new Error(`unsupported DER length form at byte ${at}`);
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + buf[body + i]!;
-    body += n;
-  }
-  const end = body + len;
-  if (end > buf.length) throw new Error(`DER element at byte ${at} runs past the end`);
-  return { tag, start: at, body, end };
-}
-
-function children(buf: Buffer, parent: Tlv): Tlv[] {
-  const out: Tlv[] = [];
-  for (let at = parent.body; at < parent.end; ) {
-    const t = readTlv(buf, at);
-    out.push(t);
-    at = t.end;
-  }
-  return out;
-}
-
-function oidString(buf: Buffer, t: Tlv): string {
-  const parts: number[] = [];
-  let v = 0;
-  for (let i = t.body; i < t.end; i++) {
-    const b = buf[i]!;
-    v = v * 128 + (b & 0x7f);
-    if ((b & 0x80) === 0) {
-      if (parts.length === 0) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
-      else parts.push(v);
-      v = 0;
-    }
-  }
-  return parts.join('.');
-}
-
-/** OpenSSL short names (XN_FLAG_FN_SN) for the attribute types seen in practice. */
-const SHORT_NAMES: Readonly<Record<string, string>> = {
-  '2.5.4.3': 'CN', '2.5.4.4': 'SN', '2.5.4.5': 'serialNumber', '2.5.4.6': 'C', '2.5.4.7': 'L',
-  '2.5.4.8': 'ST', '2.5.4.9': 'street', '2.5.4.10': 'O', '2.5.4.11': 'OU', '2.5.4.12': 'title',
-  '2.5.4.15': 'businessCategory', '2.5.4.17': 'postalCode', '2.5.4.42': 'GN', '2.5.4.43': 'initials',
-  '2.5.4.44': 'generationQualifier', '2.5.4.46': 'dnQualifier', '2.5.4.65': 'pseudonym',
-  '2.5.4.97': 'organizationIdentifier', '0.9.2342.19200300.100.1.1': 'UID',
-  '0.9.2342.19200300.100.1.25': 'DC', '1.2.840.113549.1.9.1': 'emailAddress',
-  '1.3.6.1.4.1.311.60.2.1.1': 'jurisdictionL', '1.3.6.1.4.1.311.60.2.1.2': 'jurisdictionST',
-  '1.3.6.1.4.1.311.60.2.1.3': 'jurisdictionC',
-};
-
-// Universal string types OpenSSL prints as text: UTF8, Numeric, Printable, T61, IA5, Visible, Universal, BMP.
-const STRING_TAGS = new Set([0x0c, 0x12, 0x13, 0x14, 0x16, 0x1a, 0x1c, 0x1e]);
-
 function hex2(b: number): string {
   return b.toString(16).toUpperCase().padStart(2, '0');
-}
-
-/** ASN1_STRFLGS_RFC2253 escaping of one attribute value (UTF-8 converted, bytes >= 0x80 as \XX). */
-function escapeValue(buf: Buffer, t: Tlv): string {
-  if (!STRING_TAGS.has(t.tag)) {
-    // DUMP_UNKNOWN + DUMP_DER: "#" and the hex of the whole DER element.
-    return `#${buf.subarray(t.start, t.end).toString('hex').toUpperCase()}`;
-  }
-  let text: string;
-  const raw = buf.subarray(t.body, t.end);
-  if (t.tag === 0x1e) text = Buffer.from(raw).swap16().toString('utf16le');
-  else if (t.tag === 0x1c) {
-    text = '';
-    for (let i = 0; i + 3 < raw.length; i += 4) text += String.fromCodePoint(raw.readUInt32BE(i));
-  } else if (t.tag === 0x14) text = raw.toString('latin1');
-  else text = raw.toString('utf8');
-  const bytes = Buffer.from(text, 'utf8');
-  let out = '';
-  for (let i = 0; i < bytes.length; i++) {
-    const c = bytes[i]!;
-    const first = i === 0;
-    const last = i === bytes.length - 1;
-    if (c >= 0x80 || c < 0x20 || c === 0x7f) out += `\\${hex2(c)}`;
-    else if (c === 0x2c || c === 0x2b || c === 0x22 || c === 0x5c || c === 0x3c || c === 0x3e || c === 0x3b) out += `\\${String.fromCharCode(c)}`;
-    else if ((first && (c === 0x23 || c === 0x20)) || (last && c === 0x20)) out += `\\${String.fromCharCode(c)}`;
-    else out += String.fromCharCode(c);
-  }
-  return out;
-}
-
-/** RFC 2253 text of a DER Name, as OpenSSL's XN_FLAG_RFC2253 prints it. */
-export function rfc2253(nameDer: Buffer): string {
-  const name = readTlv(nameDer, 0);
-  const entries: Array<{ text: string; set: number }> = [];
-  children(nameDer, name).forEach((rdn, set) => {
-    for (const atv of children(nameDer, rdn)) {
-      const [type, value] = children(nameDer, atv);
-      if (!type || !value) throw new Error('malformed AttributeTypeAndValue');
-      const oid = oidString(nameDer, type);
-      entries.push({ text: `${SHORT_NAMES[oid] ?? oid}=${escapeValue(nameDer, value)}`, set });
-    }
-  });
-  // XN_FLAG_DN_REV reverses the flat entry list; entries of one multi-valued RDN are joined with "+".
-  entries.reverse();
-  let out = '';
-  for (let i = 0; i < entries.length; i++) {
-    if (i > 0) out += entries[i]!.set === entries[i - 1]!.set ? '+' : ',';
-    out += entries[i]!.text;
-  }
-  return out;
 }
 
 interface TbsParts {
@@ -171,30 +53,19 @@ interface TbsParts {
 }
 
 function tbsParts(der: Buffer): TbsParts {
-  const cert = readTlv(der, 0);
-  const [tbs] = children(der, cert);
-  if (!tbs) throw new Error('not a certificate');
-  const fields = children(der, tbs);
-  let i = fields[0]?.tag === 0xa0 ? 1 : 0; // [0] version
-  // serialNumber, signature, issuer, validity, subject
-  const subject = fields[i + 4];
-  if (!subject) throw new Error('certificate has no subject');
+  const { subject, extensions } = tbsFields(der);
   const out: TbsParts = { subject: der.subarray(subject.start, subject.end), uriSans: [], dnsSans: [] };
-  for (i = i + 5; i < fields.length; i++) {
-    const f = fields[i]!;
-    if (f.tag !== 0xa3) continue; // [3] extensions
-    const [exts] = children(der, f);
-    if (!exts) continue;
-    for (const ext of children(der, exts)) {
-      const parts = children(der, ext);
-      if (!parts[0] || oidString(der, parts[0]) !== '2.5.29.17') continue;
-      const octets = parts[parts.length - 1]!;
-      const gns = readTlv(der, octets.body);
-      for (const gn of children(der, gns)) {
-        const value = der.subarray(gn.body, gn.end).toString('latin1');
-        if (gn.tag === 0x86) out.uriSans.push(value); // [6] uniformResourceIdentifier
-        else if (gn.tag === 0x82) out.dnsSans.push(value); // [2] dNSName
-      }
+  const [exts] = extensions ? children(der, extensions) : [];
+  if (!exts) return out;
+  for (const ext of children(der, exts)) {
+    const parts = children(der, ext);
+    if (!parts[0] || oidText(der, parts[0]) !== '2.5.29.17') continue;
+    const octets = parts[parts.length - 1]!;
+    const gns = readTlv(der, octets.body, octets.end);
+    for (const gn of children(der, gns)) {
+      const value = der.subarray(gn.body, gn.end).toString('latin1');
+      if (gn.tag === 0x86) out.uriSans.push(value); // [6] uniformResourceIdentifier
+      else if (gn.tag === 0x82) out.dnsSans.push(value); // [2] dNSName
     }
   }
   return out;

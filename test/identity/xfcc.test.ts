@@ -32,9 +32,9 @@ describe('identity: XFCC parser', () => {
     assert.equal(e.cert, '');
   });
 
-  it('keeps commas, semicolons and = inside a quoted Subject, and unescapes \\"', () => {
-    const e = one('Hash=ab;Subject="CN=a\\"b,O=Acme\\, Inc.;x=y";URI=');
-    assert.equal(e.subject, 'CN=a"b,O=Acme\\, Inc.;x=y');
+  it('keeps commas, semicolons and = inside a quoted Subject, and keeps it verbatim (Envoy\'s RFC 2253 string, escapes included)', () => {
+    const e = one('Hash=ab;Subject="CN=a\\"b\\\\,O=Acme\\, Inc.;x=y";URI=');
+    assert.equal(e.subject, 'CN=a\\"b\\\\,O=Acme\\, Inc.;x=y');
     assert.deepEqual(e.uri, []);
   });
 

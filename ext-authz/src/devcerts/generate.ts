@@ -23,7 +23,7 @@
  */
 import { createHash, webcrypto } from 'node:crypto';
 import { x509 } from '../identity/x509.js';
-import { rfc2253 } from '../identity/certificate.js';
+import { rfc2253 } from '../identity/rfc2253.js';
 
 const crypto = webcrypto as unknown as Crypto;
 const KEY_ALG: EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
@@ -218,13 +218,18 @@ export function urlEncodePem(pem: string): string {
   return pem.replace(/[\n +/=]/g, (c) => (c === '\n' ? '%0A' : c === ' ' ? '%20' : c === '+' ? '%2B' : c === '/' ? '%2F' : '%3D'));
 }
 
-/** RFC 2253 form of the subject, as Envoy prints it (most specific RDN first, `,` without spaces). */
+/** RFC 2253 form of the subject exactly as Envoy prints it (OpenSSL XN_FLAG_RFC2253; see identity/rfc2253.ts). */
 export function rfc2253Subject(cert: x509.X509Certificate): string {
-  return rfc2253(cert.subjectName);
+  return rfc2253(cert);
 }
 
+/**
+ * Envoy's quoting in XFCC: the value between double quotes with nothing
+ * escaped (conn_manager_utility.cc). Cert/Chain are URL-encoded and the
+ * RFC 2253 subject already escapes `"` and `\`, so the result parses.
+ */
 function quote(v: string): string {
-  return `"${v.replace(/"/g, '\\"')}"`;
+  return `"${v}"`;
 }
 
 export interface XfccOptions {

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { x509 } from './x509.js';
+import { certificateNames } from './rfc2253.js';
 
 /** The facts later stages, the audit and mapping rules read. Frozen and shared across requests. */
 export interface CertificateFacts {
@@ -16,9 +17,9 @@ export interface CertificateFacts {
   readonly fingerprint: string;
   /** Lowercase hex serial, without leading zeros. */
   readonly serial: string;
-  /** RFC 2253 (`CN=alice,O=Acme`, most specific first), as Envoy writes XFCC `Subject=`. */
+  /** RFC 2253 (`O=Acme,CN=alice`, most specific first) exactly as Envoy prints it (source.principal, XFCC `Subject=`); see rfc2253.ts. */
   readonly subject: string;
-  /** RFC 2253 (`CN=alice,O=Acme`), as Envoy writes it. */
+  /** The issuer in the same form. */
   readonly issuer: string;
   /** Epoch ms. */
   readonly notBefore: number;
@@ -81,31 +82,6 @@ export function pemBlocks(pem: string): string[] | undefined {
   return out;
 }
 
-function escapeDnValue(v: string): string {
-  let out = v.replace(/([,+"\\<>;=])/g, '\\$1');
-  if (out.startsWith('#') || out.startsWith(' ')) out = `\\${out}`;
-  if (out.length > 1 && out.endsWith(' ')) out = `${out.slice(0, -1)}\\ `;
-  return out;
-}
-
-/**
- * RFC 2253 form of a name as Envoy prints it (OpenSSL XN_FLAG_RFC2253): most
- * specific RDN first, `,` without spaces, so subject rules and principals read
- * the same string the gateway writes in XFCC `Subject=`.
- */
-export function rfc2253(name: x509.Name): string {
-  const rdns = name.toJSON();
-  let out = '';
-  for (let i = rdns.length - 1; i >= 0; i--) {
-    let rdn = '';
-    for (const [type, values] of Object.entries(rdns[i]!)) {
-      for (const v of values) rdn += `${rdn === '' ? '' : '+'}${type}=${escapeDnValue(v)}`;
-    }
-    out += out === '' ? rdn : `,${rdn}`;
-  }
-  return out;
-}
-
 function decodeDer(der: Buffer): DecodeResult {
   let cert: x509.X509Certificate;
   try {
@@ -127,12 +103,14 @@ function decodeDer(der: Buffer): DecodeResult {
         else if (name.type === 'ip') ip.push(name.value);
       }
     }
-    const subject = rfc2253(cert.subjectName);
+    // Printed from the DER the way Envoy (OpenSSL XN_FLAG_RFC2253) prints them, not by @peculiar/x509,
+    // so the principal fallback and subject rules see Envoy's exact string.
+    const { subject, issuer } = certificateNames(der);
     const facts: CertificateFacts = Object.freeze({
       fingerprint: createHash('sha256').update(der).digest('hex'),
       serial: normalizeHex(cert.serialNumber),
       subject,
-      issuer: rfc2253(cert.issuerName),
+      issuer,
       notBefore: cert.notBefore.getTime(),
       notAfter: cert.notAfter.getTime(),
       sans: Object.freeze({ uri: Object.freeze(uri), dns: Object.freeze(dns), email: Object.freeze(email), ip: Object.freeze(ip) }),

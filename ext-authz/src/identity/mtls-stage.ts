@@ -58,7 +58,8 @@ function allIn(listed: readonly string[], actual: readonly string[]): boolean {
 
 /** Envoy's principal rule applied to an XFCC element: first URI, else first DNS, else Subject. */
 function elementPrincipal(e: XfccElement, facts: CertificateFacts | undefined): string {
-  return e.uri[0] ?? facts?.sans.uri[0] ?? e.dns[0] ?? facts?.sans.dns[0] ?? e.subject;
+  // The certificate's own subject (Envoy's exact string) when the element carries the certificate.
+  return e.uri[0] ?? facts?.sans.uri[0] ?? e.dns[0] ?? facts?.sans.dns[0] ?? facts?.subject ?? e.subject;
 }
 
 /** The SANs a bare principal string stands for (Envoy: URI SAN, else DNS SAN, else subject). */

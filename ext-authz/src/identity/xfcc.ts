@@ -21,7 +21,7 @@ export interface XfccElement {
   readonly cert: string;
   /** URL-encoded PEM chain, still encoded ('' when absent). */
   readonly chain: string;
-  /** RFC 2253 subject, unquoted ('' when absent). */
+  /** RFC 2253 subject exactly as Envoy wrote it between the quotes (no unescaping; '' when absent). */
   readonly subject: string;
   /** URI SANs (`URI=`, repeatable; Envoy writes one empty `URI=` when there is none, which is dropped). */
   readonly uri: readonly string[];
@@ -148,7 +148,9 @@ export function parseXfcc(raw: string, options: XfccParseOptions = {}): XfccPars
       }
       if (close === -1) return err(`unbalanced quote opened at offset ${open}`);
       value = raw.slice(i, close);
-      if (escaped) value = unescapeQuoted(value);
+      // Envoy writes Subject verbatim between quotes (its RFC 2253 text already escapes `"` and `\`),
+      // so it is kept as written: equal to source.principal and to what subject rules match.
+      if (escaped && key !== 'subject') value = unescapeQuoted(value);
       i = close + 1;
       // Optional whitespace after the closing quote, then a separator or the end.
       while (i < n && (raw.charCodeAt(i) === SPACE || raw.charCodeAt(i) === TAB)) i++;
@@ -188,7 +190,7 @@ export function parseXfcc(raw: string, options: XfccParseOptions = {}): XfccPars
   return { ok: true, elements };
 }
 
-/** Only `\"` is an escape (Envoy's rule); other backslashes (RFC 2253 `\,`) stay as written. */
+/** In quoted values other than Subject only `\"` is an escape; other backslashes stay as written. */
 function unescapeQuoted(v: string): string {
   return v.replace(/\\"/g, '"');
 }
