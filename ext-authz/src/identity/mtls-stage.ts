@@ -292,6 +292,9 @@ class MtlsStage {
       entry.mapped = { rules, value: memo };
     }
     ctx.attributes.set('mtls.certificate', facts);
+    // Flat names other stages read without knowing this module (FDS `cert` blocks).
+    ctx.attributes.set('cert.fingerprint', facts.fingerprint);
+    ctx.attributes.set('cert.serial', facts.serial);
     if (memo.result === undefined) {
       ctx.audit['mtls'] = memo.audit;
       return this.reportFailure(ctx, facts.fingerprint, deny(403, 'unknown_client_certificate', 'no identity.mtls rule matches the certificate SANs'));
