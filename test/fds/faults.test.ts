@@ -119,7 +119,11 @@ describe('fds with Redis faults (own redis-server)', function () {
     redis.pause();
     const results = await Promise.all(Array.from({ length: 5 }, (_, i) => client!.check({ ip: `192.0.2.${i + 1}`, path: '/closed/x', deadlineMs: 1000 })));
     redis.resume();
-    for (const r of results) assertFailureMode(r, 'closed');
+    // FDS gives up just before the core's deadline timer; on a loaded machine either may name the 503.
+    for (const r of results) {
+      assert.equal(statusOf(r), 503);
+      assert.ok(['fds_unavailable', 'deadline_exceeded'].includes(JSON.parse(bodyOf(r)).reason), bodyOf(r));
+    }
   });
 
   it('costs exactly 1 Redis round trip per Check, and 0 for a cached blocked subject', async () => {

@@ -212,7 +212,9 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
         if (check.length === 0 && ops.length === 0) return;
         const left = ctx.remainingMs();
         if (left <= 1) return unavailable(ctx, decision, new Error('no time left before the Check deadline'));
-        return handle.engine.evaluate(check, ops, left - 1).then(
+        // Give up a little before the core's own deadline timer, so the answer names FDS.
+        const bound = Math.max(1, left - Math.max(2, Math.floor(left / 20)));
+        return handle.engine.evaluate(check, ops, bound).then(
           (res): Decision | undefined => {
             if (res.blocked) {
               blocked(ctx, res.blocked, false);
