@@ -1,7 +1,9 @@
 /**
  * `npm run bench:check [-- --scenario core|mtls|passport|full|all|core,mtls,...]
  *  [--duration 6] [--warmup 1.5] [--rates 100,1000,2000] [--concurrency 64]
- *  [--no-h2load] [--no-audit] [--profile] [--quick]`
+ *  [--no-h2load] [--no-audit] [--profile] [--quick] [--dist] [--pin]`
+ *  --dist runs the compiled service (npm run build:ts first), as production does;
+ *  --pin puts the servers on CPU 0 and the load generators on CPU 1 (taskset).
  *
  * Drives Authorization/Check on Passgate, running as its own process over
  * loopback, from a separate load-generator process (grpc-js client; plus
@@ -33,6 +35,13 @@ const OUT = join(ROOT, '.bench-out');
 const GOAL_P99_MS = 2;
 const GOAL_RATE = 1000;
 const GOAL_RATIO = 0.8;
+/** Set from --pin before anything starts. */
+const PIN = { enabled: false, serverCpu: 0, generatorCpu: 1 };
+
+/** Moves every thread of a running process to one CPU (Linux taskset). */
+function pinToCpu(pid: number, cpu: number): void {
+  execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+}
 
 // ---------------------------------------------------------------------------
 // Arguments
@@ -48,10 +57,12 @@ interface Options {
   h2load: boolean;
   profile: boolean;
   dist: boolean;
+  /** Pin servers to CPU 0 and load generators to CPU 1 (taskset), so they stop competing for one core. */
+  pin: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { scenarios: ['core'], audit: true, durationMs: 6000, warmupMs: 1500, rates: [100, 1000, 2000], concurrency: 64, h2load: true, profile: false, dist: false };
+  const opts: Options = { scenarios: ['core'], audit: true, durationMs: 6000, warmupMs: 1500, rates: [100, 1000, 2000], concurrency: 64, h2load: true, profile: false, dist: false, pin: false };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
@@ -78,6 +89,7 @@ function parseArgs(argv: string[]): Options {
       case '--no-h2load': opts.h2load = false; break;
       case '--profile': opts.profile = true; break;
       case '--dist': opts.dist = true; break;
+      case '--pin': opts.pin = true; break;
       case '--quick': opts.durationMs = 2000; opts.warmupMs = 500; break;
       default: throw new Error(`unknown argument "${a}"; see the header of bench/check/run.ts`);
     }
@@ -158,6 +170,7 @@ class LoadGen {
 
   constructor() {
     this.child = fork(join(HERE, 'loadgen.ts'), [], { cwd: ROOT, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    if (PIN.enabled && this.child.pid !== undefined) pinToCpu(this.child.pid, PIN.generatorCpu);
     this.child.on('message', (msg: RunResult | { type: string }) => {
       if ('id' in msg) {
         this.waiting.get(msg.id)?.(msg);
@@ -217,7 +230,7 @@ function runH2load(port: number, bodyFile: string, logFile: string, opts: Option
     '--log-file', logFile,
     `http://127.0.0.1:${port}${CHECK_PATH}`,
   ];
-  const raw = execFileSync('h2load', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.durationMs + opts.warmupMs + 30_000 });
+  const raw = execFileSync(PIN.enabled ? 'taskset' : 'h2load', PIN.enabled ? ['-c', String(PIN.generatorCpu), 'h2load', ...args] : args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.durationMs + opts.warmupMs + 30_000 });
   const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(raw)?.[1] ?? NaN);
   const reqs = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(raw);
   const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(raw);
@@ -291,6 +304,7 @@ async function startTarget(spec: TargetSpec, opts: Options, extraNodeArgs: strin
   if (spec.kind === 'noop') {
     const proc = spawnProcess('noop server', process.execPath, [...extraNodeArgs, '--import', 'tsx', join(HERE, 'noop-server.ts'), '--port', String(port)], { cwd: ROOT });
     await waitForPort(proc, port);
+    if (PIN.enabled) pinToCpu(proc.child.pid!, PIN.serverCpu);
     return { proc, port };
   }
   const knobs: ServiceKnobs = { grpcPort: port, adminPort: await freePort(), audit: spec.audit ?? false, level: spec.audit ? 'info' : 'warn' };
@@ -307,6 +321,7 @@ async function startTarget(spec: TargetSpec, opts: Options, extraNodeArgs: strin
     stdout: spec.audit ? 'ignore' : 'capture',
   });
   await waitForPort(proc, port);
+  if (PIN.enabled) pinToCpu(proc.child.pid!, PIN.serverCpu);
   return { proc, port };
 }
 
@@ -515,6 +530,7 @@ async function prepareRun(name: string): Promise<ScenarioRun> {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  PIN.enabled = opts.pin;
   const multi = opts.scenarios.length > 1;
   const startedAt = new Date();
   const t0 = performance.now();
