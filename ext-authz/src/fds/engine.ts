@@ -14,6 +14,8 @@ import { MemoryStore } from './store/memory-store.js';
 import { RedisStore } from './store/redis-store.js';
 import type { BlockRecord, CounterOp, EvaluateResult, FdsStore, SubjectRef } from './store/store.js';
 import { compileRules, type CompiledRules } from './rules.js';
+import { CircuitBreaker } from '../resilience/circuit-breaker.js';
+import { TIMED_OUT, within } from '../resilience/within.js';
 import type { SubjectKind } from './subjects.js';
 
 export const FDS_ENGINE = 'fds.engine';
@@ -100,9 +102,8 @@ export class FdsEngine {
   adminToken: Buffer | undefined;
   private closed = false;
   /** Circuit breaker over the Check script (Redis store only). */
-  private failures = 0;
-  private openUntil = 0;
-  private probing = false;
+  /** Only for Redis: fail fast while it is down instead of queueing a timeout per Check. */
+  private readonly breaker: CircuitBreaker | undefined;
 
   constructor(
     settings: FdsSettings,
@@ -116,6 +117,8 @@ export class FdsEngine {
     this.store = useRedis
       ? new RedisStore(settings.redis!, logger, { onError: (op) => metrics.redisErrors.inc({ op }) })
       : new MemoryStore();
+    const b = useRedis ? settings.redis?.breaker : undefined;
+    this.breaker = b ? new CircuitBreaker(b.failures, b.openMs) : undefined;
     this.cache = makeCache(settings);
     this.store.onEvent((e) => {
       if (e.type === 'unblock') this.cache?.delete(cacheKey(e.kind, e.subject));
@@ -197,20 +200,13 @@ export class FdsEngine {
    * timeout still gets the failure mode, not a late answer.
    */
   evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], limitMs: number): Promise<EvaluateResult> {
-    const breaker = this.store.kind === 'redis' ? this.settings.redis?.breaker : undefined;
-    if (breaker && this.openUntil !== 0) {
-      if (this.probing || Date.now() < this.openUntil) {
-        this.metrics.redisErrors.inc({ op: 'breaker_open' });
-        return Promise.reject(new Error(`Redis circuit open after ${this.failures} consecutive failures; retrying shortly`));
-      }
-      this.probing = true; // half-open: this Check is the probe
+    const breaker = this.breaker;
+    if (breaker && !breaker.allow()) {
+      this.metrics.redisErrors.inc({ op: 'breaker_open' });
+      return Promise.reject(new Error('Redis circuit open after consecutive failures; retrying shortly'));
     }
-    const p = this.store.evaluate(check, ops);
-    const timeout = this.settings.redis?.commandTimeoutMs ?? Infinity;
     const handle = (r: EvaluateResult): EvaluateResult => {
-      this.failures = 0;
-      this.openUntil = 0;
-      this.probing = false;
+      breaker?.success();
       if (r.blocked) this.remember(r.blocked);
       for (const c of r.created) {
         this.metrics.blocksCreated.inc({ kind: c.kind, source: 'rule' });
@@ -220,18 +216,16 @@ export class FdsEngine {
       return r;
     };
     const failed = (err: unknown): never => {
-      this.probing = false;
-      if (breaker && ++this.failures >= breaker.failures) this.openUntil = Date.now() + breaker.openMs;
+      breaker?.failure();
       throw err;
     };
-    if (limitMs >= timeout) return p.then(handle, failed);
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      p.then(handle, failed),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`FDS store did not answer within the ${limitMs} ms left before the Check deadline`)), limitMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const p = this.store.evaluate(check, ops).then(handle, failed);
+    const timeout = this.settings.redis?.commandTimeoutMs ?? Infinity;
+    if (limitMs >= timeout) return p;
+    return within(p, limitMs).then((r) => {
+      if (r === TIMED_OUT) throw new Error(`FDS store did not answer within the ${limitMs} ms left before the Check deadline`);
+      return r;
+    });
   }
 
   async close(): Promise<void> {

@@ -9,8 +9,8 @@ import type { CheckContext } from './context.js';
 import type { Decision, StageResult } from './decision.js';
 import type { Stage } from '../stages/stage.js';
 import type { Metrics } from '../observability/metrics.js';
+import { TIMED_OUT, within } from '../resilience/within.js';
 
-const DEADLINE = Symbol('deadline');
 
 export interface ChainEnv {
   readonly logger: Logger;
@@ -26,17 +26,8 @@ function describeError(err: unknown): string {
 }
 
 /** Waits for `p` but no longer than the context's deadline. */
-function withinDeadline<T>(ctx: CheckContext, p: Promise<T>): Promise<T | typeof DEADLINE> {
-  const left = ctx.remainingMs();
-  if (left <= 0) {
-    p.catch(() => undefined); // the answer no longer waits for it; keep its rejection handled
-    return Promise.resolve(DEADLINE);
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<typeof DEADLINE>((resolve) => {
-    timer = setTimeout(resolve, left, DEADLINE);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+function withinDeadline<T>(ctx: CheckContext, p: Promise<T>): Promise<T | typeof TIMED_OUT> {
+  return within(p, ctx.remainingMs());
 }
 
 const ALLOWED: Decision = Object.freeze({ kind: 'allow', degraded: false, reason: 'allowed' });
@@ -76,7 +67,7 @@ class ChainRun {
     try {
       const r = await withinDeadline(this.ctx, pending);
       result =
-        r === DEADLINE
+        r === TIMED_OUT
           ? { kind: 'fail', reason: 'deadline_exceeded', detail: `${stage.type} did not answer within the Check deadline` }
           : r;
     } catch (err) {
@@ -151,7 +142,7 @@ class ChainRun {
       if (isPromise(r)) {
         return withinDeadline(this.ctx, r).then(
           (v) =>
-            v === DEADLINE
+            v === TIMED_OUT
               ? onFailure('deadline_exceeded', `${stage.type} finish did not complete within the Check deadline`)
               : (v ?? decision),
           (err) => onFailure('stage_error', `${stage.type} finish: ${describeError(err)}`),

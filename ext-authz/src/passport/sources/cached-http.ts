@@ -8,7 +8,7 @@
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { LRUCache } from 'lru-cache';
-import { CircuitBreaker, type BreakerState } from '../circuit-breaker.js';
+import { CircuitBreaker, type BreakerState } from '../../resilience/circuit-breaker.js';
 
 export type LookupResult<T> =
   | { readonly kind: 'found'; readonly value: T; readonly stale: boolean }

@@ -12,7 +12,7 @@ import type { HttpSourceConfig, PassportConfig } from '../config.js';
 import { checkClaimValue } from '../claims.js';
 import { CachedHttpLookup, InvalidAnswer, type LookupResult } from './cached-http.js';
 import { factsFingerprint, type DeviceFacts, type PassportSource, type SourceFacts, type UserFacts } from './source.js';
-import type { BreakerState } from '../circuit-breaker.js';
+import type { BreakerState } from '../../resilience/circuit-breaker.js';
 
 type Limits = PassportConfig['limits'];
 

@@ -2,7 +2,8 @@
  * A small consecutive-failure circuit breaker: after `failureThreshold`
  * failures in a row the circuit opens and calls fail fast for `openMs`; then
  * one trial call is let through (half-open): success closes, failure reopens.
- * Keeps a struggling auth service from being hammered while it recovers.
+ * Keeps a struggling dependency (the auth service, Redis) from being hammered
+ * while it recovers, and answers its callers at once meanwhile.
  */
 export type BreakerState = 'closed' | 'open' | 'half-open';
 

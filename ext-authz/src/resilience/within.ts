@@ -1,0 +1,18 @@
+/**
+ * Waits for a promise, but no longer than `ms`. Resolves to TIMED_OUT when
+ * time ran out first; the late promise's rejection is kept handled. One
+ * timer, cleared as soon as either side settles.
+ */
+export const TIMED_OUT: unique symbol = Symbol('timed out');
+
+export function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  if (ms <= 0) {
+    p.catch(() => undefined);
+    return Promise.resolve(TIMED_OUT);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(resolve, ms, TIMED_OUT);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
