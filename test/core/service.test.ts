@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { startService, httpCheck, headerMap, check, authzClient, type Running } from '../support/service.js';
 import { registerTestStages } from '../support/test-stages.js';
+import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import type { CheckResponse } from '../../ext-authz/src/proto/types.js';
+import { AUTHORIZATION_SERVICE_NAME, CHECK_METHOD_PATH, loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
 
 registerTestStages();
 
@@ -187,7 +189,7 @@ describe('ext_authz service over gRPC', function () {
     const client = new grpc.Client(`127.0.0.1:${run.svc.grpcPort}`, grpc.credentials.createInsecure());
     const raw: Buffer = await new Promise((resolve, reject) =>
       client.makeUnaryRequest(
-        '/envoy.service.auth.v3.Authorization/Check',
+        CHECK_METHOD_PATH,
         (b: Buffer) => b,
         (b: Buffer) => b,
         checkRequest,
@@ -196,10 +198,7 @@ describe('ext_authz service over gRPC', function () {
     );
     client.close();
     assert.ok(raw.length > 0);
-    // Decode with our own protos to read the decision.
-    const def = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', { includeDirs: [join(process.cwd(), 'proto')], keepCase: true, oneofs: true });
-    const svcDef = (def['envoy.service.auth.v3.Authorization'] as unknown as Record<string, { responseDeserialize(b: Buffer): CheckResponse }>)['Check']!;
-    const res = svcDef.responseDeserialize(raw);
+    const res = loadAuthorizationService().service['Check']!.responseDeserialize(raw) as CheckResponse;
     assert.equal(res.status?.code ?? 0, 0);
     assert.ok(res.ok_response);
   });
@@ -295,7 +294,7 @@ describe('ext_authz service over gRPC', function () {
       Check(req: { service: string }, cb: (e: Error | null, r: { status: string }) => void): void;
       close(): void;
     };
-    for (const service of ['', 'envoy.service.auth.v3.Authorization']) {
+    for (const service of ['', AUTHORIZATION_SERVICE_NAME]) {
       const r = await new Promise<{ status: string }>((resolve, reject) => client.Check({ service }, (e, res) => (e ? reject(e) : resolve(res))));
       assert.equal(r.status, 'SERVING');
     }
@@ -367,6 +366,23 @@ describe('config reload', function () {
       assert.equal(await reason(), 'login_required');
       const metrics = await (await fetch(`http://127.0.0.1:${run.svc.adminPort}/metrics`)).text();
       assert.match(metrics, /passgate_config_reloads_total\{result="rejected"\} 1/);
+    } finally {
+      await run.stop();
+    }
+  });
+});
+
+describe('audit logging follows the serving config', function () {
+  this.timeout(20_000);
+  it('turning logging.audit off by reload stops the audit lines', async () => {
+    const run = await startService(CONFIG);
+    try {
+      const audits = () => run.logs.lines.filter((l) => l['log'] === 'audit').length;
+      await run.check(httpCheck({ path: '/login' }));
+      assert.equal(audits(), 1);
+      await run.svc.applyConfig(parseConfigText(CONFIG.replace('audit: true', 'audit: false'), 'reload.yaml'));
+      await run.check(httpCheck({ path: '/login' }));
+      assert.equal(audits(), 1, 'no audit line after audit was turned off');
     } finally {
       await run.stop();
     }

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { CheckRequest, CheckResponse } from '../proto/types.js';
 import { toRequestView, type RequestView } from './request-view.js';
-import { deniedResponse, okResponse } from './response.js';
+import { deniedResponse, internalErrorResponse, okResponse } from './response.js';
 import { InternalHeaderPolicy } from './internal-headers.js';
 import { CheckContext } from '../pipeline/context.js';
 import { runChain } from '../pipeline/run-chain.js';
@@ -14,29 +14,29 @@ import type { Decision, Denial } from '../pipeline/decision.js';
 import type { RouteTable, CompiledGateway, CompiledRoute } from '../routing/route-table.js';
 import type { Metrics } from '../observability/metrics.js';
 import { traceIdOf } from '../observability/trace-id.js';
+import { DEFAULT_CHALLENGE } from '../config/schema.js';
 
 const XFCC = 'x-forwarded-client-cert';
 const UNKNOWN_GATEWAY: Denial = Object.freeze({ status: 403, reason: 'unknown_gateway' });
-const INTERNAL_ERROR: Denial = Object.freeze({ status: 503, reason: 'internal_error' });
 
 export interface CheckerOptions {
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly audit: boolean;
 }
 
-/** Per-table facts derived once per config load. */
+/** Per-table facts derived once per config load (so a reload changes them too). */
 interface TableState {
   readonly table: RouteTable;
   readonly internal: InternalHeaderPolicy;
   readonly degradedHeader: string;
+  readonly audit: boolean;
 }
 
 const NO_GATEWAY: CompiledGateway = Object.freeze({
   name: '(none)',
   kind: 'public',
   mtls: false,
-  challenge: 'Bearer realm="passgate"',
+  challenge: DEFAULT_CHALLENGE,
   routes: [],
   defaultRoute: { name: '(none)', matches: () => true, stages: [], failureMode: 'closed' as const },
 });
@@ -44,7 +44,8 @@ const NO_GATEWAY: CompiledGateway = Object.freeze({
 export class Checker {
   private state: TableState;
   private readonly audit: Logger;
-  private readonly counterCache = new WeakMap<CompiledRoute, Map<string, { inc(): void }>>();
+  /** route → verdict → reason → labelled child: no label hashing or key building per Check. */
+  private readonly counterCache = new WeakMap<CompiledRoute, Map<string, Map<string, { inc(): void }>>>();
   private readonly durationCache = new Map<string, { observe(v: number): void }>();
 
   constructor(
@@ -61,6 +62,7 @@ export class Checker {
       table,
       internal: new InternalHeaderPolicy([...h.internal, h.degraded], h.internalPrefixes),
       degradedHeader: h.degraded,
+      audit: table.config.logging.audit,
     };
   }
 
@@ -115,9 +117,9 @@ export class Checker {
         ctx.degraded = true;
         return this.answer(state, view, ctx, { kind: 'allow', degraded: true, reason: 'internal_error' }, ctx.traceId, startedAt);
       }
-      return deniedResponse(INTERNAL_ERROR, ctx?.traceId ?? '', 'Bearer realm="passgate"');
+      return internalErrorResponse(ctx?.traceId);
     } catch {
-      return deniedResponse(INTERNAL_ERROR, '', 'Bearer realm="passgate"');
+      return internalErrorResponse();
     }
   }
 
@@ -141,11 +143,12 @@ export class Checker {
     } else {
       response = deniedResponse(decision.denial, traceId, gateway.challenge);
     }
-    this.record(view, ctx, gateway, decision, traceId, startedAt);
+    this.record(state, view, ctx, gateway, decision, traceId, startedAt);
     return response;
   }
 
   private record(
+    state: TableState,
     view: RequestView,
     ctx: CheckContext | undefined,
     gateway: CompiledGateway,
@@ -164,7 +167,7 @@ export class Checker {
       this.durationCache.set(gateway.name, duration);
     }
     duration.observe(seconds);
-    if (!this.options.audit) return;
+    if (!state.audit) return;
     this.audit.info(
       {
         trace_id: traceId,
@@ -188,16 +191,20 @@ export class Checker {
 
   /** Labelled counter children are cached per route so the hot path does no label hashing. */
   private counter(gateway: CompiledGateway, route: CompiledRoute, verdict: string, reason: string): { inc(): void } {
-    let byKey = this.counterCache.get(route);
-    if (byKey === undefined) {
-      byKey = new Map();
-      this.counterCache.set(route, byKey);
+    let byVerdict = this.counterCache.get(route);
+    if (byVerdict === undefined) {
+      byVerdict = new Map();
+      this.counterCache.set(route, byVerdict);
     }
-    const key = `${gateway.name}\u0000${verdict}\u0000${reason}`;
-    let child = byKey.get(key);
+    let byReason = byVerdict.get(verdict);
+    if (byReason === undefined) {
+      byReason = new Map();
+      byVerdict.set(verdict, byReason);
+    }
+    let child = byReason.get(reason);
     if (child === undefined) {
       child = this.options.metrics.checks.labels(gateway.name, route.name, verdict, reason);
-      byKey.set(key, child);
+      byReason.set(reason, child);
     }
     return child;
   }

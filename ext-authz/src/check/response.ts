@@ -7,6 +7,7 @@
 import type { CheckResponse, HeaderValueOption } from '../proto/types.js';
 import type { Denial, DenyStatus } from '../pipeline/decision.js';
 import type { HeaderPair } from '../pipeline/context.js';
+import { DEFAULT_CHALLENGE } from '../config/schema.js';
 
 /** google.rpc.Code values. */
 export const RpcCode = {
@@ -86,4 +87,11 @@ export function deniedResponse(denial: Denial, traceId: string, challenge: strin
     status: { code: RPC_FOR_STATUS[denial.status], message: denial.reason },
     denied_response: { status: { code: denial.status }, headers, body },
   };
+}
+
+const INTERNAL_ERROR: Denial = Object.freeze({ status: 503, reason: 'internal_error' });
+
+/** The answer when the service itself failed (never a gRPC error: Envoy applies this as a deny). */
+export function internalErrorResponse(traceId = ''): CheckResponse {
+  return deniedResponse(INTERNAL_ERROR, traceId, DEFAULT_CHALLENGE);
 }

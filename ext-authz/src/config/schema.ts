@@ -15,6 +15,9 @@ const headerName = headerNameSchema;
 export const failureMode = z.enum(['closed', 'open']);
 export type FailureMode = z.infer<typeof failureMode>;
 
+/** WWW-Authenticate on 401 answers when a gateway names none. */
+export const DEFAULT_CHALLENGE = 'Bearer realm="passgate"';
+
 export const GATEWAY_KINDS = ['app', 'public', 'secure', 'ssr', 'internal', 'egress'] as const;
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'] as const;
 
@@ -76,7 +79,7 @@ const gatewaySchema = z.strictObject({
   mtls: z.boolean().optional(),
   failureMode: failureMode.default('closed'),
   /** WWW-Authenticate value on 401 answers. */
-  challenge: z.string().min(1).default('Bearer realm="passgate"'),
+  challenge: z.string().min(1).default(DEFAULT_CHALLENGE),
   routes: z.array(routeSchema).default([]),
   /** The chain for requests no route matches; by default a 404 `no_route`. */
   defaultRoute: z.strictObject({ failureMode: failureMode.optional(), stages }).optional(),

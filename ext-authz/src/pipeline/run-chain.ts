@@ -31,6 +31,7 @@ function withinDeadline<T>(ctx: CheckContext, p: Promise<T>): Promise<T | typeof
 }
 
 const ALLOWED: Decision = Object.freeze({ kind: 'allow', degraded: false, reason: 'allowed' });
+const ALLOWED_DEGRADED: Decision = Object.freeze({ kind: 'allow', degraded: true, reason: 'allowed_degraded' });
 
 class ChainRun {
   private ran = 0;
@@ -77,9 +78,7 @@ class ChainRun {
     if (settled !== undefined) return this.finish(settled);
     // No time left means later stages cannot run either: decide by failure mode now.
     if (this.ctx.remainingMs() <= 0 && index + 1 < this.stages.length) {
-      const timedOut = this.settle(stage, { kind: 'fail', reason: 'deadline_exceeded', detail: 'deadline reached before the chain finished' });
-      if (timedOut !== undefined) return this.finish(timedOut);
-      return this.finish(this.endOfChain());
+      return this.finish(this.failed(stage, 'deadline_exceeded', 'deadline reached before the chain finished') ?? this.endOfChain());
     }
     return this.from(index + 1);
   }
@@ -90,25 +89,29 @@ class ChainRun {
       case 'continue':
         return undefined;
       case 'allow':
-        return this.ctx.degraded ? { kind: 'allow', degraded: true, reason: 'allowed_degraded' } : ALLOWED;
+        return this.endOfChain();
       case 'deny':
         return { kind: 'deny', denial: result.denial };
-      case 'fail': {
-        const mode = this.ctx.route.failureMode;
-        this.env.metrics.stageFailures.inc({ stage: stage.type, mode });
-        this.ctx.audit['failure'] = result.detail ?? result.reason;
-        if (mode === 'closed') {
-          const denial = result.detail === undefined ? { status: 503 as const, reason: result.reason } : { status: 503 as const, reason: result.reason, detail: result.detail };
-          return { kind: 'deny', denial };
-        }
-        this.ctx.degraded = true;
-        return undefined;
-      }
+      case 'fail':
+        return this.failed(stage, result.reason, result.detail);
     }
   }
 
+  /**
+   * The route's failure mode for a stage that could not decide: closed → a 503
+   * deny naming the reason; open → mark the answer degraded and go on (undefined).
+   */
+  private failed(stage: Stage, reason: string, detail: string | undefined): Decision | undefined {
+    const mode = this.ctx.route.failureMode;
+    this.env.metrics.stageFailures.inc({ stage: stage.type, mode });
+    this.ctx.audit['failure'] = detail ?? reason;
+    if (mode === 'closed') return { kind: 'deny', denial: detail === undefined ? { status: 503, reason } : { status: 503, reason, detail } };
+    this.ctx.degraded = true;
+    return undefined;
+  }
+
   private endOfChain(): Decision {
-    return this.ctx.degraded ? { kind: 'allow', degraded: true, reason: 'allowed_degraded' } : ALLOWED;
+    return this.ctx.degraded ? ALLOWED_DEGRADED : ALLOWED;
   }
 
   /** Gives stages that ran a chance to observe or replace the decision, last first. */
@@ -130,12 +133,7 @@ class ChainRun {
     const onFailure = (reason: string, detail: string): Decision => {
       this.env.logger.warn({ stage: stage.type, reason, detail }, 'stage finish hook could not complete');
       if (decision.kind === 'deny') return decision;
-      const mode = this.ctx.route.failureMode;
-      this.env.metrics.stageFailures.inc({ stage: stage.type, mode });
-      this.ctx.audit['failure'] = detail;
-      if (mode === 'closed') return { kind: 'deny', denial: { status: 503, reason, detail } };
-      this.ctx.degraded = true;
-      return { kind: 'allow', degraded: true, reason: 'allowed_degraded' };
+      return this.failed(stage, reason, detail) ?? this.endOfChain();
     };
     try {
       const r = stage.finish!(this.ctx, decision);

@@ -6,12 +6,11 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from 'pino';
-import { loadAuthorizationService } from '../proto/load.js';
+import { AUTHORIZATION_SERVICE_NAME, loadAuthorizationService } from '../proto/load.js';
+import { internalErrorResponse } from '../check/response.js';
 import type { CheckRequest, CheckResponse } from '../proto/types.js';
 import type { Checker } from '../check/checker.js';
 import type { Metrics } from '../observability/metrics.js';
-
-export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
 
 export interface DeadlinePolicy {
   readonly defaultMs: number;
@@ -29,7 +28,6 @@ export class GrpcServer {
   readonly server: grpc.Server;
   readonly health: HealthImplementation;
   private inFlight = 0;
-  private drainWaiters: Array<() => void> = [];
 
   constructor(
     private readonly checker: () => Checker,
@@ -46,7 +44,7 @@ export class GrpcServer {
     });
     const { service, packageDefinition } = loadAuthorizationService();
     this.server.addService(service, { Check: this.handleCheck });
-    this.health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE]: 'NOT_SERVING' });
+    this.health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' });
     this.health.addToServer(this.server);
     new ReflectionService(packageDefinition).addToServer(this.server);
   }
@@ -61,14 +59,13 @@ export class GrpcServer {
       this.inFlight--;
       this.metrics.inFlight.dec();
       callback(null, response);
-      if (this.inFlight === 0 && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w();
     };
     // Checker.check never throws and never rejects; the guard is for the impossible.
     const result = this.checker().check(call.request, answerBy(call.getDeadline(), this.deadlines()));
     if (result instanceof Promise) {
       result.then(done, (err) => {
         this.logger.error({ err: String(err) }, 'checker rejected; answering 503');
-        done({ status: { code: 14, message: 'internal_error' }, denied_response: { status: { code: 503 }, body: '{"error":"unavailable","reason":"internal_error"}' } });
+        done(internalErrorResponse());
       });
     } else {
       done(result);
@@ -78,7 +75,7 @@ export class GrpcServer {
   setServing(serving: boolean): void {
     const status = serving ? 'SERVING' : 'NOT_SERVING';
     this.health.setStatus('', status);
-    this.health.setStatus(AUTHORIZATION_SERVICE, status);
+    this.health.setStatus(AUTHORIZATION_SERVICE_NAME, status);
   }
 
   listen(host: string, port: number): Promise<number> {
@@ -93,18 +90,6 @@ export class GrpcServer {
 
   get checksInFlight(): number {
     return this.inFlight;
-  }
-
-  /** Resolves when no Check is in flight, or after `ms`, whichever is first. Returns true when drained. */
-  drained(ms: number): Promise<boolean> {
-    if (this.inFlight === 0) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), ms);
-      this.drainWaiters.push(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
   }
 
   /** Stop taking new calls, let running ones finish within `graceMs`, then force. */

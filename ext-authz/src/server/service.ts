@@ -54,11 +54,7 @@ export class PassgateService {
     this.metrics = new Metrics(options.processMetrics ?? true);
     this.capabilities = options.capabilities ?? createCapabilities();
     this.admin = new AdminServer(this.metrics, () => this.readiness(), this.logger);
-    this.checker = new Checker(this.compile(this.config), {
-      logger: this.logger,
-      metrics: this.metrics,
-      audit: this.config.logging.audit,
-    });
+    this.checker = new Checker(this.compile(this.config), { logger: this.logger, metrics: this.metrics });
     this.grpc = new GrpcServer(
       () => this.checker,
       () => ({ defaultMs: this.config.server.defaultDeadlineMs, marginMs: this.config.server.deadlineMarginMs }),

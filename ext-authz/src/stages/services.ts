@@ -25,16 +25,6 @@ export class ServiceRegistry {
     return this.services.get(key) as T | undefined;
   }
 
-  /** Replace a service (e.g. after its config changed), closing the old one. */
-  async replace<T>(key: string, value: T): Promise<void> {
-    const old = this.services.get(key) as Partial<Closeable> | undefined;
-    this.services.set(key, value);
-    if (old && typeof old.close === 'function') await old.close();
-    if (value && typeof (value as Partial<Closeable>).close === 'function') {
-      this.closers.push(() => (value as unknown as Closeable).close());
-    }
-  }
-
   async closeAll(): Promise<void> {
     const closers = this.closers.splice(0).reverse();
     for (const close of closers) {
