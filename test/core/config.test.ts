@@ -41,6 +41,7 @@ describe('config validation', () => {
     ['bad deny status', gw('      - name: a\n        stages: [{ type: deny, status: 402 }]\n'), /stages\[0\]\.status: must be one of 401, 403, 404, 429, 503/],
     ['typo in a key', gw('      - name: a\n        mach: {}\n        stages: [allow]\n'), /routes\[0\]: unknown key "mach" \(check the spelling\)/],
     ['typo in a stage option', gw('      - name: a\n        stages: [{ type: deny, stauts: 401 }]\n'), /routes\[0\]\.stages\[0\]: unknown key "stauts" \(check the spelling\)/],
+    ['a required stage option missing', gw('      - name: a\n        stages: [{ type: require-headers }]\n'), /routes\[0\]\.stages\[0\]\.headers: is required/],
     ['uppercase header name', gw('      - name: a\n        stages: [{ type: require-headers, headers: [{ name: X-Up }] }]\n'), /headers\[0\]\.name: must be a lowercase HTTP header name/],
     ['header rule with two matchers', gw('      - name: a\n        match: { headers: [{ name: x-a, exact: "1", prefix: "2" }] }\n        stages: [allow]\n'), /match\.headers\[0\]: set at most one of/],
     ['duplicate route names', gw('      - name: a\n        stages: [allow]\n      - name: a\n        stages: [allow]\n'), /routes\[1\]\.name: duplicate route name "a"/],

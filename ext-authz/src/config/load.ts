@@ -9,6 +9,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type PassgateConfig } from './schema.js';
 import { stageDefinition } from '../stages/catalog.js';
+import { issueMessage } from './common.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -33,14 +34,7 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
 }
 
 function describe(issue: z.core.$ZodIssue): string {
-  const where = formatPath(issue.path);
-  if (issue.code === 'unrecognized_keys') {
-    return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling)`;
-  }
-  if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) {
-    return `${where}: is required`;
-  }
-  return `${where}: ${issue.message}`;
+  return `${formatPath(issue.path)}: ${issueMessage(issue)}`;
 }
 
 export function validateConfig(raw: unknown, source = '(inline)'): PassgateConfig {

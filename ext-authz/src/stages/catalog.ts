@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { StageDefinition } from './stage.js';
+import { issueMessage } from '../config/common.js';
 import { allowStage } from './allow.js';
 import { denyStage } from './deny.js';
 import { requireHeadersStage } from './require-headers.js';
@@ -63,11 +64,7 @@ export const stageSchema: z.ZodType<StageConfig> = z.unknown().transform((raw, c
   const result = stageUnion().safeParse(value);
   if (result.success) return result.data as StageConfig;
   for (const issue of result.error.issues) {
-    const message =
-      issue.code === 'unrecognized_keys'
-        ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling)`
-        : issue.message;
-    ctx.addIssue({ code: 'custom', message, path: issue.path as PropertyKey[] });
+    ctx.addIssue({ code: 'custom', message: issueMessage(issue), path: issue.path as PropertyKey[] });
   }
   return z.NEVER;
 }) as unknown as z.ZodType<StageConfig>;
