@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { SampleBuffer } from '../common/stats.js';
 
 interface Job { url: string; seconds: number; connections: number; ca?: string; cert?: string; key?: string }
 const job = JSON.parse(process.argv[2] ?? '{}') as Job;
@@ -16,7 +17,7 @@ const agent = isTls
   : new http.Agent({ keepAlive: true, maxSockets: job.connections });
 const lib = isTls ? https : http;
 
-const latencies: number[] = [];
+let latencies = new SampleBuffer();
 const statuses: Record<string, number> = {};
 let errors = 0;
 
@@ -45,14 +46,13 @@ async function loop(until: number): Promise<void> {
 
 // Warm up connections (TLS handshakes) before measuring.
 await Promise.all(Array.from({ length: job.connections }, () => once()));
-latencies.length = 0;
+latencies = new SampleBuffer();
 for (const k of Object.keys(statuses)) delete statuses[k];
 errors = 0;
 const start = Date.now();
 const until = start + job.seconds * 1000;
 await Promise.all(Array.from({ length: job.connections }, () => loop(until)));
 const elapsed = (Date.now() - start) / 1000;
-latencies.sort((a, b) => a - b);
-const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
-process.stdout.write(`${JSON.stringify({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p90: pct(90), p99: pct(99), max: latencies[latencies.length - 1] ?? NaN, statuses, errors })}\n`);
+const s = latencies.summary();
+process.stdout.write(`${JSON.stringify({ requests: s.count, rps: s.count / elapsed, p50: s.p50, p90: s.p90, p99: s.p99, max: s.max, statuses, errors })}\n`);
 agent.destroy();

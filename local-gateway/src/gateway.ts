@@ -33,7 +33,7 @@ import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/type
 import { loadPlugin, type Plugin, type Properties } from '../../wasm-filters/host/index.js';
 import { buildCheckRequest } from './check-request.js';
 import { applyCheckResponse, setHeader, type ExtAuthzSettings, type HeaderList } from './apply-check-response.js';
-import { applyXfcc, peerCertificate, uriSansOf, type ClientCertDetails, type ForwardClientCertMode, type PeerCertificate } from './xfcc-writer.js';
+import { applyXfcc, peerCertificate, xfccElement, type ForwardClientCertMode, type PeerCertificate } from './xfcc-writer.js';
 import { forward, type UpstreamTarget } from './proxy.js';
 
 export const DEV_TOOL_NOTICE = 'passgate local gateway: a development and test tool that emulates an Istio/Envoy gateway; never use it as a production proxy';
@@ -55,7 +55,6 @@ export interface ListenerOptions {
   readonly contextExtensions?: Readonly<Record<string, string>>;
   /** Istio gateways: SANITIZE_SET (the default here). */
   readonly forwardClientCert?: ForwardClientCertMode;
-  readonly clientCertDetails?: ClientCertDetails;
 }
 
 export interface ExtAuthzOptions extends Partial<ExtAuthzSettings> {
@@ -99,6 +98,13 @@ interface Listening {
   readonly localUriSans: readonly string[];
 }
 
+/** What a TLS connection's client certificate gives every request on it, worked out once per connection. */
+interface ConnectionPeer {
+  readonly peer: PeerCertificate;
+  /** The XFCC element this listener writes for it. */
+  readonly xfcc: string;
+}
+
 type AuthzClient = grpc.Client & {
   Check(req: CheckRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: CheckResponse) => void): grpc.ClientUnaryCall;
 };
@@ -133,7 +139,7 @@ export class LocalGateway {
   private readonly sockets = new Set<Socket>();
   // Envoy's stream ids are random uint64s; a random start and a counter keep them unique without a syscall per request.
   private nextStreamId = randomBytes(8).readBigUInt64BE() >> 1n;
-  private readonly peers = new WeakMap<Socket, PeerCertificate | null | 'refused'>();
+  private readonly peers = new WeakMap<Socket, ConnectionPeer | null | 'refused'>();
 
   private constructor(private readonly options: GatewayOptions) {
     this.logger = options.logger ?? pino({ level: 'info' });
@@ -184,7 +190,7 @@ export class LocalGateway {
     if (l.tls) {
       const local = peerCertificate(firstPemDer(l.tls.cert));
       localPrincipal = local.principal;
-      localUriSans = uriSansOf(local.der);
+      localUriSans = local.uriSans;
       server = https.createServer({ key: l.tls.key, cert: l.tls.cert, ca: l.tls.ca, requestCert: true, rejectUnauthorized: false });
       server.on('secureConnection', (socket: TLSSocket) => {
         // A certificate was presented but does not verify: refuse, as Envoy's handshake would.
@@ -225,20 +231,25 @@ export class LocalGateway {
   private async handle(l: Listening, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const tls = l.options.tls !== undefined;
     const socket = req.socket as TLSSocket;
-    let peer: PeerCertificate | null = null;
+    let conn: ConnectionPeer | null = null;
     if (tls) {
-      // getPeerCertificate() builds a large object: do it once per connection, not per request.
+      // getPeerCertificate() builds a large object and the XFCC element is ~1 KB: once per connection, not per request.
       let cached = this.peers.get(socket);
       if (cached === undefined) {
         const pc = socket.getPeerCertificate();
-        cached = pc?.raw ? (socket.authorized ? peerCertificate(pc.raw) : 'refused') : null;
+        if (!pc?.raw) cached = null;
+        else if (!socket.authorized) cached = 'refused';
+        else {
+          const peer = peerCertificate(pc.raw);
+          cached = { peer, xfcc: xfccElement(peer, l.localUriSans) };
+        }
         this.peers.set(socket, cached);
       }
       if (cached === 'refused') {
         socket.destroy();
         return;
       }
-      peer = cached;
+      conn = cached;
     }
     const scheme = tls ? 'https' : 'http';
     const remoteAddress = socket.remoteAddress ?? '';
@@ -262,13 +273,13 @@ export class LocalGateway {
     const xff = headers.filter(([k]) => k === 'x-forwarded-for').map(([, v]) => v);
     setHeader(headers, 'x-forwarded-for', xff.length > 0 ? `${xff.join(',')},${remoteAddress}` : remoteAddress);
     if (!headers.some(([k]) => k === 'x-request-id')) headers.push(['x-request-id', randomUUID()]);
-    applyXfcc(headers, l.options.forwardClientCert ?? 'SANITIZE_SET', peer, l.options.clientCertDetails, l.localUriSans);
+    applyXfcc(headers, l.options.forwardClientCert ?? 'SANITIZE_SET', conn?.xfcc ?? null);
 
     const ctx: RequestCtx = {
       listener: l,
       req,
       streamId: (this.nextStreamId++).toString(),
-      peer,
+      peer: conn?.peer ?? null,
       sni: tls ? (typeof socket.servername === 'string' ? socket.servername : '') : undefined,
       remoteAddress,
       remotePort,
@@ -421,7 +432,7 @@ function properties(ctx: RequestCtx): Properties {
     if (ctx.peer.uriSans[0] !== undefined) p['connection.uri_san_peer_certificate'] = ctx.peer.uriSans[0];
     if (ctx.peer.dnsSans[0] !== undefined) p['connection.dns_san_peer_certificate'] = ctx.peer.dnsSans[0];
     p['connection.subject_peer_certificate'] = ctx.peer.subject;
-    p['connection.sha256_peer_certificate_digest'] = ctx.peer.sha256;
+    p['connection.sha256_peer_certificate_digest'] = ctx.peer.fingerprint;
   }
   return p;
 }

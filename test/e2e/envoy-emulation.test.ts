@@ -13,15 +13,20 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { createCa, issueCertificate, toXfcc } from '../../ext-authz/src/devcerts/generate.js';
+import { createCa, issueCertificate } from '../../ext-authz/src/devcerts/generate.js';
 import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
 import { rfc2253 } from '../../ext-authz/src/identity/rfc2253.js';
-import { applyXfcc, derToPem, peerCertificate, urlEncodePem, xfccElement, XFCC } from '../../local-gateway/src/xfcc-writer.js';
+import { applyXfcc, derToPem, peerCertificate, xfccElement, XFCC } from '../../local-gateway/src/xfcc-writer.js';
 import { buildCheckRequest, headerMapOf } from '../../local-gateway/src/check-request.js';
 import { applyCheckResponse, rewriteQuery, type HeaderList } from '../../local-gateway/src/apply-check-response.js';
 import { downstreamHeaders, forward, upstreamHeaders } from '../../local-gateway/src/proxy.js';
 
 const OPENSSL = '/usr/bin/openssl';
+
+/** Envoy's XFCC encoding of a PEM, written out here rather than taken from the code under test. */
+function envoyEncode(pem: string): string {
+  return pem.replace(/\n/g, '%0A').replace(/ /g, '%20').replace(/\+/g, '%2B').replace(/\//g, '%2F').replace(/=/g, '%3D');
+}
 
 function opensslCert(dir: string, name: string, subj: string, san?: string, utf8 = false): { der: Buffer; pem: string; subject: string } {
   const key = join(dir, `${name}-key.pem`);
@@ -52,14 +57,13 @@ describe('local gateway: xfcc-writer (Envoy SANITIZE_SET)', () => {
     });
     const peer = peerCertificate(leaf.der);
     const hash = createHash('sha256').update(leaf.der).digest('hex');
-    const encodedPem = leaf.pem.replace(/\n/g, '%0A').replace(/ /g, '%20').replace(/\+/g, '%2B').replace(/\//g, '%2F').replace(/=/g, '%3D');
+    const encodedPem = envoyEncode(leaf.pem);
     const expected =
       `Hash=${hash};Cert="${encodedPem}";Subject="O=Acme,CN=alice";` +
       'URI=spiffe://partners.example.com/org/acme/user/alice;DNS=alice.acme.example.com;DNS=a2.acme.example.com';
     assert.equal(xfccElement(peer), expected);
-    // And the devcerts helper (written independently by the identity work) agrees.
-    assert.equal(xfccElement(peer), toXfcc(leaf));
     assert.equal(decodeURIComponent(encodedPem), leaf.pem);
+    assert.equal(peer.fingerprint, hash);
     assert.equal(peer.principal, 'spiffe://partners.example.com/org/acme/user/alice');
   });
 
@@ -67,9 +71,8 @@ describe('local gateway: xfcc-writer (Envoy SANITIZE_SET)', () => {
     const ca = await createCa();
     const leaf = await issueCertificate({ ca, subject: 'CN=dev', sans: { email: ['dev@passgate.dev'] } });
     const peer = peerCertificate(leaf.der);
-    const el = xfccElement(peer, undefined, ['spiffe://cluster.local/ns/istio-system/sa/gw']);
-    assert.ok(el.startsWith(`By=spiffe://cluster.local/ns/istio-system/sa/gw;Hash=${peer.sha256};Cert="`));
-    assert.ok(el.endsWith(';Subject="CN=dev";URI='));
+    const el = xfccElement(peer, ['spiffe://cluster.local/ns/istio-system/sa/gw']);
+    assert.equal(el, `By=spiffe://cluster.local/ns/istio-system/sa/gw;Hash=${leaf.fingerprint};Cert="${envoyEncode(leaf.pem)}";Subject="CN=dev";URI=`);
     assert.equal(peer.principal, 'CN=dev');
   });
 
@@ -88,23 +91,40 @@ describe('local gateway: xfcc-writer (Envoy SANITIZE_SET)', () => {
     assert.deepEqual(peer.uriSans, ['spiffe://td/ns/a', 'https://other/']);
     assert.deepEqual(peer.dnsSans, ['b.example', 'c.example']);
     assert.equal(derToPem(cert.der), cert.pem);
-    assert.equal(peer.urlEncodedPem, urlEncodePem(cert.pem));
-    assert.ok(!/[\n +/=]/.test(peer.urlEncodedPem));
+    const el = xfccElement(peer);
+    assert.ok(el.includes(`;Cert="${envoyEncode(cert.pem)}";`), el);
+    assert.ok(el.endsWith(';URI=spiffe://td/ns/a;URI=https://other/;DNS=b.example;DNS=c.example'), el);
   });
 
   it('SANITIZE_SET replaces every client copy; no certificate (or plain HTTP) removes it', async () => {
     const ca = await createCa();
     const leaf = await issueCertificate({ ca, sans: { uri: ['spiffe://t/u'] } });
-    const peer = peerCertificate(leaf.der);
+    const el = xfccElement(peerCertificate(leaf.der));
     const h: Array<[string, string]> = [[':path', '/'], [XFCC, 'Hash=forged'], ['a', '1'], [XFCC, 'By=x;URI=spiffe://evil']];
-    applyXfcc(h, 'SANITIZE_SET', peer);
-    assert.deepEqual(h.filter(([k]) => k === XFCC).map(([, v]) => v), [xfccElement(peer)]);
+    applyXfcc(h, 'SANITIZE_SET', el);
+    assert.deepEqual(h.filter(([k]) => k === XFCC).map(([, v]) => v), [el]);
     const plain: Array<[string, string]> = [[XFCC, 'Hash=forged;URI=spiffe://evil']];
     applyXfcc(plain, 'SANITIZE_SET', null);
     assert.equal(plain.length, 0);
     const fwd: Array<[string, string]> = [[XFCC, 'Hash=aa']];
-    applyXfcc(fwd, 'APPEND_FORWARD', peer);
-    assert.equal(fwd[0]![1], `Hash=aa,${xfccElement(peer)}`);
+    applyXfcc(fwd, 'APPEND_FORWARD', el);
+    assert.deepEqual(fwd, [[XFCC, `Hash=aa,${el}`]]);
+  });
+
+  it('the other modes: SANITIZE removes, FORWARD_ONLY and ALWAYS_FORWARD_ONLY pass the client copy through', () => {
+    const client = (): Array<[string, string]> => [[XFCC, 'Hash=aa']];
+    const sanitize = client();
+    applyXfcc(sanitize, 'SANITIZE', 'Hash=bb');
+    assert.deepEqual(sanitize, []);
+    const fwd = client();
+    applyXfcc(fwd, 'FORWARD_ONLY', 'Hash=bb');
+    assert.deepEqual(fwd, [[XFCC, 'Hash=aa']]);
+    const fwdPlain = client();
+    applyXfcc(fwdPlain, 'FORWARD_ONLY', null);
+    assert.deepEqual(fwdPlain, [], 'FORWARD_ONLY still removes it on a connection without a client certificate');
+    const always = client();
+    applyXfcc(always, 'ALWAYS_FORWARD_ONLY', null);
+    assert.deepEqual(always, [[XFCC, 'Hash=aa']]);
   });
 });
 

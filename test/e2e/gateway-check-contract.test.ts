@@ -4,7 +4,6 @@
  * each kind of answer reaches the upstream and the client.
  */
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
@@ -13,7 +12,7 @@ import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/type
 import { LocalGateway } from '../../local-gateway/src/gateway.js';
 import { EchoUpstream, type EchoBody } from '../../local-gateway/src/echo-upstream.js';
 import { defaultFilters, ensureWasmBuilt } from '../../local-gateway/src/stack.js';
-import { peerCertificate, xfccElement } from '../../local-gateway/src/xfcc-writer.js';
+import { toXfcc } from '../../ext-authz/src/devcerts/generate.js';
 import { curl, curlTls, makeCerts, nodeRequest, type TestCerts } from './support/harness.js';
 
 describe('local gateway e2e: the Check call and the answer, as Envoy makes and applies them', function () {
@@ -23,7 +22,13 @@ describe('local gateway e2e: the Check call and the answer, as Envoy makes and a
   let echo: EchoUpstream;
   let gw: LocalGateway;
   const seen: CheckRequest[] = [];
+  /** Milliseconds left on each call's gRPC deadline when the server received it. */
+  const deadlineLeft: number[] = [];
   let answer: CheckResponse = { status: { code: 0 } };
+  /** true: the server never answers, like a service too slow for the deadline. */
+  let hang = false;
+  /** Resolves when a hanging call was cancelled by the client's deadline. */
+  let cancelled: Promise<void> = Promise.resolve();
 
   before(async () => {
     ensureWasmBuilt();
@@ -32,7 +37,10 @@ describe('local gateway e2e: the Check call and the answer, as Envoy makes and a
     server.addService(loadAuthorizationService().service, {
       Check(call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>, cb: grpc.sendUnaryData<CheckResponse>) {
         seen.push(call.request);
-        cb(null, answer);
+        const deadline = call.getDeadline();
+        deadlineLeft.push(deadline instanceof Date ? deadline.getTime() - Date.now() : Number(deadline) - Date.now());
+        if (!hang) return cb(null, answer);
+        cancelled = new Promise((resolve) => call.on('cancelled', () => resolve()));
       },
     });
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
@@ -56,7 +64,9 @@ describe('local gateway e2e: the Check call and the answer, as Envoy makes and a
   });
   beforeEach(() => {
     seen.length = 0;
+    deadlineLeft.length = 0;
     answer = { status: { code: 0 } };
+    hang = false;
   });
 
   it('CheckRequest over mTLS: peers and principals, pseudo-headers, joined repeats, XFCC, sni, context_extensions', async () => {
@@ -85,7 +95,23 @@ describe('local gateway e2e: the Check call and the answer, as Envoy makes and a
     assert.equal(h['x-mixed-case'], 'v');
     assert.equal(h['host'], undefined);
     assert.match(h['traceparent'] ?? '', /^00-[0-9a-f]{32}-/, 'the trace filter ran before ext_authz');
-    assert.equal(h['x-forwarded-client-cert'], xfccElement(peerCertificate(new X509Certificate(certs.clients.alice.cert).raw)));
+    assert.equal(h['x-forwarded-client-cert'], toXfcc(certs.clients.alice.issued));
+  });
+
+  it("sends Envoy's ext_authz timeout (200 ms by default) as the gRPC deadline", async () => {
+    await nodeRequest({ port: gw.ports['public']!, path: '/p' });
+    assert.equal(deadlineLeft.length, 1);
+    // The deadline is the behaviour under test: what the server sees left of it is at most the 200 ms the gateway set.
+    assert.ok(deadlineLeft[0]! > 0 && deadlineLeft[0]! <= 200, `deadline ${deadlineLeft[0]} ms ahead`);
+  });
+
+  it('a service slower than the deadline: the call is cancelled and the client gets status_on_error, the upstream nothing', async () => {
+    hang = true;
+    const r = await nodeRequest({ port: gw.ports['public']!, path: '/p' });
+    assert.equal(r.status, 503, r.body);
+    assert.equal(r.headers['x-echo-upstream'], undefined);
+    assert.equal(seen.length, 1);
+    await cancelled; // the server saw the client give up (else this hangs until the mocha timeout)
   });
 
   it('CheckRequest over plain HTTP: no principal, no tls_session, no XFCC', async () => {

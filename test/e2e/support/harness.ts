@@ -8,7 +8,7 @@ import https from 'node:https';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCa, issueCertificate } from '../../../ext-authz/src/devcerts/generate.js';
+import { createCa, issueCertificate, type IssuedCertificate } from '../../../ext-authz/src/devcerts/generate.js';
 
 export const CURL = '/usr/bin/curl';
 
@@ -17,8 +17,8 @@ export interface TestCerts {
   readonly ca: string;
   readonly serverCert: string;
   readonly serverKey: string;
-  /** name → { cert, key } PEM, also written as <dir>/<name>.pem and <name>-key.pem */
-  readonly clients: Record<'alice' | 'mallory' | 'rogue' | 'service', { cert: string; key: string; fingerprint: string }>;
+  /** name → { cert (chain PEM), key PEM, issued }, also written as <dir>/<name>.pem and <name>-key.pem */
+  readonly clients: Record<'alice' | 'mallory' | 'rogue' | 'service', { cert: string; key: string; issued: IssuedCertificate }>;
 }
 
 export async function makeCerts(): Promise<TestCerts> {
@@ -33,11 +33,11 @@ export async function makeCerts(): Promise<TestCerts> {
   const rogue = await issueCertificate({ ca: other, subject: 'CN=alice,O=Acme', sans: { uri: ['spiffe://partners.example.com/org/acme/user/alice'] } });
   const clients = { alice, mallory, rogue, service };
   writeFileSync(join(dir, 'ca.pem'), ca.pem);
-  const out = {} as Record<string, { cert: string; key: string; fingerprint: string }>;
+  const out = {} as Record<string, { cert: string; key: string; issued: IssuedCertificate }>;
   for (const [name, c] of Object.entries(clients)) {
     writeFileSync(join(dir, `${name}.pem`), c.chainPem);
     writeFileSync(join(dir, `${name}-key.pem`), c.keyPem, { mode: 0o600 });
-    out[name] = { cert: c.chainPem, key: c.keyPem, fingerprint: c.fingerprint };
+    out[name] = { cert: c.chainPem, key: c.keyPem, issued: c };
   }
   return { dir, ca: ca.pem, serverCert: server.pem, serverKey: server.keyPem, clients: out as TestCerts['clients'] };
 }
