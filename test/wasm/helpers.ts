@@ -3,8 +3,10 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import assert from "node:assert/strict";
 import { buildDir } from "../../wasm-filters/host/built.js";
 import type { HeaderList } from "../../wasm-filters/host/pairs.js";
+import { PluginLoadError } from "../../wasm-filters/host/plugin.js";
 
 let buildTried = false;
 
@@ -46,6 +48,16 @@ export function values(h: HeaderList | null, name: string): string[] {
 
 export function has(h: HeaderList | null, name: string): boolean {
   return values(h, name).length > 0;
+}
+
+/** Loading must fail as Envoy refuses a plugin whose on_configure returned false, saying why. */
+export async function assertConfigRefused(loading: Promise<unknown>, why: RegExp): Promise<void> {
+  await assert.rejects(loading, (e: unknown) => {
+    assert.ok(e instanceof PluginLoadError, `expected PluginLoadError, got ${String(e)}`);
+    assert.equal(e.code, "CONFIGURE_FAILED");
+    assert.match(e.message, why);
+    return true;
+  });
 }
 
 // ---- tiny Wasm assembler -----------------------------------------------------------------

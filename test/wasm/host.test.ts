@@ -1,11 +1,25 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import asc from "assemblyscript/asc";
 import { loadPlugin, PluginLoadError, type Plugin } from "../../wasm-filters/host/plugin.js";
 import { encodePairs, decodePairs } from "../../wasm-filters/host/pairs.js";
 import { HeaderMap } from "../../wasm-filters/host/headers.js";
+import { readModuleShape } from "../../wasm-filters/host/wasm-binary.js";
+import { registeredImports } from "../../wasm-filters/host/abi.js";
+import { buildDir } from "../../wasm-filters/host/built.js";
 import {
   assemble, minimalFuncs, built, req, values, I32_CONST, UNREACHABLE, CALL, DROP,
 } from "./helpers.js";
+
+/** Compiles a test module whose `myAbort` replaces env.abort (Envoy has none). */
+async function compileModule(name: string, source: string): Promise<Uint8Array> {
+  const { binary, stderr } = await asc.compileString({ [`${name}.ts`]: source }, {
+    runtime: "minimal", optimizeLevel: 1, use: [`abort=${name}/myAbort`],
+  });
+  assert.ok(binary, stderr.toString());
+  return binary;
+}
 
 async function refused(bytes: Uint8Array, pattern: RegExp): Promise<PluginLoadError> {
   try {
@@ -93,12 +107,7 @@ describe("wasm host: strict linking", () => {
     assert.ok(binary, stderr.toString());
     await refused(binary, /env\.abort/);
   });
-  it("builds modules under 16 KiB that import only what Envoy registers, with a manifest", async () => {
-    const { readModuleShape } = await import("../../wasm-filters/host/wasm-binary.js");
-    const { registeredImports } = await import("../../wasm-filters/host/abi.js");
-    const { readFileSync } = await import("node:fs");
-    const { join } = await import("node:path");
-    const { buildDir } = await import("../../wasm-filters/host/built.js");
+  it("builds modules under 16 KiB that import only what Envoy registers, with a manifest", () => {
     built("sanitize");
     const manifest = JSON.parse(readFileSync(join(buildDir, "manifest.json"), "utf8")) as Record<string, { file: string; bytes: number; sha256: string }>;
     const allowed = registeredImports("0_2_1");
@@ -107,7 +116,12 @@ describe("wasm host: strict linking", () => {
       assert.ok(bytes.length < 16 * 1024, `${name}.wasm is ${bytes.length} bytes`);
       assert.equal(manifest[name]?.bytes, bytes.length);
       assert.match(manifest[name]?.sha256 ?? "", /^[0-9a-f]{64}$/);
-      for (const imp of readModuleShape(bytes).imports) {
+      const shape = readModuleShape(bytes);
+      const exported = new Set(shape.exports.map((e) => e.name));
+      for (const e of ["proxy_abi_version_0_2_1", "malloc", "proxy_on_memory_allocate", "memory"]) {
+        assert.ok(exported.has(e), `${name} does not export ${e}`);
+      }
+      for (const imp of shape.imports) {
         assert.ok(allowed.has(`${imp.module}.${imp.name}`), `${name} imports ${imp.module}.${imp.name}`);
         assert.ok(!["abort", "seed", "trace"].includes(imp.name) && !imp.name.startsWith("Date"));
       }
@@ -168,11 +182,7 @@ describe("wasm host: lifecycle and header map availability", function () {
   this.timeout(60_000);
   let probe: Plugin;
   before(async () => {
-    const { binary, stderr } = await asc.compileString({ "probe.ts": PROBE }, {
-      runtime: "minimal", optimizeLevel: 1, use: ["abort=probe/myAbort"],
-    });
-    assert.ok(binary, stderr.toString());
-    probe = await loadPlugin({ wasm: binary, pluginConfig: "{}" });
+    probe = await loadPlugin({ wasm: await compileModule("probe", PROBE), pluginConfig: "{}" });
   });
 
   it("runs the root lifecycle then the stream callbacks in Envoy's order", async () => {
@@ -244,24 +254,34 @@ describe("wasm host: traps and fail strategy", () => {
   });
 
   it("a metric increment <= 0 is BAD_ARGUMENT and names get the wasmcustom. prefix", async () => {
-    // define_metric(0, "c"@0, 1, out@8) then increment(id, 0) -> status stored, returned by the callback.
+    // define_metric(0, "c"@0, 1, out@8); then increment(id, by) for by = 0 and 3, each status
+    // stored as the digit '0'+status at 16/17 and logged, so the test sees what the module got.
+    const increment = (by: number, at: number): number[] => [
+      ...I32_CONST(at), ...I32_CONST(48),
+      ...I32_CONST(8), 0x28, 0x02, 0x00, 0x42, by, ...CALL(1), // i32.load id; i64.const by; call
+      0x6a, 0x3a, 0x00, 0x00, // i32.add; i32.store8
+    ];
     const m = assemble({
       imports: [
         { module: "env", name: "proxy_define_metric", sig: "iiii:i" },
         { module: "env", name: "proxy_increment_metric", sig: "iI:i" },
+        { module: "env", name: "proxy_log", sig: "iii:i" },
       ],
       funcs: [...minimalFuncs(), {
         sig: "iii:i", export: "proxy_on_request_headers",
         body: [
           ...I32_CONST(0), ...I32_CONST(99), 0x3a, 0x00, 0x00, // i32.store8 "c" at 0
           ...I32_CONST(0), ...I32_CONST(0), ...I32_CONST(1), ...I32_CONST(8), ...CALL(0), ...DROP,
-          ...I32_CONST(8), 0x28, 0x02, 0x00, 0x42, 0x00, ...CALL(1), // increment(load(8), 0)
+          ...increment(0, 16), ...increment(3, 17),
+          ...I32_CONST(2), ...I32_CONST(16), ...I32_CONST(2), ...CALL(2), ...DROP, // log "<s0><s3>"
+          ...I32_CONST(0),
         ],
       }],
     });
     const p = await loadPlugin({ wasm: m });
-    await p.runRequest({ requestHeaders: req() });
-    assert.equal(p.getMetrics().get("wasmcustom.c")?.value, 0n);
+    const r = await p.runRequest({ requestHeaders: req() });
+    assert.deepEqual(r.logs.map((l) => l.message), ["20"], "increment by 0: BAD_ARGUMENT (2); by 3: OK (0)");
+    assert.equal(p.getMetrics().get("wasmcustom.c")?.value, 3n);
     assert.equal(p.failed, false);
   });
 });
@@ -312,11 +332,7 @@ export function proxy_on_request_headers(c: u32, n: u32, e: u32): i32 {
 describe("wasm host: properties", function () {
   this.timeout(60_000);
   it("encodes ints as 8-byte LE, bools as 1 byte, strings raw; missing is NOT_FOUND; set_property is filter state", async () => {
-    const { binary, stderr } = await asc.compileString({ "props.ts": PROPS }, {
-      runtime: "minimal", optimizeLevel: 1, use: ["abort=props/myAbort"],
-    });
-    assert.ok(binary, stderr.toString());
-    const p = await loadPlugin({ wasm: binary, pluginName: "pg", rootId: "r1", properties: { "xds.node.metadata.NAME": "gw-1" } });
+    const p = await loadPlugin({ wasm: await compileModule("props", PROPS), pluginName: "pg", rootId: "r1", properties: { "xds.node.metadata.NAME": "gw-1" } });
     const hex = (s: string): string => Buffer.from(s).toString("hex");
     // Root context: no stream, so request.* and set_property are NOT_FOUND (1).
     assert.equal(p.logs[0]!.message, `root request/path=1: plugin_root_id=0:${hex("r1")} set=1`);
@@ -351,11 +367,7 @@ export function proxy_on_response_headers(c: u32, n: u32, e: u32): i32 { say("re
 describe("wasm host: local replies", function () {
   this.timeout(60_000);
   it("applies the reply after the callback, runs the response path on it, details whitespace -> _", async () => {
-    const { binary, stderr } = await asc.compileString({ "reply.ts": REPLY }, {
-      runtime: "minimal", optimizeLevel: 1, use: ["abort=reply/myAbort"],
-    });
-    assert.ok(binary, stderr.toString());
-    const p = await loadPlugin({ wasm: binary });
+    const p = await loadPlugin({ wasm: await compileModule("reply", REPLY) });
     let upstream = false;
     const r = await p.runRequest({ requestHeaders: req(), upstream: () => { upstream = true; return {}; } });
     assert.equal(upstream, false);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { loadPlugin, PluginLoadError, type Plugin } from "../../wasm-filters/host/plugin.js";
-import { built, req, values } from "./helpers.js";
+import { loadPlugin, type Plugin } from "../../wasm-filters/host/plugin.js";
+import { assertConfigRefused, built, req, values } from "./helpers.js";
 
 const VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TP = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
@@ -61,6 +61,14 @@ describe("trace filter", () => {
     const a = await p.runRequest({ requestHeaders: req() });
     const b = await p.runRequest({ requestHeaders: req() });
     assert.notEqual(values(a.requestHeaders, "traceparent")[0], values(b.requestHeaders, "traceparent")[0]);
+  });
+
+  it("marks generated traceparents sampled only when sampleGenerated is true", async () => {
+    const on = await loadPlugin({ wasm: built("trace"), pluginConfig: { sampleGenerated: true }, random: (b) => b.fill(0xab) });
+    const r = await on.runRequest({ requestHeaders: req() });
+    assert.deepEqual(values(r.requestHeaders, "traceparent"), ["00-abababababababababababababababab-abababababababab-01"]);
+    const kept = await on.runRequest({ requestHeaders: req(["traceparent", VALID.replace(/-01$/, "-00")]) });
+    assert.deepEqual(values(kept.requestHeaders, "traceparent"), [VALID.replace(/-01$/, "-00")], "an incoming decision is kept");
   });
 
   it("never emits all-zero ids even from an all-zero random source", async () => {
@@ -154,16 +162,11 @@ describe("trace filter", () => {
       ["responseHeader not a string", { responseHeader: 5 }, /responseHeader must be a string/],
       ["property not a string", { property: ["a"] }, /property must be a string/],
       ["acceptB3 not a bool", { acceptB3: "true" }, /acceptB3 must be true or false/],
+      ["sampleGenerated not a bool", { sampleGenerated: 1 }, /sampleGenerated must be true or false/],
+      ["not an object", "[]", /must be a JSON object/],
       ["unknown key", { header: "x" }, /unknown key "header"/],
     ] as Array<[string, unknown, RegExp]>) {
-      it(label, async () => {
-        await assert.rejects(loadPlugin({ wasm: built("trace"), pluginConfig: cfg as object }), (e: unknown) => {
-          assert.ok(e instanceof PluginLoadError);
-          assert.equal(e.code, "CONFIGURE_FAILED");
-          assert.match(e.message, msg);
-          return true;
-        });
-      });
+      it(label, () => assertConfigRefused(loadPlugin({ wasm: built("trace"), pluginConfig: cfg as object }), msg));
     }
   });
 });

@@ -14,15 +14,13 @@ export function pairsSize(pairs: HeaderList): number {
 /** Writes the encoding of `pairs` into `out` at `offset` (out must hold pairsSize bytes). */
 export function writePairs(pairs: HeaderList, out: Uint8Array, offset = 0): number {
   // Byte loops: header strings are short, and Buffer.write's per-call overhead dominated.
-  const u32 = (v: number, at: number): void => {
-    out[at] = v & 0xff; out[at + 1] = (v >>> 8) & 0xff; out[at + 2] = (v >>> 16) & 0xff; out[at + 3] = v >>> 24;
-  };
-  u32(pairs.length, offset);
+  // This runs for every get_header_map_pairs, so no closure is made per call.
+  writeU32(out, offset, pairs.length);
   let h = offset + 4;
   let d = h + 8 * pairs.length;
   for (const [k, v] of pairs) {
-    u32(k.length, h);
-    u32(v.length, h + 4);
+    writeU32(out, h, k.length);
+    writeU32(out, h + 4, v.length);
     h += 8;
     d = writeLatin1(k, out, d);
     out[d++] = 0;
@@ -30,6 +28,10 @@ export function writePairs(pairs: HeaderList, out: Uint8Array, offset = 0): numb
     out[d++] = 0;
   }
   return d - offset;
+}
+
+function writeU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v & 0xff; out[at + 1] = (v >>> 8) & 0xff; out[at + 2] = (v >>> 16) & 0xff; out[at + 3] = v >>> 24;
 }
 
 /** One byte per char (the low byte, as latin1); returns the end offset. */

@@ -114,6 +114,9 @@ class ProcExit extends Error {
 
 interface Metric { type: 0 | 1 | 2; name: string; value: bigint }
 
+const EMPTY = Buffer.alloc(0);
+const NO_PROPS: ReadonlyMap<string, PropertyValue> = new Map();
+
 /** Per-context state: the root context has no stream. */
 class Ctx {
   reqHeaders: HeaderMap | null = null;
@@ -124,18 +127,17 @@ class Ctx {
   reqBody: Buffer | null = null;
   respBody: Buffer | null = null;
   openBuffer = -1;
-  bodyEos = true;
   localReply: LocalReply | null = null;
   continued = false;
   closed = false;
   filterState = new Map<string, Buffer>();
   logs: LogEntry[] = [];
   callbacks: string[] = [];
-  props = new Map<string, PropertyValue>();
+  /** Stream properties, flattened once per stream and shared by its filters (read only). */
+  props: ReadonlyMap<string, PropertyValue> = NO_PROPS;
   constructor(readonly id: number, readonly isRoot: boolean) {}
 }
 
-const EMPTY = Buffer.alloc(0);
 
 function toBuf(v: string | Uint8Array | undefined): Buffer {
   if (v === undefined) return EMPTY;
@@ -168,7 +170,6 @@ function encodeProperty(v: PropertyValue): Buffer {
 
 export class Plugin {
   readonly abiVersion: AbiVersion;
-  readonly rootContextId: number;
   readonly failStrategy: FailStrategy;
   /** Every log line recorded (capped at the last 10,000). */
   readonly logs: LogEntry[] = [];
@@ -211,10 +212,13 @@ export class Plugin {
     this.ex = (instance?.exports ?? {}) as unknown as Record<string, (...a: number[]) => number | undefined>;
     this.root = new Ctx(0, true);
     this.active = this.root;
-    this.rootContextId = 0;
     flatten(opts.properties, this.vmProps);
   }
 
+  /** The root context's id (0 until start() gives it the first id, as Envoy does). */
+  get rootContextId(): number {
+    return this.root.id;
+  }
   /** True once a trap or proc_exit failed the VM. */
   get failed(): boolean {
     return this.failure !== null;
@@ -337,10 +341,9 @@ export class Plugin {
     if (init) this.callRoot(init);
     if (this.failure) throw new PluginLoadError("START", `${init} trapped: ${this.failure}`);
     const id = this.nextContextId++;
-    (this as { rootContextId: number }).rootContextId = id;
     (this.root as { id: number }).id = id;
     this.contexts.set(id, this.root);
-    this.vmConfig = toBuf(typeof this.opts.vmConfig === "string" ? this.opts.vmConfig : this.opts.vmConfig);
+    this.vmConfig = toBuf(this.opts.vmConfig);
     const pc = this.opts.pluginConfig;
     this.pluginConfig = pc === undefined ? EMPTY
       : typeof pc === "string" || pc instanceof Uint8Array ? toBuf(pc) : Buffer.from(JSON.stringify(pc), "utf8");
@@ -581,8 +584,8 @@ export class Plugin {
   private h_proxy_get_buffer_status(type: number, lenPtr: number, flagsPtr: number): number {
     const b = this.buffer(type);
     if (!b) return Status.NOT_FOUND;
-    const eos = type === BufferType.REQUEST_BODY || type === BufferType.RESPONSE_BODY ? this.active.bodyEos : true;
-    return this.setU32(lenPtr, b.length) && this.setU32(flagsPtr, eos ? 1 : 0) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
+    // Bodies arrive whole (one body callback with end_of_stream), so every buffer is at its end.
+    return this.setU32(lenPtr, b.length) && this.setU32(flagsPtr, 1) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
   }
   private h_proxy_set_buffer_bytes(type: number, start: number, size: number, vp: number, vl: number): number {
     const c = this.active;
@@ -878,14 +881,14 @@ class FilterStream {
   bypassed = false;
   paused = false;
 
-  constructor(readonly plugin: Plugin, private readonly props: Properties | undefined) {}
+  constructor(readonly plugin: Plugin, private readonly props: ReadonlyMap<string, PropertyValue>) {}
 
   /** Envoy creates the VM context lazily, on the first callback (or in log()). */
   private created(): Ctx | null {
     if (this.ctx) return this.ctx;
     if (this.plugin.failed) return null;
     const c = this.plugin.newContext();
-    flatten(this.props, c.props);
+    c.props = this.props;
     this.ctx = c;
     this.plugin.call(c, "proxy_on_context_create", c.id, this.plugin.rootContextId);
     return c;
@@ -900,7 +903,7 @@ class FilterStream {
   }
 
   decode(headers: HeaderMap, body: { b: Buffer }): LocalReply | "continue" | "paused" {
-    const c = this.plugin.failed ? null : this.created();
+    const c = this.created(); // null once the VM failed; creating it may fail it too
     if (!c || this.plugin.failed) return this.onFailure() ?? "continue";
     const eos = body.b.length === 0;
     c.reqHeaders = headers;
@@ -982,7 +985,9 @@ export interface ChainResult extends RequestResult {
  * on_log/on_done/on_delete. Yields the upstream request and receives the response.
  */
 function* drive(plugins: Plugin[], input: RequestInput): Generator<UpstreamRequest, ChainResult, UpstreamResponse> {
-  const streams = plugins.map((p) => new FilterStream(p, input.properties));
+  const props = new Map<string, PropertyValue>();
+  flatten(input.properties, props);
+  const streams = plugins.map((p) => new FilterStream(p, props));
   const req = HeaderMap.from(input.requestHeaders); // Envoy's codec: add() per header
   const body = { b: toBuf(input.requestBody) };
   let reply: LocalReply | null = null;
@@ -998,28 +1003,30 @@ function* drive(plugins: Plugin[], input: RequestInput): Generator<UpstreamReque
   let respHeaders: HeaderList = [];
   let respBody: Buffer = EMPTY;
   if (!paused) {
-    let resp: { headers: HeaderList; body: Buffer };
-    if (reply) resp = localReplyResponse(reply);
+    let map: HeaderMap;
+    const rb: { b: Buffer } = { b: EMPTY };
+    if (reply) map = localReplyResponse(reply, rb);
     else {
+      // One copy: what the upstream received is what the result reports as forwarded (the
+      // map itself stays with the filters, which may read it again in on_log).
       forwarded = req.toList();
-      const r = yield { headers: req.toList(), body: body.b };
-      const headers: HeaderList = (r.headers ?? []).map(([k, v]) => [k, v]);
-      if (!headers.some(([k]) => k === ":status")) headers.unshift([":status", String(r.status ?? 200)]);
-      resp = { headers, body: toBuf(r.body) };
+      const r = yield { headers: forwarded, body: body.b };
+      map = new HeaderMap();
+      const headers = r.headers ?? [];
+      if (!headers.some(([k]) => k === ":status")) map.add(":status", String(r.status ?? 200));
+      for (const [k, v] of headers) map.add(k, v);
+      rb.b = toBuf(r.body);
     }
-    let map = HeaderMap.from(resp.headers);
-    const rb = { b: resp.body };
     for (let i = from; i >= 0; i--) {
       const replaced = streams[i]!.encode(map, rb, reply);
       if (replaced) {
         // The replacement goes through the remaining (earlier) filters.
         reply = replaced;
-        const lr = localReplyResponse(replaced);
-        map = HeaderMap.from(lr.headers);
-        rb.b = lr.body;
+        map = localReplyResponse(replaced, rb);
       }
     }
-    respHeaders = map.toList();
+    // No copy: after the response callbacks nothing writes this map (on_log only reads it).
+    respHeaders = map.entries;
     respBody = rb.b;
     const st = map.get(":status");
     status = st === undefined ? 0 : Number(st);
@@ -1077,15 +1084,17 @@ function failReply(): LocalReply {
   return { status: 503, body: EMPTY, headers: [], details: "wasm_fail_stream", grpcStatus: 14 };
 }
 
-/** The response Envoy builds for a local reply before the encoder filters see it. */
-function localReplyResponse(r: LocalReply): { headers: HeaderList; body: Buffer } {
-  const headers: HeaderList = [[":status", String(r.status)]];
+/** The response Envoy builds for a local reply before the encoder filters see it (body into `rb`). */
+function localReplyResponse(r: LocalReply, rb: { b: Buffer }): HeaderMap {
+  const map = new HeaderMap();
+  map.add(":status", String(r.status));
   if (r.body.length > 0) {
-    headers.push(["content-length", String(r.body.length)]);
-    headers.push(["content-type", "text/plain"]);
+    map.add("content-length", String(r.body.length));
+    map.add("content-type", "text/plain");
   }
-  for (const h of r.headers) headers.push(h);
-  return { headers, body: r.body };
+  for (const [k, v] of r.headers) map.add(k, v);
+  rb.b = r.body;
+  return map;
 }
 
 /**

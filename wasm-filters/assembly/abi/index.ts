@@ -86,11 +86,7 @@ export function ascii(s: string): usize {
 
 // Case-sensitive compare of bytes with an ASCII literal.
 export function eqLit(p: usize, n: usize, lit: string): bool {
-  if (n != <usize>lit.length) return false;
-  for (let i: usize = 0; i < n; i++) {
-    if (<i32>load<u8>(p + i) != lit.charCodeAt(<i32>i)) return false;
-  }
-  return true;
+  return n == <usize>lit.length && startsLit(p, n, lit);
 }
 
 export function startsLit(p: usize, n: usize, lit: string): bool {
@@ -117,6 +113,23 @@ export function copyBytes(p: usize, n: usize): ArrayBuffer {
   const b = new ArrayBuffer(<i32>n);
   memory.copy(changetype<usize>(b), p, n);
   return b;
+}
+
+// An ASCII literal as bytes (header names the filters compare and send).
+export function lit(s: string): ArrayBuffer {
+  const p = ascii(s);
+  const b = copyBytes(p, <usize>s.length);
+  heap.free(p);
+  return b;
+}
+
+// ASCII-lowercases in place (header names from pluginConfig).
+export function lowerInPlace(b: ArrayBuffer): void {
+  const p = bufPtr(b);
+  for (let i: usize = 0; i < bufLen(b); i++) {
+    const c = load<u8>(p + i);
+    if (c >= 65 && c <= 90) store<u8>(p + i, c + 32);
+  }
 }
 
 export function isHex(c: u32): bool {
@@ -328,11 +341,7 @@ export class JsonParser {
           if (this.peek() != 58) { this.ok = false; break; }
           this.p++;
           items.push(this.value());
-          this.ws();
-          const d = this.peek();
-          this.p++;
-          if (d == 125) break;
-          if (d != 44) this.ok = false;
+          if (this.listEnd(125)) break;
         }
       }
       v.keys = keys;
@@ -346,11 +355,7 @@ export class JsonParser {
       else {
         while (this.ok) {
           items.push(this.value());
-          this.ws();
-          const d = this.peek();
-          this.p++;
-          if (d == 93) break;
-          if (d != 44) this.ok = false;
+          if (this.listEnd(93)) break;
         }
       }
       v.items = items;
@@ -371,6 +376,17 @@ export class JsonParser {
     }
     this.depth--;
     return v;
+  }
+
+  // After an object member or array item: true at the closing bracket; a comma continues;
+  // anything else is a syntax error.
+  listEnd(close: i32): bool {
+    this.ws();
+    const d = this.peek();
+    this.p++;
+    if (d == close) return true;
+    if (d != 44) this.ok = false;
+    return false;
   }
 
   number(): f64 {
@@ -469,7 +485,7 @@ export function jget(obj: JValue, key: string): JValue | null {
   return null;
 }
 
-// True when every key of obj is in the comma-separated list `allowed`.
+// The first key of obj that is not in `allowed` (null when all are known).
 // Unknown keys are refused so a typo in a security setting fails loudly.
 export function unknownKey(obj: JValue, allowed: Array<string>): string | null {
   const keys = obj.keys;
@@ -498,14 +514,36 @@ export function lowerNames(v: JValue): Array<ArrayBuffer> | null {
     const it = items[i];
     if (it.kind != J_STR) return null;
     const s = it.str!;
-    const p = bufPtr(s);
-    for (let j: usize = 0; j < bufLen(s); j++) {
-      const c = load<u8>(p + j);
-      if (c >= 65 && c <= 90) store<u8>(p + j, c + 32);
-    }
+    lowerInPlace(s);
     out.push(s);
   }
   return out;
+}
+
+// Logs why pluginConfig was refused; returns false for on_configure to return (Envoy then
+// rejects the plugin).
+export function configError(filter: string, msg: string): bool {
+  log(LOG_ERROR, "passgate " + filter + ": bad pluginConfig: " + msg + "; fix the WasmPlugin pluginConfig");
+  return false;
+}
+
+// Reads pluginConfig (on_configure's length) as a JSON object whose keys are all in
+// `allowed`. No config reads as {}. Null after logging the problem.
+export function readConfigObject(filter: string, len: u32, allowed: Array<string>): JValue | null {
+  const p = readPluginConfig(len);
+  const n = load<usize>(OUT + 4);
+  if (n == 0) {
+    const empty = new JValue();
+    empty.kind = J_OBJ;
+    return empty;
+  }
+  const cfg = new JsonParser(p, n).parse();
+  heap.free(p);
+  if (cfg === null) { configError(filter, "not valid JSON"); return null; }
+  if (cfg.kind != J_OBJ) { configError(filter, "must be a JSON object"); return null; }
+  const unknown = unknownKey(cfg, allowed);
+  if (unknown !== null) { configError(filter, "unknown key \"" + unknown + "\""); return null; }
+  return cfg;
 }
 
 // A non-negative integer (as used by limits); -1 when the value is anything else.

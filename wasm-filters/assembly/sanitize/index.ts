@@ -5,9 +5,9 @@ import {
   proxy_get_property, proxy_set_header_map_pairs, proxy_remove_header_map_value,
 } from "../abi/imports";
 import {
-  OUT, LOG_ERROR, log, ascii, eqLit, startsLit, eqBytes, bufPtr, bufLen, getPairs, encodePairs,
-  readPluginConfig, JsonParser, JValue, J_OBJ, J_STR, J_BOOL, jget, jint, lowerNames, unknownKey,
-  sendLocalReply, defineCounter, incCounter, copyBytes, Pairs,
+  OUT, eqLit, startsLit, eqBytes, bufPtr, bufLen, getPairs, encodePairs, lit, readConfigObject,
+  configError, J_STR, J_BOOL, jget, jint, lowerNames, sendLocalReply, defineCounter, incCounter, Pairs,
+  ACTION_CONTINUE, ACTION_PAUSE, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS,
 } from "../abi/index";
 
 export {
@@ -24,18 +24,13 @@ let extraNames = new Array<ArrayBuffer>();
 let extraPrefixes = new Array<ArrayBuffer>();
 let responseNames = defaultResponseNames();
 let underscorePolicy = UNDERSCORE_DROP;
-let maxHeaders: i64 = 100; // Envoy's default max_headers_count
-let maxBytes: i64 = 60 * 1024; // Envoy's default max_request_headers_kb
+const DEFAULT_MAX_HEADERS: i64 = 100; // Envoy's default max_headers_count
+const DEFAULT_MAX_BYTES: i64 = 60 * 1024; // Envoy's default max_request_headers_kb
+let maxHeaders = DEFAULT_MAX_HEADERS;
+let maxBytes = DEFAULT_MAX_BYTES;
 let trimWhitespace = true;
 let rejectedMetric: i32 = -1;
 let strippedMetric: i32 = -1;
-
-function lit(s: string): ArrayBuffer {
-  const p = ascii(s);
-  const b = copyBytes(p, <usize>s.length);
-  heap.free(p);
-  return b;
-}
 
 function defaultResponseNames(): Array<ArrayBuffer> {
   const a = new Array<ArrayBuffer>();
@@ -50,10 +45,7 @@ const KEYS: Array<string> = [
   "underscoreHeaders", "maxRequestHeaders", "maxRequestHeaderBytes", "trimWhitespace",
 ];
 
-function configError(msg: string): bool {
-  log(LOG_ERROR, "passgate sanitize: bad pluginConfig: " + msg + "; fix the WasmPlugin pluginConfig");
-  return false;
-}
+const FILTER = "sanitize";
 
 // Returning false makes Envoy (and our host) refuse the plugin.
 export function proxy_on_configure(root: u32, len: u32): bool {
@@ -61,63 +53,54 @@ export function proxy_on_configure(root: u32, len: u32): bool {
   let prefixes = new Array<ArrayBuffer>();
   let resp = defaultResponseNames();
   let policy = UNDERSCORE_DROP;
-  let mh: i64 = 100;
-  let mb: i64 = 60 * 1024;
+  let mh = DEFAULT_MAX_HEADERS;
+  let mb = DEFAULT_MAX_BYTES;
   let trim = true;
-  const p = readPluginConfig(len);
-  const n = load<usize>(OUT + 4);
-  if (n > 0) {
-    const parser = new JsonParser(p, n);
-    const cfg = parser.parse();
-    heap.free(p);
-    if (cfg === null) return configError("not valid JSON");
-    if (cfg.kind != J_OBJ) return configError("must be a JSON object");
-    const unknown = unknownKey(cfg, KEYS);
-    if (unknown !== null) return configError("unknown key \"" + unknown + "\"");
-    let v = jget(cfg, "removeRequestHeaders");
-    if (v !== null) {
-      const l = lowerNames(v);
-      if (l === null) return configError("removeRequestHeaders must be an array of strings");
-      names = l;
+  const cfg = readConfigObject(FILTER, len, KEYS);
+  if (cfg === null) return false;
+  let v = jget(cfg, "removeRequestHeaders");
+  if (v !== null) {
+    const l = lowerNames(v);
+    if (l === null) return configError(FILTER, "removeRequestHeaders must be an array of strings");
+    names = l;
+  }
+  v = jget(cfg, "removeRequestHeaderPrefixes");
+  if (v !== null) {
+    const l = lowerNames(v);
+    if (l === null) return configError(FILTER, "removeRequestHeaderPrefixes must be an array of strings");
+    for (let i = 0; i < l.length; i++) {
+      if (l[i].byteLength == 0) return configError(FILTER, "removeRequestHeaderPrefixes must not contain \"\" (it would strip every header)");
     }
-    v = jget(cfg, "removeRequestHeaderPrefixes");
-    if (v !== null) {
-      const l = lowerNames(v);
-      if (l === null) return configError("removeRequestHeaderPrefixes must be an array of strings");
-      for (let i = 0; i < l.length; i++) {
-        if (l[i].byteLength == 0) return configError("removeRequestHeaderPrefixes must not contain \"\" (it would strip every header)");
-      }
-      prefixes = l;
-    }
-    v = jget(cfg, "removeResponseHeaders");
-    if (v !== null) {
-      const l = lowerNames(v);
-      if (l === null) return configError("removeResponseHeaders must be an array of strings");
-      resp = l;
-    }
-    v = jget(cfg, "underscoreHeaders");
-    if (v !== null) {
-      const s = v.kind == J_STR ? v.str! : new ArrayBuffer(0);
-      if (eqLit(bufPtr(s), bufLen(s), "drop")) policy = UNDERSCORE_DROP;
-      else if (eqLit(bufPtr(s), bufLen(s), "reject")) policy = UNDERSCORE_REJECT;
-      else if (eqLit(bufPtr(s), bufLen(s), "allow")) policy = UNDERSCORE_ALLOW;
-      else return configError("underscoreHeaders must be \"drop\", \"reject\" or \"allow\"");
-    }
-    v = jget(cfg, "maxRequestHeaders");
-    if (v !== null) {
-      mh = jint(v);
-      if (mh <= 0) return configError("maxRequestHeaders must be a positive integer");
-    }
-    v = jget(cfg, "maxRequestHeaderBytes");
-    if (v !== null) {
-      mb = jint(v);
-      if (mb <= 0) return configError("maxRequestHeaderBytes must be a positive integer");
-    }
-    v = jget(cfg, "trimWhitespace");
-    if (v !== null) {
-      if (v.kind != J_BOOL) return configError("trimWhitespace must be true or false");
-      trim = v.b;
-    }
+    prefixes = l;
+  }
+  v = jget(cfg, "removeResponseHeaders");
+  if (v !== null) {
+    const l = lowerNames(v);
+    if (l === null) return configError(FILTER, "removeResponseHeaders must be an array of strings");
+    resp = l;
+  }
+  v = jget(cfg, "underscoreHeaders");
+  if (v !== null) {
+    const s = v.kind == J_STR ? v.str! : new ArrayBuffer(0);
+    if (eqLit(bufPtr(s), bufLen(s), "drop")) policy = UNDERSCORE_DROP;
+    else if (eqLit(bufPtr(s), bufLen(s), "reject")) policy = UNDERSCORE_REJECT;
+    else if (eqLit(bufPtr(s), bufLen(s), "allow")) policy = UNDERSCORE_ALLOW;
+    else return configError(FILTER, "underscoreHeaders must be \"drop\", \"reject\" or \"allow\"");
+  }
+  v = jget(cfg, "maxRequestHeaders");
+  if (v !== null) {
+    mh = jint(v);
+    if (mh <= 0) return configError(FILTER, "maxRequestHeaders must be a positive integer");
+  }
+  v = jget(cfg, "maxRequestHeaderBytes");
+  if (v !== null) {
+    mb = jint(v);
+    if (mb <= 0) return configError(FILTER, "maxRequestHeaderBytes must be a positive integer");
+  }
+  v = jget(cfg, "trimWhitespace");
+  if (v !== null) {
+    if (v.kind != J_BOOL) return configError(FILTER, "trimWhitespace must be true or false");
+    trim = v.b;
   }
   extraNames = names;
   extraPrefixes = prefixes;
@@ -182,12 +165,12 @@ function reject(status: i32, reason: string): i32 {
   incCounter(rejectedMetric);
   sendLocalReply(status, "passgate_sanitize." + reason,
     status == 431 ? "Request Header Fields Too Large\n" : "Bad Request\n");
-  return 1; // stop: Envoy forces it anyway once a local reply is pending
+  return ACTION_PAUSE; // stop: Envoy forces it anyway once a local reply is pending
 }
 
 export function proxy_on_request_headers(ctx: u32, nh: u32, eos: u32): i32 {
-  const pairs = getPairs(0);
-  if (pairs === null) return 0;
+  const pairs = getPairs(MAP_REQUEST_HEADERS);
+  if (pairs === null) return ACTION_CONTINUE;
   const r = inspect(pairs);
   pairs.free();
   return r;
@@ -282,19 +265,19 @@ function inspect(h: Pairs): i32 {
   }
   if (changed) {
     const buf = encodePairs(count, kp, kl, vp, vl, keep, OUT + 8);
-    proxy_set_header_map_pairs(0, buf, load<usize>(OUT + 8));
+    proxy_set_header_map_pairs(MAP_REQUEST_HEADERS, buf, load<usize>(OUT + 8));
     heap.free(buf);
   }
   incCounter(strippedMetric, removed);
-  return 0;
+  return ACTION_CONTINUE;
 }
 
 export function proxy_on_response_headers(ctx: u32, nh: u32, eos: u32): i32 {
   // A few removes beat copying the whole map into the VM; remove is OK when absent.
   for (let i = 0; i < responseNames.length; i++) {
     const b = unchecked(responseNames[i]);
-    proxy_remove_header_map_value(2, bufPtr(b), bufLen(b));
+    proxy_remove_header_map_value(MAP_RESPONSE_HEADERS, bufPtr(b), bufLen(b));
   }
-  return 0;
+  return ACTION_CONTINUE;
 }
 

@@ -6,21 +6,15 @@ import {
   proxy_replace_header_map_value, proxy_remove_header_map_value, proxy_set_property, random_get,
 } from "../abi/imports";
 import {
-  OUT, LOG_ERROR, log, eqLit, bufPtr, bufLen, getPairs, readPluginConfig, JsonParser,
-  J_OBJ, J_STR, J_BOOL, jget, unknownKey, isHex, copyBytes, defineCounter, incCounter, ascii,
+  eqLit, bufPtr, bufLen, getPairs, lit, lowerInPlace, readConfigObject, configError, J_STR, J_BOOL,
+  jget, isHex, copyBytes, defineCounter, incCounter, ACTION_CONTINUE, MAP_REQUEST_HEADERS,
+  MAP_RESPONSE_HEADERS,
 } from "../abi/index";
 
 export {
   malloc, proxy_on_memory_allocate, proxy_abi_version_0_2_1, proxy_on_vm_start,
   proxy_on_context_create, proxy_on_done,
 } from "../abi/index";
-
-function lit(s: string): ArrayBuffer {
-  const p = ascii(s);
-  const b = copyBytes(p, <usize>s.length);
-  heap.free(p);
-  return b;
-}
 
 let responseHeader = lit("x-trace-id");
 let propertyName = lit("trace_id");
@@ -39,49 +33,35 @@ const RND: usize = memory.data(24);
 
 const KEYS: Array<string> = ["responseHeader", "property", "acceptB3", "sampleGenerated"];
 
-function configError(msg: string): bool {
-  log(LOG_ERROR, "passgate trace: bad pluginConfig: " + msg + "; fix the WasmPlugin pluginConfig");
-  return false;
-}
+const FILTER = "trace";
 
 export function proxy_on_configure(root: u32, len: u32): bool {
   let rh = lit("x-trace-id");
   let prop = lit("trace_id");
   let b3 = true;
   let sample = false;
-  const p = readPluginConfig(len);
-  const n = load<usize>(OUT + 4);
-  if (n > 0) {
-    const cfg = new JsonParser(p, n).parse();
-    heap.free(p);
-    if (cfg === null) return configError("not valid JSON");
-    if (cfg.kind != J_OBJ) return configError("must be a JSON object");
-    const unknown = unknownKey(cfg, KEYS);
-    if (unknown !== null) return configError("unknown key \"" + unknown + "\"");
-    let v = jget(cfg, "responseHeader");
-    if (v !== null) {
-      if (v.kind != J_STR) return configError("responseHeader must be a string (\"\" disables it)");
-      rh = v.str!;
-      for (let i: usize = 0; i < bufLen(rh); i++) {
-        const c = load<u8>(bufPtr(rh) + i);
-        if (c >= 65 && c <= 90) store<u8>(bufPtr(rh) + i, c + 32);
-      }
-    }
-    v = jget(cfg, "property");
-    if (v !== null) {
-      if (v.kind != J_STR) return configError("property must be a string (\"\" disables it)");
-      prop = v.str!;
-    }
-    v = jget(cfg, "acceptB3");
-    if (v !== null) {
-      if (v.kind != J_BOOL) return configError("acceptB3 must be true or false");
-      b3 = v.b;
-    }
-    v = jget(cfg, "sampleGenerated");
-    if (v !== null) {
-      if (v.kind != J_BOOL) return configError("sampleGenerated must be true or false");
-      sample = v.b;
-    }
+  const cfg = readConfigObject(FILTER, len, KEYS);
+  if (cfg === null) return false;
+  let v = jget(cfg, "responseHeader");
+  if (v !== null) {
+    if (v.kind != J_STR) return configError(FILTER, "responseHeader must be a string (\"\" disables it)");
+    rh = v.str!;
+    lowerInPlace(rh);
+  }
+  v = jget(cfg, "property");
+  if (v !== null) {
+    if (v.kind != J_STR) return configError(FILTER, "property must be a string (\"\" disables it)");
+    prop = v.str!;
+  }
+  v = jget(cfg, "acceptB3");
+  if (v !== null) {
+    if (v.kind != J_BOOL) return configError(FILTER, "acceptB3 must be true or false");
+    b3 = v.b;
+  }
+  v = jget(cfg, "sampleGenerated");
+  if (v !== null) {
+    if (v.kind != J_BOOL) return configError(FILTER, "sampleGenerated must be true or false");
+    sample = v.b;
   }
   responseHeader = rh;
   propertyName = prop;
@@ -140,8 +120,8 @@ function b3Sampled(p: usize, n: usize): bool {
 const HEX = "0123456789abcdef";
 
 export function proxy_on_request_headers(ctx: u32, nh: u32, eos: u32): i32 {
-  const h = getPairs(0);
-  if (h === null) return 0;
+  const h = getPairs(MAP_REQUEST_HEADERS);
+  if (h === null) return ACTION_CONTINUE;
   let tp: usize = 0, tpl: usize = 0, tpCount = 0, tracestate = false;
   let xt: usize = 0, xtl: usize = 0, xs: usize = 0, xsl: usize = 0;
   let smp: usize = 0, smpl: usize = 0, flags = false, b3: usize = 0, b3l: usize = 0;
@@ -210,25 +190,25 @@ export function proxy_on_request_headers(ctx: u32, nh: u32, eos: u32): i32 {
     }
     // replace removes every copy (including invalid duplicates), then appends ours.
     const name = memory.data<u8>([116, 114, 97, 99, 101, 112, 97, 114, 101, 110, 116]);
-    proxy_replace_header_map_value(0, name, 11, TP, 55);
+    proxy_replace_header_map_value(MAP_REQUEST_HEADERS, name, 11, TP, 55);
     if (tracestate) {
       // tracestate belongs to the traceparent we just dropped (W3C: discard it too).
       const ts = memory.data<u8>([116, 114, 97, 99, 101, 115, 116, 97, 116, 101]);
-      proxy_remove_header_map_value(0, ts, 10);
+      proxy_remove_header_map_value(MAP_REQUEST_HEADERS, ts, 10);
     }
   }
   h.free();
   if (bufLen(propertyName) > 0) proxy_set_property(bufPtr(propertyName), bufLen(propertyName), TP + 3, 32);
   if (bufLen(responseHeader) > 0) traces.set(ctx, copyBytes(TP + 3, 32));
-  return 0;
+  return ACTION_CONTINUE;
 }
 
 export function proxy_on_response_headers(ctx: u32, nh: u32, eos: u32): i32 {
   if (bufLen(responseHeader) > 0 && traces.has(ctx)) {
     const t = traces.get(ctx);
-    proxy_replace_header_map_value(2, bufPtr(responseHeader), bufLen(responseHeader), bufPtr(t), 32);
+    proxy_replace_header_map_value(MAP_RESPONSE_HEADERS, bufPtr(responseHeader), bufLen(responseHeader), bufPtr(t), 32);
   }
-  return 0;
+  return ACTION_CONTINUE;
 }
 
 export function proxy_on_delete(ctx: u32): void {
