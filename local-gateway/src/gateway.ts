@@ -28,9 +28,9 @@ import type { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
-import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
+import { createAuthorizationClient, type AuthorizationClient } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
-import { loadPlugin, type Plugin, type Properties } from '../../wasm-filters/host/index.js';
+import { loadPlugin, runFilterChain, type Plugin, type Properties } from '../../wasm-filters/host/index.js';
 import { buildCheckRequest } from './check-request.js';
 import { applyCheckResponse, setHeader, type ExtAuthzSettings, type HeaderList } from './apply-check-response.js';
 import { applyXfcc, peerCertificate, xfccElement, type ForwardClientCertMode, type PeerCertificate } from './xfcc-writer.js';
@@ -105,10 +105,6 @@ interface ConnectionPeer {
   readonly xfcc: string;
 }
 
-type AuthzClient = grpc.Client & {
-  Check(req: CheckRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: CheckResponse) => void): grpc.ClientUnaryCall;
-};
-
 function firstPemDer(pem: string | Buffer): Buffer {
   return new X509Certificate(pem).raw;
 }
@@ -134,7 +130,7 @@ export class LocalGateway {
   readonly logger: Logger;
   private readonly listening: Listening[] = [];
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
-  private client: AuthzClient | null = null;
+  private client: AuthorizationClient | null = null;
   private filters: Plugin[] = [];
   private readonly sockets = new Set<Socket>();
   // Envoy's stream ids are random uint64s; a random start and a counter keep them unique without a syscall per request.
@@ -153,9 +149,7 @@ export class LocalGateway {
   static async start(options: GatewayOptions): Promise<LocalGateway> {
     const gw = new LocalGateway(options);
     if (options.extAuthz) {
-      const { service } = loadAuthorizationService();
-      const Ctor = grpc.makeClientConstructor(service, 'Authorization');
-      gw.client = new Ctor(options.extAuthz.target, grpc.credentials.createInsecure()) as unknown as AuthzClient;
+      gw.client = createAuthorizationClient(options.extAuthz.target);
     }
     for (const f of options.filters ?? []) {
       gw.filters.push(
@@ -291,7 +285,7 @@ export class LocalGateway {
     const props = this.filters.length > 0 ? properties(ctx) : {};
 
     // 2-5.
-    const out = await this.runFilters(0, headers, props, ctx);
+    const out = await this.runFilters(headers, props, ctx);
     const body = out.body;
     if (!isBuffer(body)) {
       res.writeHead(out.status, flat(out.headers));
@@ -305,15 +299,15 @@ export class LocalGateway {
     res.end(body);
   }
 
-  private async runFilters(i: number, headers: HeaderList, props: Properties, ctx: RequestCtx): Promise<Response> {
-    const plugin = this.filters[i];
-    if (!plugin) return this.authzAndRoute(headers, ctx);
+  /** The filter chain as Envoy runs it (request A→B, response B→A) around ext_authz and the router. */
+  private async runFilters(headers: HeaderList, props: Properties, ctx: RequestCtx): Promise<Response> {
+    if (this.filters.length === 0) return this.authzAndRoute(headers, ctx);
     let stream: Readable | null = null;
-    const result = await plugin.runRequest({
+    const result = await runFilterChain(this.filters, {
       requestHeaders: headers,
       properties: props,
       upstream: async (fwd) => {
-        const inner = await this.runFilters(i + 1, fwd.headers, props, ctx);
+        const inner = await this.authzAndRoute(fwd.headers, ctx);
         const hs: HeaderList = [[':status', String(inner.status)], ...inner.headers];
         const b = inner.body;
         if (isBuffer(b)) return { headers: hs, body: b };

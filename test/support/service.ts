@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import { Writable } from 'node:stream';
 import { PassgateService } from '../../ext-authz/src/server/service.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
-import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
+import { createAuthorizationClient, type AuthorizationClient } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
 
 export interface LogCapture {
@@ -27,14 +27,10 @@ export function captureLogs(level = 'info'): LogCapture {
   return { logger: pino({ level }, stream), lines };
 }
 
-export type AuthzClient = grpc.Client & {
-  Check(req: CheckRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: CheckResponse) => void): grpc.ClientUnaryCall;
-};
+export type AuthzClient = AuthorizationClient;
 
 export function authzClient(port: number): AuthzClient {
-  const { service } = loadAuthorizationService();
-  const Ctor = grpc.makeClientConstructor(service, 'Authorization');
-  return new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as AuthzClient;
+  return createAuthorizationClient(`127.0.0.1:${port}`);
 }
 
 export function check(client: AuthzClient, req: CheckRequest, deadlineMs = 2_000): Promise<CheckResponse> {

@@ -93,3 +93,18 @@ function isServiceDefinition(def: unknown): boolean {
   return typeof def === 'object' && def !== null && !('format' in def) &&
     'Check' in def;
 }
+
+/** A typed Authorization client (the local gateway, tests and benchmarks call Check as Envoy does). */
+export type AuthorizationClient = grpc.Client & {
+  Check(
+    req: import('./types.js').CheckRequest,
+    meta: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: import('./types.js').CheckResponse) => void,
+  ): grpc.ClientUnaryCall;
+};
+
+export function createAuthorizationClient(target: string, credentials = grpc.credentials.createInsecure()): AuthorizationClient {
+  const Ctor = grpc.makeClientConstructor(loadAuthorizationService().service, 'Authorization');
+  return new Ctor(target, credentials) as unknown as AuthorizationClient;
+}
