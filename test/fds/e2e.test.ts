@@ -129,6 +129,22 @@ describe('fds end to end (gRPC + admin API + Redis)', function () {
     assert.match(r.json.reason, /unknown field\(s\) tll/);
     r = await post('{not json');
     assert.match(r.json.reason, /not valid JSON/);
+    r = await post({ kind: 'user', subject: 'a', reason: 'x', ttl: '0s' });
+    assert.match(r.json.reason, /ttl 0s is out of range/);
+    // The query-string endpoints check the same way.
+    const get = (method: string, path: string) => adminCall(svc.adminPort, method, path);
+    for (const [method, path, reason] of [
+      ['DELETE', '/admin/fds/blocks?kind=planet&subject=mars', /unknown subject kind "planet"/],
+      ['DELETE', '/admin/fds/blocks?kind=ip&subject=1.2.3', /ip subject: "1\.2\.3" is not an IPv4 or IPv6 address/],
+      ['GET', '/admin/fds/inspect?kind=ip&subject=2001:db8::/200', /not a valid CIDR range/],
+      ['GET', '/admin/fds/inspect?subject=alice', /kind is required/],
+      ['GET', '/admin/fds/blocks?kind=planet', /unknown subject kind "planet"/],
+      ['GET', '/admin/fds/blocks?count=0', /count must be an integer from 1 to 1000/],
+    ] as const) {
+      r = await get(method, path);
+      assert.equal(r.status, 400, `${method} ${path}`);
+      assert.match(r.json.reason, reason);
+    }
     r = await adminCall(svc.adminPort, 'DELETE', '/admin/fds/blocks?kind=user&subject=nobody');
     assert.equal(r.status, 404);
     r = await adminCall(svc.adminPort, 'GET', '/admin/fds/nothing');

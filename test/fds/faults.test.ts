@@ -58,7 +58,7 @@ describe('fds with Redis faults (own redis-server)', function () {
   });
 
   async function startSvc(extra: Record<string, unknown> = {}) {
-    svc = await startService(config(redisFds(testPrefix(), extra, redis.url), ROUTES));
+    svc = await startService(config(redisFds(testPrefix(), extra, redis.url, 50), ROUTES));
     client = checkClient(svc.grpcPort);
     return { svc, client };
   }
@@ -128,7 +128,11 @@ describe('fds with Redis faults (own redis-server)', function () {
 
   it('costs exactly 1 Redis round trip per Check, and 0 for a cached blocked subject', async () => {
     await redis.start();
-    const rules = [{ name: 'f', events: ['auth_failure'], subject: 'ip', threshold: 1000, window: '60s', block: '1m' }];
+    // Every measured Check both checks its IP's block and updates a counter (the `request` rule): still one script.
+    const rules = [
+      { name: 'f', events: ['auth_failure'], subject: 'ip', threshold: 1000, window: '60s', block: '1m' },
+      { name: 'r', events: ['request'], subject: 'ip', threshold: 1000, window: '60s', block: '1m' },
+    ];
     const { svc, client: c } = await startSvc({ rules, blockedCacheMs: 60_000, cidrRefreshMs: 3_600_000 });
     await c.check({ path: '/closed/x' }); // loads the script (EVALSHA miss → EVAL) outside the measurement
     const before = await commandCalls(redis.url);
@@ -138,6 +142,8 @@ describe('fds with Redis faults (own redis-server)', function () {
     const after = await commandCalls(redis.url);
     assert.deepEqual([...hot.entries()], [['evalsha', 50]], 'exactly one command per Check, and it is the script');
     assert.equal((after.get('evalsha') ?? 0) - (before.get('evalsha') ?? 0), 50, 'commandstats agrees');
+    const counted = await adminCall(svc.adminPort, 'GET', '/admin/fds/inspect?kind=ip&subject=198.51.100.7');
+    assert.deepEqual(counted.json.counters, [{ rule: 'f', count: 0 }, { rule: 'r', count: 1 }], 'the same round trip updated the counter');
     const r = await adminCall(svc.adminPort, 'POST', '/admin/fds/blocks', { kind: 'ip', subject: '203.0.113.66', reason: 'x', ttl: '10m' });
     assert.equal(r.status, 201);
     assert.equal(statusOf(await c.check({ ip: '203.0.113.66', path: '/closed/x' })), 403); // learns the block (1 round trip)

@@ -1,14 +1,15 @@
 /** Shared helpers for the FDS tests: real Redis, real PassgateService, real gRPC. */
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
-import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
+import type { CheckResponse } from '../../ext-authz/src/proto/types.js';
 import { validateConfig } from '../../ext-authz/src/config/load.js';
 import { PassgateService } from '../../ext-authz/src/server/service.js';
+import { authzClient, check, httpCheck } from '../support/service.js';
+import { sleep } from '../../bench/common/process.js';
+
+export { freePort, sleep } from '../../bench/common/process.js';
 
 export const REDIS_URL = 'redis://127.0.0.1:6379';
 export const TOKEN = 'test-admin-token-0123456789abcdef';
@@ -57,8 +58,13 @@ export function config(fds: Record<string, unknown> | undefined, routes: RouteSp
   });
 }
 
-export function redisFds(prefix: string, extra: Record<string, unknown> = {}, url = REDIS_URL): Record<string, unknown> {
-  return { store: 'redis', redis: { mode: 'single', url, keyPrefix: prefix, commandTimeoutMs: 50, reconnectMaxMs: 200 }, admin: { token: TOKEN }, ...extra };
+/**
+ * Redis FDS settings for tests. The command timeout is generous by default: tests about counting and blocking
+ * must not depend on how loaded the machine is (a script that times out client-side may still have run).
+ * Fault tests pass a short one.
+ */
+export function redisFds(prefix: string, extra: Record<string, unknown> = {}, url = REDIS_URL, commandTimeoutMs = 1000): Record<string, unknown> {
+  return { store: 'redis', redis: { mode: 'single', url, keyPrefix: prefix, commandTimeoutMs, reconnectMaxMs: 200 }, admin: { token: TOKEN }, ...extra };
 }
 
 export async function startService(cfg: ReturnType<typeof config>): Promise<PassgateService> {
@@ -71,23 +77,10 @@ export interface CheckClient {
 }
 
 export function checkClient(port: number): CheckClient {
-  const Ctor = grpc.makeClientConstructor(loadAuthorizationService().service, 'Authorization');
-  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    Check(req: CheckRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: CheckResponse) => void): void;
-  };
+  const client = authzClient(port);
   return {
-    check({ ip = '198.51.100.1', path = '/api/x', headers = {}, deadlineMs = 2000 }) {
-      const req = {
-        attributes: {
-          source: { address: { socket_address: { address: ip, port_value: 40000 } } },
-          request: { http: { method: 'GET', path, host: 'edge.example', headers: { ':path': path, ...headers } } },
-          context_extensions: { gateway: 'edge' },
-        },
-      } as unknown as CheckRequest;
-      return new Promise((resolve, reject) => {
-        client.Check(req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
-      });
-    },
+    check: ({ ip = '198.51.100.1', path = '/api/x', headers = {}, deadlineMs = 2000 }) =>
+      check(client, httpCheck({ path, headers, host: 'edge.example', gateway: 'edge', sourceAddress: ip }), deadlineMs),
     close: () => client.close(),
   };
 }
@@ -123,19 +116,6 @@ export async function eventually(what: string, cond: () => Promise<boolean> | bo
     if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
     await sleep(25);
   }
-}
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** A private redis-server for fault tests (killable, pausable). */

@@ -148,8 +148,10 @@ for (const store of ['redis', 'memory'] as const) {
       await t.check({ user: 'dave', fail: true });
       await t.check({ user: 'dave', fail: true });
       const first = await t.engine.store.inspect('user', 'dave', []);
-      assert.equal(first.block?.ttlMs, 1000);
-      assert.equal(first.block?.level, 1);
+      // The whole record, so the memory store, the Redis store and its Lua script cannot drift apart.
+      const { createdAt, expiresAt, ...shape } = first.block!;
+      assert.deepEqual(shape, { kind: 'user', subject: 'dave', reason: '2 × auth_failure within 10s (rule esc)', createdBy: 'rule:esc', ttlMs: 1000, rule: 'esc', level: 1 });
+      assert.equal(expiresAt, createdAt + 1000);
       assert.equal(reasonOf((await t.check({ user: 'dave' })).decision), 'blocked');
       await eventually('the 1 s block to expire', async () => reasonOf((await t.check({ user: 'dave' })).decision) === 'allowed');
       await t.check({ user: 'dave', fail: true });
@@ -158,6 +160,27 @@ for (const store of ['redis', 'memory'] as const) {
       assert.equal(second.block?.level, 2);
       assert.equal(second.block?.ttlMs, 30_000, 'second offense uses the first escalation TTL');
       assert.equal(second.offenses, 2);
+      // An unblock ends the block but not the record of offenses: the 3rd and 4th blocks use the last TTL.
+      for (const level of [3, 4]) {
+        assert.equal(await t.engine.store.unblock('user', 'dave'), true);
+        t.engine.forget('user', 'dave');
+        await t.check({ user: 'dave', fail: true });
+        await t.check({ user: 'dave', fail: true });
+        const next = await t.engine.store.inspect('user', 'dave', []);
+        assert.deepEqual([next.block?.level, next.block?.ttlMs], [level, 3_600_000]);
+      }
+    });
+
+    it('keeps a user whose name has a slash apart from CIDR ranges', async () => {
+      const t = await make({});
+      const now = Date.now();
+      await t.engine.store.block({ kind: 'user', subject: 'org/acme/alice', reason: 'r', createdBy: 'admin:test', createdAt: now, ttlMs: 60_000, expiresAt: now + 60_000 });
+      assert.equal(reasonOf((await t.check({ user: 'org/acme/alice' })).decision), 'blocked');
+      assert.equal((await t.engine.store.inspect('user', 'org/acme/alice', [])).block?.subject, 'org/acme/alice');
+      assert.deepEqual((await t.engine.store.loadCidrs()).map((r) => r.subject), [], 'not stored as a range');
+      assert.equal(await t.engine.store.unblock('user', 'org/acme/alice'), true);
+      t.engine.forget('user', 'org/acme/alice');
+      assert.equal(reasonOf((await t.check({ user: 'org/acme/alice' })).decision), 'allowed');
     });
 
     it('counts 200 concurrent failures exactly and creates exactly one block', async () => {

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { SUBJECT_KINDS, isSubjectKind, normalizeSubject } from '../fds/subjects.js';
-import { MAX_BLOCK_TTL_MS, parseDuration } from '../fds/config.js';
+import { blockTtl } from '../fds/config.js';
 
 export interface CliIo {
   readonly env: NodeJS.ProcessEnv;
@@ -85,10 +85,8 @@ function kindAndSubject(p: Parsed, command: string): { kind: string; subject: st
 
 function checkTtl(v: string | undefined): string {
   if (v === undefined) throw new Usage('block needs --ttl <duration> (e.g. 15m, 1h, 7d) or --ttl none');
-  if (v === 'none') return v;
-  const ms = parseDuration(v);
-  if (ms === undefined) throw new Usage(`--ttl "${v}" is not a duration; write e.g. 30s, 15m, 1h, 7d, or none`);
-  if (ms < 1000 || ms > MAX_BLOCK_TTL_MS) throw new Usage(`--ttl ${v} is out of range; must be between 1s and 365d, or none`);
+  const r = blockTtl(v, '--ttl');
+  if ('error' in r) throw new Usage(r.error);
   return v;
 }
 

@@ -12,12 +12,11 @@ import type { Logger } from 'pino';
 import { sendJson, type AdminHandler } from '../server/admin-server.js';
 import type { ServiceRegistry } from '../stages/services.js';
 import { FDS_ENGINE, type FdsHandle } from './engine.js';
-import { MAX_BLOCK_TTL_MS, formatDuration, parseDuration } from './config.js';
+import { blockTtl } from './config.js';
 import { SUBJECT_KINDS, isSubjectKind, normalizeSubject, type SubjectKind } from './subjects.js';
 import type { BlockRecord } from './store/store.js';
 
 const MAX_BODY = 16 * 1024;
-const MIN_TTL_MS = 1000;
 
 class BadRequest extends Error {}
 
@@ -58,25 +57,23 @@ function readBody(req: IncomingMessage): Promise<unknown> {
   });
 }
 
-export function parseKind(v: unknown): SubjectKind {
+function parseKind(v: unknown): SubjectKind {
   if (!isSubjectKind(v)) throw new BadRequest(`${v === undefined || v === null || v === '' ? 'kind is required' : `unknown subject kind "${String(v)}"`}; use one of ${SUBJECT_KINDS.join(', ')}`);
   return v;
 }
 
-export function parseSubject(kind: SubjectKind, v: unknown): string {
+function parseSubject(kind: SubjectKind, v: unknown): string {
   const r = normalizeSubject(kind, v);
   if (!r.ok) throw new BadRequest(`${kind} subject: ${r.error}`);
   return r.subject;
 }
 
 /** `"15m"`, `90000`, `"none"` / null → ms or null; throws a precise message otherwise. */
-export function parseTtl(v: unknown): number | null {
+function parseTtl(v: unknown): number | null {
   if (v === undefined) throw new BadRequest('ttl is required: a duration like 30s, 15m, 1h, 7d, or "none" for a block until unblocked');
-  if (v === null || v === 'none') return null;
-  const ms = parseDuration(v);
-  if (ms === undefined) throw new BadRequest(`ttl "${String(v)}" is not a duration; write e.g. 30s, 15m, 1h, 7d, or "none"`);
-  if (ms < MIN_TTL_MS || ms > MAX_BLOCK_TTL_MS) throw new BadRequest(`ttl ${String(v)} is out of range; must be between ${formatDuration(MIN_TTL_MS)} and ${formatDuration(MAX_BLOCK_TTL_MS)}, or "none"`);
-  return ms;
+  const r = blockTtl(v, 'ttl');
+  if ('error' in r) throw new BadRequest(r.error);
+  return r.ms;
 }
 
 function text(v: unknown, field: string, max: number, required: boolean): string | undefined {
@@ -139,7 +136,7 @@ export function createFdsAdminHandler(services: ServiceRegistry, logger: Logger)
       if (path === '/admin/fds/inspect' && req.method === 'GET') {
         const kind = parseKind(q.get('kind'));
         const subject = parseSubject(kind, q.get('subject'));
-        const rules = engine.rules.all.filter((r) => r.kind === kind).map((r) => ({ name: r.name, windowMs: r.windowMs }));
+        const rules = engine.rules.all.filter((r) => r.kind === kind);
         const found = await engine.store.inspect(kind, subject, rules);
         const cidr = kind === 'ip' && !subject.includes('/') ? engine.cached('ip', subject) : undefined;
         return sendJson(res, 200, { kind, subject, blocked: found.block ?? null, coveredBy: cidr?.subject.includes('/') ? cidr : null, counters: found.counters, offenses: found.offenses });

@@ -18,7 +18,21 @@ export function parseDuration(value: unknown): number | undefined {
   return Math.round(Number(m[1]) * UNITS[m[2]!]!);
 }
 
+export const MIN_BLOCK_TTL_MS = 1000;
 export const MAX_BLOCK_TTL_MS = 365 * 86_400_000;
+
+/**
+ * The TTL of a block made by hand (admin API and CLI share it): a duration, or `none` / null for a block
+ * until unblocked. The error names `field` as the caller spells it (`ttl`, `--ttl`).
+ */
+export function blockTtl(v: unknown, field: string): { ms: number | null } | { error: string } {
+  if (v === null || v === 'none') return { ms: null };
+  const ms = parseDuration(v);
+  if (ms === undefined) return { error: `${field} "${String(v)}" is not a duration; write e.g. 30s, 15m, 1h, 7d, or "none"` };
+  if (ms < MIN_BLOCK_TTL_MS || ms > MAX_BLOCK_TTL_MS)
+    return { error: `${field} ${String(v)} is out of range; must be between ${formatDuration(MIN_BLOCK_TTL_MS)} and ${formatDuration(MAX_BLOCK_TTL_MS)}, or "none"` };
+  return { ms };
+}
 
 /** A duration field with bounds, so an absurd value is a startup error naming the key. */
 export function duration(minMs: number, maxMs: number) {
@@ -100,13 +114,13 @@ const ruleSchema = z
     threshold: z.number().int().min(1).max(100_000),
     window: duration(100, 86_400_000),
     /** Block TTL the first time the threshold is crossed. */
-    block: duration(1000, MAX_BLOCK_TTL_MS),
+    block: duration(MIN_BLOCK_TTL_MS, MAX_BLOCK_TTL_MS),
     /** Longer blocks for repeat offenders: the 2nd block uses ttls[0], the 3rd ttls[1], ... (the last repeats). */
     escalate: z
       .strictObject({
-        ttls: z.array(duration(1000, MAX_BLOCK_TTL_MS)).min(1),
+        ttls: z.array(duration(MIN_BLOCK_TTL_MS, MAX_BLOCK_TTL_MS)).min(1),
         /** How long a subject's earlier blocks are remembered. */
-        memory: duration(1000, MAX_BLOCK_TTL_MS).default(86_400_000),
+        memory: duration(MIN_BLOCK_TTL_MS, MAX_BLOCK_TTL_MS).default(86_400_000),
       })
       .optional(),
     /** Only count on these routes (route names); all routes when absent. */

@@ -101,8 +101,7 @@ export class FdsEngine {
   settings: FdsSettings;
   adminToken: Buffer | undefined;
   private closed = false;
-  /** Circuit breaker over the Check script (Redis store only). */
-  /** Only for Redis: fail fast while it is down instead of queueing a timeout per Check. */
+  /** Over the Check script, Redis only: fail fast while it is down instead of waiting out a timeout per Check. */
   private readonly breaker: CircuitBreaker | undefined;
 
   constructor(
@@ -200,33 +199,35 @@ export class FdsEngine {
    * timeout still gets the failure mode, not a late answer.
    */
   evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], limitMs: number): Promise<EvaluateResult> {
-    const breaker = this.breaker;
-    if (breaker && !breaker.allow()) {
+    if (this.breaker && !this.breaker.allow()) {
       this.metrics.redisErrors.inc({ op: 'breaker_open' });
       return Promise.reject(new Error('Redis circuit open after consecutive failures; retrying shortly'));
     }
-    const handle = (r: EvaluateResult): EvaluateResult => {
-      breaker?.success();
-      if (r.blocked) this.remember(r.blocked);
-      for (const c of r.created) {
-        this.metrics.blocksCreated.inc({ kind: c.kind, source: 'rule' });
-        this.logger.info({ fds: 'block', kind: c.kind, subject: c.subject, rule: c.rule, level: c.level, ttlMs: c.ttlMs }, 'FDS rule blocked a subject');
-        this.remember(c);
-      }
-      return r;
-    };
-    const failed = (err: unknown): never => {
-      breaker?.failure();
-      throw err;
-    };
-    const p = this.store.evaluate(check, ops).then(handle, failed);
-    const timeout = this.settings.redis?.commandTimeoutMs ?? Infinity;
-    if (limitMs >= timeout) return p;
+    const p = this.store.evaluate(check, ops).then(this.evaluated, this.evaluateFailed);
+    // Only Redis can be slow, and its command timeout bounds it: race a timer only when the Check has less time left.
+    if (this.store.kind === 'memory' || limitMs >= this.settings.redis!.commandTimeoutMs) return p;
     return within(p, limitMs).then((r) => {
       if (r === TIMED_OUT) throw new Error(`FDS store did not answer within the ${limitMs} ms left before the Check deadline`);
       return r;
     });
   }
+
+  // Created once per engine, not per Check.
+  private readonly evaluated = (r: EvaluateResult): EvaluateResult => {
+    this.breaker?.success();
+    if (r.blocked) this.remember(r.blocked);
+    for (const c of r.created) {
+      this.metrics.blocksCreated.inc({ kind: c.kind, source: 'rule' });
+      this.logger.info({ fds: 'block', kind: c.kind, subject: c.subject, rule: c.rule, level: c.level, ttlMs: c.ttlMs }, 'FDS rule blocked a subject');
+      this.remember(c);
+    }
+    return r;
+  };
+
+  private readonly evaluateFailed = (err: unknown): never => {
+    this.breaker?.failure();
+    throw err;
+  };
 
   async close(): Promise<void> {
     this.closed = true;

@@ -28,6 +28,7 @@ import { BLOCKED_DENIAL, FDS_ENGINE, FDS_METRICS, FdsEngine, FdsHandle, FdsMetri
 import { defaultFdsSettings } from './config.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
 import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
+import type { CompiledRules } from './rules.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ServiceRegistry } from '../stages/services.js';
 import type { Logger } from 'pino';
@@ -58,6 +59,33 @@ export function engineFor(services: ServiceRegistry, metrics: Metrics, logger: L
 function certSubject(v: unknown): string | undefined {
   if (typeof v !== 'string' || v === '') return undefined;
   return v.replace(/:/g, '').toLowerCase();
+}
+
+const NO_OPS: readonly CounterOp[] = Object.freeze([]);
+
+/** Adds one `event` for `subject` to every rule on `route` that counts it (repeats of the same rule and subject add up). */
+function addOps(ops: CounterOp[], rules: CompiledRules, route: string, event: string, kind: string, subject: string): void {
+  const list = rules.byEvent.get(event)?.get(kind);
+  if (!list) return;
+  for (const rule of list) {
+    if (rule.routes && !rule.routes.has(route)) continue;
+    const existing = ops.find((o) => o.rule === rule.name && o.subject === subject);
+    if (existing) {
+      (existing as { increment: number }).increment++;
+      continue;
+    }
+    ops.push({
+      rule: rule.name,
+      kind: rule.kind,
+      subject,
+      increment: 1,
+      windowMs: rule.windowMs,
+      threshold: rule.threshold,
+      ttls: rule.ttls,
+      memoryMs: rule.memoryMs,
+      reason: rule.reason,
+    });
+  }
 }
 
 function attr(ctx: CheckContext, name: string): unknown {
@@ -113,33 +141,11 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
       };
     }
 
-    function counterOps(ctx: CheckContext, decision: Decision, subjects: readonly SubjectRef[]): CounterOp[] {
+    function counterOps(ctx: CheckContext, decision: Decision, subjects: readonly SubjectRef[]): readonly CounterOp[] {
       const rules = handle.engine.rules;
+      if (rules.all.length === 0) return NO_OPS;
       const ops: CounterOp[] = [];
       const route = ctx.route.name;
-      const add = (event: string, kind: string, subject: string) => {
-        const list = rules.byEvent.get(event)?.get(kind);
-        if (!list) return;
-        for (const rule of list) {
-          if (rule.routes && !rule.routes.has(route)) continue;
-          const existing = ops.find((o) => o.rule === rule.name && o.subject === subject);
-          if (existing) {
-            (existing as { increment: number }).increment++;
-            continue;
-          }
-          ops.push({
-            rule: rule.name,
-            kind: rule.kind,
-            subject,
-            increment: 1,
-            windowMs: rule.windowMs,
-            threshold: rule.threshold,
-            ttls: rule.ttls,
-            memoryMs: rule.memoryMs,
-            reason: rule.reason,
-          });
-        }
-      };
       let ipFailure = false;
       for (const o of ctx.outcomes) {
         let subject = o.subject;
@@ -147,12 +153,12 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
           subject = canonicalIp(subject) ?? '';
           if (o.event === 'auth_failure') ipFailure = true;
         } else if (o.subjectKind === 'cert') subject = certSubject(subject) ?? '';
-        if (subject !== '') add(o.event, o.subjectKind, subject);
+        if (subject !== '') addOps(ops, rules, route, o.event, o.subjectKind, subject);
       }
-      for (const kind of rules.requestKinds) for (const s of subjects) if (s.kind === kind) add('request', kind, s.subject);
+      for (const kind of rules.requestKinds) for (const s of subjects) if (s.kind === kind) addOps(ops, rules, route, 'request', kind, s.subject);
       const ip = subjects[0]?.kind === 'ip' ? subjects[0].subject : '';
       if (!ipFailure && ip !== '' && decision.kind === 'deny' && handle.engine.settings.authFailureStatuses.includes(decision.denial.status) && decision.denial !== BLOCKED_DENIAL) {
-        add('auth_failure', 'ip', ip);
+        addOps(ops, rules, route, 'auth_failure', 'ip', ip);
       }
       return ops;
     }

@@ -4,7 +4,6 @@
  */
 import { formatDuration, type FdsRuleConfig } from './config.js';
 import type { SubjectKind } from './subjects.js';
-import type { RuleWindow } from './store/store.js';
 
 export interface CompiledRule {
   readonly name: string;
@@ -22,7 +21,6 @@ export interface CompiledRules {
   readonly byEvent: ReadonlyMap<string, ReadonlyMap<string, readonly CompiledRule[]>>;
   /** Subject kinds some `request` rule counts (the stage reports `request` only for these). */
   readonly requestKinds: readonly SubjectKind[];
-  readonly windows: readonly RuleWindow[];
   readonly all: readonly CompiledRule[];
 }
 
@@ -50,5 +48,5 @@ export function compileRules(rules: readonly FdsRuleConfig[]): CompiledRules {
     }
   }
   const requestKinds = [...(byEvent.get('request')?.keys() ?? [])] as SubjectKind[];
-  return { byEvent, requestKinds, windows: all.map((r) => ({ name: r.name, windowMs: r.windowMs })), all };
+  return { byEvent, requestKinds, all };
 }

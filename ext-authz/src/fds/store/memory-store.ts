@@ -22,7 +22,6 @@ const key = (kind: string, subject: string) => `${kind}\u0000${subject}`;
 
 export class MemoryStore implements FdsStore {
   readonly kind = 'memory' as const;
-  readonly healthy = true;
   private readonly blocks = new Map<string, BlockRecord>();
   private readonly cidrs = new Map<string, BlockRecord>();
   private readonly counters = new Map<string, { times: number[]; windowMs: number; expiresAt: number }>();
@@ -97,7 +96,7 @@ export class MemoryStore implements FdsStore {
   }
 
   async block(record: BlockRecord): Promise<void> {
-    if (record.kind === 'ip' && isCidr(record.subject)) {
+    if (isCidr(record.kind, record.subject)) {
       this.cidrs.set(record.subject, record);
       this.emit({ type: 'cidr' });
     } else this.blocks.set(key(record.kind, record.subject), record);
@@ -105,7 +104,7 @@ export class MemoryStore implements FdsStore {
 
   async unblock(kind: SubjectKind, subject: string): Promise<boolean> {
     const now = this.now();
-    if (kind === 'ip' && isCidr(subject)) {
+    if (isCidr(kind, subject)) {
       const had = this.live(this.cidrs.get(subject), now) !== undefined;
       this.cidrs.delete(subject);
       this.emit({ type: 'cidr' });
@@ -121,7 +120,7 @@ export class MemoryStore implements FdsStore {
   async inspect(kind: SubjectKind, subject: string, rules: readonly RuleWindow[]): Promise<Inspection> {
     const now = this.now();
     const bk = key(kind, subject);
-    const block = isCidr(subject) ? this.live(this.cidrs.get(subject), now) : this.live(this.blocks.get(bk), now);
+    const block = isCidr(kind, subject) ? this.live(this.cidrs.get(subject), now) : this.live(this.blocks.get(bk), now);
     const counters = rules.map((rule) => {
       const c = this.counters.get(`${rule.name}\u0000${bk}`);
       return { rule: rule.name, count: c ? c.times.filter((t) => t > now - rule.windowMs).length : 0 };

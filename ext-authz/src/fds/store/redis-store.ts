@@ -48,7 +48,6 @@ export class RedisStore implements FdsStore {
   private readonly listeners: Array<(e: StoreEvent) => void> = [];
   private readonly nonceBase = randomBytes(6).toString('base64url');
   private seq = 0;
-  private subscribedOnce = false;
   private closed = false;
   private lastErrorLog = 0;
 
@@ -64,10 +63,7 @@ export class RedisStore implements FdsStore {
     this.subscriber = this.connect(true);
     this.subscriber.on('message', (_channel: string, message: string) => this.onMessage(message));
     // Every (re)subscription may follow a gap in which unblocks were missed: resync caches.
-    this.subscriber.on('ready', () => {
-      this.subscribedOnce = true;
-      this.emit({ type: 'resync' });
-    });
+    this.subscriber.on('ready', () => this.emit({ type: 'resync' }));
     this.subscriber.subscribe(this.channel).catch((err: Error) => this.logError('subscribe', err));
   }
 
@@ -135,10 +131,6 @@ export class RedisStore implements FdsStore {
     });
   }
 
-  get healthy(): boolean {
-    return this.client.status === 'ready';
-  }
-
   private blockKey(kind: string, subject: string): string {
     return `${this.base}b:${kind}:${keySubject(subject)}`;
   }
@@ -181,7 +173,7 @@ export class RedisStore implements FdsStore {
   async block(record: BlockRecord): Promise<void> {
     const json = JSON.stringify(record);
     await this.run('block', async () => {
-      if (record.kind === 'ip' && isCidr(record.subject)) {
+      if (isCidr(record.kind, record.subject)) {
         await this.client.hset(`${this.base}cidr`, record.subject, json);
         await this.client.publish(this.channel, JSON.stringify({ type: 'cidr' }));
       } else if (record.ttlMs === null) await this.client.set(this.blockKey(record.kind, record.subject), json);
@@ -193,7 +185,7 @@ export class RedisStore implements FdsStore {
     return this.run('unblock', async () => {
       let removed: number;
       let event: StoreEvent;
-      if (kind === 'ip' && isCidr(subject)) {
+      if (isCidr(kind, subject)) {
         const cidrKey = `${this.base}cidr`;
         const old = await this.client.hget(cidrKey, subject);
         removed = await this.client.hdel(cidrKey, subject);
@@ -213,7 +205,7 @@ export class RedisStore implements FdsStore {
   async inspect(kind: SubjectKind, subject: string, rules: readonly RuleWindow[]): Promise<Inspection> {
     return this.run('inspect', async () => {
       const ks = keySubject(subject);
-      const raw = isCidr(subject) ? await this.client.hget(`${this.base}cidr`, subject) : await this.client.get(this.blockKey(kind, subject));
+      const raw = isCidr(kind, subject) ? await this.client.hget(`${this.base}cidr`, subject) : await this.client.get(this.blockKey(kind, subject));
       let block = raw ? parseRecord(raw) : undefined;
       if (block && block.expiresAt !== null && block.expiresAt <= Date.now()) block = undefined;
       const now = Date.now();
@@ -339,11 +331,6 @@ export class RedisStore implements FdsStore {
     if (ev.type === 'cidr') this.emit({ type: 'cidr' });
     else if (ev.type === 'unblock' && typeof ev.kind === 'string' && typeof ev.subject === 'string')
       this.emit({ type: 'unblock', kind: ev.kind as SubjectKind, subject: ev.subject });
-  }
-
-  /** True once the subscriber has been connected at least once (tests wait on it). */
-  get subscribed(): boolean {
-    return this.subscribedOnce && this.subscriber.status === 'ready';
   }
 
   async close(): Promise<void> {

@@ -96,13 +96,12 @@ export interface FdsStore {
   onEvent(listener: (event: StoreEvent) => void): void;
   /** Resolves once connected, or after `limitMs` (never rejects: starting with the store down is allowed). */
   ready(limitMs: number): Promise<boolean>;
-  /** True when commands can be sent now. */
-  readonly healthy: boolean;
   close(): Promise<void>;
 }
 
-export function isCidr(subject: string): boolean {
-  return subject.includes('/');
+/** A CIDR range block (kept apart from exact blocks). Only for `ip`: a user or client id may contain a slash. */
+export function isCidr(kind: SubjectKind, subject: string): boolean {
+  return kind === 'ip' && subject.includes('/');
 }
 
 /** Which TTL applies at offense `level` (1-based). */
