@@ -46,7 +46,7 @@ function checker(ca: CertificateAuthority | undefined): Checker {
   const logger = pino({ level: 'silent' });
   const metrics = new Metrics(false);
   const table = compileRouteTable(cfg, { logger, metrics, services: new ServiceRegistry() });
-  return new Checker(table, { logger, metrics, audit: false });
+  return new Checker(table, { logger, metrics });
 }
 
 function request(path: string, xfcc: string, principal?: string): CheckRequest {

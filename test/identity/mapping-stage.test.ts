@@ -17,7 +17,7 @@ import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
 import { toRequestView } from '../../ext-authz/src/check/request-view.js';
 import { httpCheck } from '../support/service.js';
-import { certificateCacheKey } from '../../ext-authz/src/identity/mtls-stage.js';
+import { CERTIFICATE_CACHE_KEY } from '../../ext-authz/src/identity/mtls-stage.js';
 
 describe('identity: certificates, mapping and the mtls stage', function () {
   this.timeout(20_000);
@@ -93,6 +93,19 @@ describe('identity: certificates, mapping and the mtls stage', function () {
       for (let i = 0; i < 40; i++) cache.get(`junk-${i}`);
       assert.equal(cache.size, 16);
     });
+    it('resize keeps the most recently used entries that fit', () => {
+      const cache = new CertificateCache(16);
+      for (let i = 0; i < 16; i++) cache.get(`junk-${i}`);
+      cache.get('junk-0'); // now the most recent
+      cache.resize(4);
+      assert.equal(cache.size, 4);
+      assert.equal(cache.max, 4);
+      const misses = cache.misses;
+      for (const k of ['junk-0', 'junk-15', 'junk-14', 'junk-13']) cache.get(k);
+      assert.equal(cache.misses, misses, 'the four most recent survive');
+      cache.get('junk-1');
+      assert.equal(cache.misses, misses + 1, 'older ones were dropped');
+    });
     it('the fingerprint index never lets a claimed Hash select another certificate', () => {
       const cache = new CertificateCache(16);
       const a = urlEncodePem(alice.pem);
@@ -153,29 +166,35 @@ describe('identity: certificates, mapping and the mtls stage', function () {
   });
 
   describe('the mtls stage on a CheckContext', () => {
-    let table: RouteTable;
+    let defaultTable: RouteTable;
     let services: ServiceRegistry;
-    before(() => {
-      services = new ServiceRegistry();
-      const config = parseConfigText(
-        `
+    const configYaml = (cacheSize = 10_000) => `
 identity:
   mtls:
+    cacheSize: ${cacheSize}
     rules:
       - uri: { regex: "spiffe://partners\\\\.example\\\\.com/org/(?<org>[^/]+)/user/(?<user>[^/]+)" }
         identity: { subject: "{user}@{org}", kind: user, attributes: { org: "{org}" } }
 gateways:
   secure: { kind: secure, mtls: true, routes: [{ name: r, stages: [mtls] }] }
   optional: { kind: secure, mtls: true, routes: [{ name: o, stages: [{ type: mtls, optional: true }] }] }
-`,
-        't.yaml',
-      );
-      table = compileRouteTable(config, { logger: pino({ level: 'silent' }), metrics: new Metrics(false), services });
+`;
+    const compile = (yaml: string) => compileRouteTable(parseConfigText(yaml, 't.yaml'), { logger: pino({ level: 'silent' }), metrics: new Metrics(false), services });
+    before(() => {
+      services = new ServiceRegistry();
+      defaultTable = compile(configYaml());
     });
 
-    function runStage(opts: { xfcc?: string; gateway?: string; address?: string }) {
-      const req = httpCheck({ gateway: opts.gateway ?? 'secure', headers: opts.xfcc ? { 'x-forwarded-client-cert': opts.xfcc } : {}, sourceAddress: opts.address ?? '198.51.100.9' });
+    function runStage(opts: { xfcc?: string; gateway?: string; address?: string; principal?: string; peerCertificate?: string; table?: RouteTable }) {
+      const req = httpCheck({
+        gateway: opts.gateway ?? 'secure',
+        headers: opts.xfcc ? { 'x-forwarded-client-cert': opts.xfcc } : {},
+        sourceAddress: opts.address ?? '198.51.100.9',
+        ...(opts.principal ? { principal: opts.principal } : {}),
+      });
+      if (opts.peerCertificate !== undefined) (req.attributes!.source as Record<string, unknown>)['certificate'] = opts.peerCertificate;
       const view = toRequestView(req);
+      const table = opts.table ?? defaultTable;
       const gw = table.selectGateway(view)!;
       const route = table.selectRoute(gw, view);
       const ctx = new CheckContext(view, gw, route, Date.now() + 1000, 't', 0);
@@ -191,7 +210,7 @@ gateways:
       assert.equal((ctx.attributes.get('mtls.certificate') as CertificateFacts).fingerprint, alice.fingerprint);
       assert.equal((ctx.audit['mtls'] as Record<string, unknown>)['fingerprint'], alice.fingerprint);
       assert.deepEqual(ctx.outcomes, []);
-      const cache = services.peek<CertificateCache>(certificateCacheKey(10_000))!;
+      const cache = services.peek<CertificateCache>(CERTIFICATE_CACHE_KEY)!;
       const misses = cache.misses;
       runStage({ xfcc: toXfcc(alice) });
       assert.equal(cache.misses, misses, 'second sight must be a cache hit');
@@ -226,6 +245,43 @@ gateways:
       const optional = runStage({ gateway: 'optional' });
       assert.equal((optional.result as { kind: string }).kind, 'continue');
       assert.equal(optional.ctx.identity, undefined);
+    });
+    it('at an ingress the XFCC element must name the peer by its certificate\'s principal: reordering URI= cannot promote a second SAN', async () => {
+      const first = 'spiffe://partners.example.com/org/acme/user/first';
+      const second = 'spiffe://partners.example.com/org/acme/user/second';
+      const two = await issueCertificate({ ca: root, sans: { uri: [first, second] } });
+      const reordered = toXfcc(two).replace(`URI=${first};URI=${second}`, `URI=${second};URI=${first}`);
+      assert.notEqual(reordered, toXfcc(two));
+      // Envoy's principal for this certificate is its first URI SAN; a peer known as the second one is someone else.
+      const forged = runStage({ principal: second, xfcc: reordered });
+      assert.equal((forged.result as { denial?: { reason: string } }).denial?.reason, 'xfcc_peer_mismatch');
+      assert.equal(forged.ctx.identity, undefined);
+      const genuine = runStage({ principal: first, xfcc: reordered });
+      assert.equal((genuine.result as { kind: string }).kind, 'continue');
+      assert.equal(genuine.ctx.audit['mtls_via'], 'xfcc_matching_peer');
+      assert.equal(genuine.ctx.identity?.subject, 'first@acme');
+    });
+
+    it('a peer certificate that does not decode is 401 bad_certificate, with or without an XFCC beside it', () => {
+      for (const xfcc of [undefined, toXfcc(alice)]) {
+        const { ctx, result } = runStage({ peerCertificate: 'hello%20world', ...(xfcc ? { xfcc } : {}) });
+        assert.equal((result as { denial?: { reason: string } }).denial?.reason, 'bad_certificate', `xfcc: ${xfcc !== undefined}`);
+        assert.match(String((ctx.audit['mtls'] as Record<string, unknown>)['error_detail']), /^peer certificate: /);
+      }
+    });
+
+    it('a reload with another cacheSize resizes the one certificate cache and keeps what it holds', () => {
+      const shared = services.peek<CertificateCache>(CERTIFICATE_CACHE_KEY)!;
+      runStage({ xfcc: toXfcc(alice) });
+      const misses = shared.misses;
+      const reloaded = compile(configYaml(20));
+      assert.equal(services.peek<CertificateCache>(CERTIFICATE_CACHE_KEY), shared, 'one cache per service, whatever the size');
+      assert.equal(shared.max, 20);
+      const again = runStage({ xfcc: toXfcc(alice), table: reloaded });
+      assert.equal((again.result as { kind: string }).kind, 'continue');
+      assert.equal(shared.misses, misses, 'the certificate decoded before the reload is still cached');
+      compile(configYaml());
+      assert.equal(shared.max, 10_000);
     });
   });
 });

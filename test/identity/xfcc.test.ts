@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseXfcc, selectClientElement, type XfccElement } from '../../ext-authz/src/identity/xfcc.js';
+import { formatXfccElement, parseXfcc, selectClientElement, urlEncodePem, type XfccElement } from '../../ext-authz/src/identity/xfcc.js';
 
 function one(header: string): XfccElement {
   const r = parseXfcc(header);
@@ -131,6 +131,8 @@ describe('identity: XFCC parser', () => {
     fc.assert(
       fc.property(header, (h) => {
         const r = parseXfcc(h);
+        // Any control character other than tab, anywhere, is refused.
+        if (/[\x00-\x08\x0a-\x1f\x7f]/.test(h)) assert.ok(!r.ok && /control character/.test(r.error), `accepted ${JSON.stringify(h)}`);
         if (r.ok) {
           parsed++;
           assert.ok(r.elements.length >= 1 && r.elements.length <= 8);
@@ -150,5 +152,37 @@ describe('identity: XFCC parser', () => {
     );
     // The structured arbitrary must actually reach the success path, or the fuzz proves little.
     assert.ok(parsed > 500, `only ${parsed} headers parsed`);
+  });
+  it('formatXfccElement writes Envoy\'s layout, and the parser reads back every field (round trip, 2,000 generated elements)', () => {
+    assert.equal(
+      formatXfccElement({ by: ['spiffe://gw'], hash: 'ab', cert: 'C%0A', chain: 'D%0A', subject: 'O=Acme\\, Inc.,CN=a', uri: [], dns: ['a.example', 'b.example'] }),
+      'By=spiffe://gw;Hash=ab;Cert="C%0A";Chain="D%0A";Subject="O=Acme\\, Inc.,CN=a";URI=;DNS=a.example;DNS=b.example',
+    );
+    assert.equal(formatXfccElement({ hash: 'ab', uri: ['spiffe://x', 'spiffe://y'] }), 'Hash=ab;URI=spiffe://x;URI=spiffe://y');
+    assert.equal(urlEncodePem('-----BEGIN X-----\nab+/c= d\n'), '-----BEGIN%20X-----%0Aab%2B%2Fc%3D%20d%0A');
+
+    const plain = fc.stringMatching(/^[A-Za-z0-9:/._%-]{1,20}$/);
+    // RFC 2253 text as Envoy prints it: `"` and `\` only ever appear escaped.
+    const subject = fc.array(fc.constantFrom('CN=', 'O=', 'a', 'Z', ',', ';', '=', ' ', '+', '#', '\\"', '\\\\', '\\,', '\\C3\\AB'), { maxLength: 12 }).map((p) => p.join(''));
+    const fields = fc.record({
+      by: fc.array(plain, { maxLength: 2 }),
+      hash: fc.option(plain, { nil: undefined }),
+      cert: fc.option(plain, { nil: undefined }),
+      chain: fc.option(plain, { nil: undefined }),
+      subject: fc.option(subject, { nil: undefined }),
+      uri: fc.array(plain, { maxLength: 3 }),
+      dns: fc.array(plain, { maxLength: 3 }),
+    });
+    fc.assert(
+      fc.property(fc.array(fields, { minLength: 1, maxLength: 3 }), (els) => {
+        const r = parseXfcc(els.map(formatXfccElement).join(','));
+        assert.ok(r.ok, r.ok ? '' : r.error);
+        assert.deepEqual(
+          r.elements,
+          els.map((f) => ({ by: f.by, hash: f.hash ?? '', cert: f.cert ?? '', chain: f.chain ?? '', subject: f.subject ?? '', uri: f.uri, dns: f.dns })),
+        );
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });

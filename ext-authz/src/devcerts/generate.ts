@@ -24,6 +24,7 @@
 import { createHash, webcrypto } from 'node:crypto';
 import { x509 } from '../identity/x509.js';
 import { rfc2253 } from '../identity/rfc2253.js';
+import { formatXfccElement, urlEncodePem } from '../identity/xfcc.js';
 
 const crypto = webcrypto as unknown as Crypto;
 const KEY_ALG: EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
@@ -213,23 +214,12 @@ export async function loadCa(certPem: string, keyPem: string): Promise<Certifica
   return { ...issued, intermediates: [] };
 }
 
-/** URL-encodes a PEM the way Envoy does for XFCC Cert/Chain (newline, space, +, /, =). */
-export function urlEncodePem(pem: string): string {
-  return pem.replace(/[\n +/=]/g, (c) => (c === '\n' ? '%0A' : c === ' ' ? '%20' : c === '+' ? '%2B' : c === '/' ? '%2F' : '%3D'));
-}
+/** Envoy's URL encoding of a PEM for XFCC Cert/Chain (the identity module's, re-exported for tests and tools). */
+export { urlEncodePem };
 
 /** RFC 2253 form of the subject exactly as Envoy prints it (OpenSSL XN_FLAG_RFC2253; see identity/rfc2253.ts). */
 export function rfc2253Subject(cert: x509.X509Certificate): string {
   return rfc2253(cert);
-}
-
-/**
- * Envoy's quoting in XFCC: the value between double quotes with nothing
- * escaped (conn_manager_utility.cc). Cert/Chain are URL-encoded and the
- * RFC 2253 subject already escapes `"` and `\`, so the result parses.
- */
-function quote(v: string): string {
-  return `"${v}"`;
 }
 
 export interface XfccOptions {
@@ -250,27 +240,21 @@ export interface XfccOptions {
 }
 
 /**
- * Builds one XFCC element in Envoy's order and quoting
- * (`By=…;Hash=…;Cert="…";Chain="…";Subject="…";URI=…;DNS=…`), as an Istio
- * gateway in SANITIZE_SET mode writes it. Join several with `,` for
+ * Builds one XFCC element as an Istio gateway in SANITIZE_SET mode writes it
+ * (`By=…;Hash=…;Cert="…";Chain="…";Subject="…";URI=…;DNS=…`), through the
+ * service's own writer (identity/xfcc.ts). Join several with `,` for
  * APPEND_FORWARD.
  */
 export function toXfcc(issued: Pick<IssuedCertificate, 'cert' | 'pem' | 'fingerprint' | 'chainPem'>, options: XfccOptions = {}): string {
-  const parts: string[] = [];
-  for (const b of options.by ?? []) parts.push(`By=${b}`);
-  if (options.hash !== false) parts.push(`Hash=${options.hash ?? issued.fingerprint}`);
-  if (options.cert !== false) parts.push(`Cert=${quote(urlEncodePem(issued.pem))}`);
-  if (options.chain) parts.push(`Chain=${quote(urlEncodePem(typeof options.chain === 'string' ? options.chain : issued.chainPem))}`);
-  if (options.subject !== false) parts.push(`Subject=${quote(rfc2253Subject(issued.cert))}`);
-  const san = issued.cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const items = san?.names.items ?? [];
-  if (options.uri !== false) {
-    const uris = items.filter((n) => n.type === 'url').map((n) => n.value);
-    if (uris.length === 0) parts.push('URI=');
-    for (const u of uris) parts.push(`URI=${u}`);
-  }
-  if (options.dns !== false) {
-    for (const d of items.filter((n) => n.type === 'dns')) parts.push(`DNS=${d.value}`);
-  }
-  return parts.join(';');
+  const items = issued.cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
+  const chain = options.chain;
+  return formatXfccElement({
+    by: options.by,
+    hash: options.hash === false ? undefined : (options.hash ?? issued.fingerprint),
+    cert: options.cert === false ? undefined : urlEncodePem(issued.pem),
+    chain: chain ? urlEncodePem(typeof chain === 'string' ? chain : issued.chainPem) : undefined,
+    subject: options.subject === false ? undefined : rfc2253Subject(issued.cert),
+    uri: options.uri === false ? undefined : items.filter((n) => n.type === 'url').map((n) => n.value),
+    dns: options.dns === false ? undefined : items.filter((n) => n.type === 'dns').map((n) => n.value),
+  });
 }

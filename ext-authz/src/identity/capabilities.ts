@@ -3,7 +3,7 @@ import type { Capability, CapabilityHost } from '../server/capability.js';
 import type { PassgateConfig } from '../config/schema.js';
 import { sendJson } from '../server/admin-server.js';
 import { compileMtls } from './profile.js';
-import { certificateCacheKey } from './mtls-stage.js';
+import { CERTIFICATE_CACHE_KEY } from './mtls-stage.js';
 import type { CertificateCache } from './certificate.js';
 
 /**
@@ -25,7 +25,7 @@ function mtlsCapability(): Capability {
         const mtls = current?.identity?.mtls;
         if (!mtls) return sendJson(res, 200, { configured: false });
         const profile = compileMtls(mtls);
-        const cache = host.services.peek<CertificateCache>(certificateCacheKey(profile.cacheSize));
+        const cache = host.services.peek<CertificateCache>(CERTIFICATE_CACHE_KEY);
         sendJson(res, 200, {
           configured: true,
           rules: profile.rules.map((r) => r.name),

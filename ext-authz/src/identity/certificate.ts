@@ -49,10 +49,8 @@ const MAX_PEM_CHARS = 64 * 1024;
 const PEM_BEGIN = '-----BEGIN CERTIFICATE-----';
 const PEM_END = '-----END CERTIFICATE-----';
 
-export function normalizeHex(hex: string): string {
-  const h = hex.replace(/[:\s]/g, '').toLowerCase();
-  const stripped = h.replace(/^0+(?=.)/, '');
-  return stripped;
+function normalizeHex(hex: string): string {
+  return hex.replace(/[:\s]/g, '').toLowerCase().replace(/^0+(?=.)/, '');
 }
 
 function urlDecode(encoded: string): string | undefined {
@@ -65,7 +63,7 @@ function urlDecode(encoded: string): string | undefined {
 }
 
 /** Splits a PEM bundle into the base64 bodies of its CERTIFICATE blocks. */
-export function pemBlocks(pem: string): string[] | undefined {
+function pemBlocks(pem: string): string[] | undefined {
   const out: string[] = [];
   let from = 0;
   for (;;) {
@@ -170,22 +168,46 @@ export type VerifyOutcome =
   | { readonly ok: true; readonly notBefore: number; readonly notAfter: number }
   | { readonly ok: false; readonly error: string };
 
+export type ChainResult = ReturnType<typeof decodeChain>;
+
+const NO_CHAIN: ChainResult = Object.freeze({ ok: true, certs: [] });
+/** Decoded XFCC `Chain=` values kept: chains repeat (one per issuing CA), and hostile variety just churns them. */
+const MAX_CHAINS = 256;
+
 /**
- * The bounded parse cache, shared across config reloads through the service
- * registry. Primary key: the URL-encoded PEM as it arrives. Secondary key:
- * the SHA-256 fingerprint (XFCC `Hash=`), so the hot path hashes a 64-char
- * key instead of a 2 KB one; a secondary hit counts only if the stored PEM is
- * the very same string (one memcmp), so a forged Hash can never select
- * another certificate's entry.
+ * The bounded parse cache, one per service (the registry keeps it across
+ * config reloads). Primary key: the URL-encoded PEM as it arrives. Secondary
+ * key: the SHA-256 fingerprint (XFCC `Hash=`), so the hot path hashes a
+ * 64-char key instead of a 2 KB one; a secondary hit counts only if the
+ * stored PEM is the very same string (one memcmp), so a forged Hash can
+ * never select another certificate's entry.
  */
 export class CertificateCache {
-  private readonly lru: LRUCache<string, CacheEntry>;
-  private readonly byFingerprint: LRUCache<string, CacheEntry>;
+  private lru: LRUCache<string, CacheEntry>;
+  private byFingerprint: LRUCache<string, CacheEntry>;
+  private readonly chains = new LRUCache<string, ChainResult>({ max: MAX_CHAINS });
   hits = 0;
   misses = 0;
 
-  constructor(readonly max: number) {
+  constructor(max: number) {
     this.lru = new LRUCache<string, CacheEntry>({ max });
+    this.byFingerprint = new LRUCache<string, CacheEntry>({ max });
+  }
+
+  get max(): number {
+    return this.lru.max;
+  }
+
+  /**
+   * Applies a new `cacheSize` (a reload): keeps the most recently used
+   * entries that fit. The fingerprint index starts empty and refills on the
+   * next hit of each certificate.
+   */
+  resize(max: number): void {
+    if (max === this.lru.max) return;
+    const kept = [...this.lru.entries()].slice(0, max).reverse(); // least recent first, so the newest end up newest
+    this.lru = new LRUCache<string, CacheEntry>({ max });
+    for (const [k, v] of kept) this.lru.set(k, v);
     this.byFingerprint = new LRUCache<string, CacheEntry>({ max });
   }
 
@@ -211,13 +233,19 @@ export class CertificateCache {
     return entry;
   }
 
-  get size(): number {
-    return this.lru.size;
+  /** A decoded XFCC `Chain=` (URL-encoded PEM bundle); read only when a chain is verified, so rarely. */
+  chain(encoded: string): ChainResult {
+    if (encoded === '') return NO_CHAIN;
+    let r = this.chains.get(encoded);
+    if (r === undefined) {
+      r = decodeChain(encoded);
+      this.chains.set(encoded, r);
+    }
+    return r;
   }
 
-  clear(): void {
-    this.lru.clear();
-    this.byFingerprint.clear();
+  get size(): number {
+    return this.lru.size;
   }
 }
 

@@ -20,11 +20,10 @@ import { z } from 'zod';
 import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext } from '../pipeline/context.js';
 import type { StageDefinition } from '../stages/stage.js';
-import { parseXfcc, selectClientElement, type XfccElement } from './xfcc.js';
-import { CertificateCache, decodeChain, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
+import { parseXfcc, selectClientElement, type ForwardingMode, type XfccElement, type XfccParseOptions } from './xfcc.js';
+import { CertificateCache, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
 import { mapIdentity, sanSourceOf, type MappingResult, type SanSource } from './mapping.js';
 import { compileMtls, MtlsConfigError, type CompiledMtls } from './profile.js';
-import type { XfccOptions } from './config.js';
 
 const XFCC = 'x-forwarded-client-cert';
 
@@ -56,10 +55,14 @@ function allIn(listed: readonly string[], actual: readonly string[]): boolean {
   return true;
 }
 
-/** Envoy's principal rule applied to an XFCC element: first URI, else first DNS, else Subject. */
+/**
+ * Envoy's principal for the client an XFCC element describes. With the
+ * certificate decoded, its own principal (Envoy computed the peer principal
+ * from that certificate, so the element's URI= order cannot change it);
+ * else the element's strings by the same rule: first URI, else first DNS, else Subject.
+ */
 function elementPrincipal(e: XfccElement, facts: CertificateFacts | undefined): string {
-  // The certificate's own subject (Envoy's exact string) when the element carries the certificate.
-  return e.uri[0] ?? facts?.sans.uri[0] ?? e.dns[0] ?? facts?.sans.dns[0] ?? facts?.subject ?? e.subject;
+  return facts?.principal ?? e.uri[0] ?? e.dns[0] ?? e.subject;
 }
 
 /** The SANs a bare principal string stands for (Envoy: URI SAN, else DNS SAN, else subject). */
@@ -82,128 +85,128 @@ function certAudit(facts: CertificateFacts): Record<string, unknown> {
 
 class MtlsStage {
   readonly type = 'mtls';
-  private readonly xfcc: XfccOptions;
-  private readonly parseOptions: { maxLength: number; maxElements: number };
+  private readonly mode: ForwardingMode;
+  private readonly trustedHops: number;
+  private readonly parseOptions: XfccParseOptions;
   private readonly required: StageResult;
 
   constructor(
     private readonly profile: CompiledMtls,
     private readonly cache: CertificateCache,
-    private readonly chains: Map<string, ReturnType<typeof decodeChain>>,
     private readonly options: Options,
   ) {
-    this.xfcc = { ...profile.xfcc, ...stripUndefined(options.xfcc ?? {}) };
-    this.parseOptions = { maxLength: this.xfcc.maxBytes, maxElements: Math.max(8, this.xfcc.trustedHops + 4) };
+    this.mode = options.xfcc?.mode ?? profile.xfcc.mode;
+    this.trustedHops = options.xfcc?.trustedHops ?? profile.xfcc.trustedHops;
+    this.parseOptions = { maxLength: profile.xfcc.maxBytes, maxElements: Math.max(8, this.trustedHops + 4) };
     this.required = options.optional ? CONTINUE : deny(401, 'client_certificate_required', 'no client certificate: no peer certificate or principal, and no XFCC');
   }
 
+  /** Who the client is, by the trust table of docs/mtls.md (one branch per row). */
   run(ctx: CheckContext): StageResult | Promise<StageResult> {
     const req = ctx.request;
-    const peerCert = req.source.certificate;
-    const peerPrincipal = req.source.principal;
-    const header = ctx.gateway.mtls ? req.headers[XFCC] : undefined;
-    const hasXfcc = header !== undefined && header !== '';
-
-    if (peerPrincipal !== '' && this.profile.trustedProxies.has(peerPrincipal)) {
-      // A trusted proxy is talking to us: the client is in the XFCC it added.
-      if (!hasXfcc) {
-        if (this.options.optional) return CONTINUE;
-        // The proxy (not the client) left the certificate out: a setup problem, not an authentication failure to count.
-        ctx.audit['mtls'] = { peer_principal: peerPrincipal, error: 'client_certificate_required' };
-        return deny(401, 'client_certificate_required', `peer ${peerPrincipal} is a trusted proxy but sent no XFCC${ctx.gateway.mtls ? '' : ` (gateway ${ctx.gateway.name} is not mtls: XFCC ignored)`}`);
-      }
+    const principal = req.source.principal;
+    const raw = ctx.gateway.mtls ? req.headers[XFCC] : undefined;
+    const xfcc = raw === '' ? undefined : raw;
+    if (principal !== '' && this.profile.trustedProxies.has(principal)) return this.fromTrustedProxy(ctx, principal, xfcc);
+    if (req.source.certificate !== '') return this.fromPeerCertificate(ctx, req.source.certificate, principal, xfcc);
+    if (principal !== '') return this.fromPeerPrincipal(ctx, principal, xfcc);
+    if (xfcc !== undefined) {
       ctx.audit['mtls_via'] = 'xfcc';
-      return this.fromXfcc(ctx, header);
-    }
-
-    if (peerCert !== '') {
-      const entry = this.cache.get(peerCert);
-      if (hasXfcc) {
-        const mismatch = this.checkPeerAgainstXfcc(ctx, header, entry.result.ok ? entry.result.value.facts : undefined, peerPrincipal);
-        if (mismatch !== undefined) return mismatch;
-      }
-      ctx.audit['mtls_via'] = 'peer_certificate';
-      return this.fromEntry(ctx, entry, '');
-    }
-
-    if (peerPrincipal !== '') {
-      if (hasXfcc) {
-        // Same client seen twice (e.g. Istio ingress with SANITIZE_SET): the XFCC element carries the
-        // certificate the principal was computed from; use it for the full facts if it agrees.
-        const parsed = this.clientElement(header);
-        if ('element' in parsed) {
-          const e = parsed.element;
-          const entry = e.cert !== '' ? this.cache.get(e.cert, e.hash) : undefined;
-          const facts = entry?.result.ok ? entry.result.value.facts : undefined;
-          if (elementPrincipal(e, facts) === peerPrincipal) {
-            ctx.audit['mtls_via'] = 'xfcc_matching_peer';
-            return this.fromElement(ctx, e);
-          }
-        }
-        if (this.profile.onPeerMismatch === 'deny') {
-          const why = 'error' in parsed ? parsed.error : `XFCC names ${elementPrincipal(parsed.element, undefined) || '(nothing)'}`;
-          return this.fail(ctx, 401, 'xfcc_peer_mismatch', `peer principal ${peerPrincipal} disagrees with XFCC: ${why}`, undefined, { peer_principal: peerPrincipal });
-        }
-        ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
-      }
-      ctx.audit['mtls_via'] = 'peer_principal';
-      return this.mapAndSet(ctx, principalSource(peerPrincipal), undefined, { principal: peerPrincipal });
-    }
-
-    if (hasXfcc) {
-      ctx.audit['mtls_via'] = 'xfcc';
-      return this.fromXfcc(ctx, header);
+      return this.fromXfcc(ctx, xfcc);
     }
     if (!ctx.gateway.mtls && req.headers[XFCC] !== undefined) ctx.audit['mtls_xfcc'] = 'ignored_not_mtls_gateway';
     return this.required;
   }
 
+  /** A trusted proxy is talking to us: the client is in the XFCC it added. */
+  private fromTrustedProxy(ctx: CheckContext, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
+    if (xfcc !== undefined) {
+      ctx.audit['mtls_via'] = 'xfcc';
+      return this.fromXfcc(ctx, xfcc);
+    }
+    if (this.options.optional) return CONTINUE;
+    // The proxy (not the client) left the certificate out: a setup problem, not an authentication failure to count.
+    ctx.audit['mtls'] = { peer_principal: principal, error: 'client_certificate_required' };
+    return deny(401, 'client_certificate_required', `peer ${principal} is a trusted proxy but sent no XFCC${ctx.gateway.mtls ? '' : ` (gateway ${ctx.gateway.name} is not mtls: XFCC ignored)`}`);
+  }
+
+  /** The peer certificate is the client; an XFCC beside it must describe the same certificate. */
+  private fromPeerCertificate(ctx: CheckContext, peerCert: string, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
+    const entry = this.cache.get(peerCert);
+    if (!entry.result.ok) return this.fail(ctx, 401, 'bad_certificate', `peer certificate: ${entry.result.error}`);
+    if (xfcc !== undefined) {
+      const peer = entry.result.value.facts;
+      const picked = this.clientElement(xfcc);
+      let agrees = false;
+      if ('element' in picked) {
+        const e = picked.element;
+        if (e.hash !== '') agrees = e.hash.toLowerCase() === peer.fingerprint;
+        else if (e.cert !== '') {
+          const r = this.cache.get(e.cert).result;
+          agrees = r.ok && r.value.facts.fingerprint === peer.fingerprint;
+        }
+      }
+      if (!agrees) {
+        if (this.profile.onPeerMismatch === 'deny') {
+          const why = 'error' in picked ? ` (${picked.error})` : '';
+          return this.fail(ctx, 401, 'xfcc_peer_mismatch', `XFCC does not describe the peer certificate${why}`, peer, principal === '' ? undefined : { peer_principal: principal });
+        }
+        ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
+      }
+    }
+    ctx.audit['mtls_via'] = 'peer_certificate';
+    return this.fromEntry(ctx, entry, entry.result.value, '');
+  }
+
+  /**
+   * Only the peer principal: an XFCC beside it (Istio ingress, SANITIZE_SET) is
+   * the same client when it names that principal, and gives the full facts.
+   */
+  private fromPeerPrincipal(ctx: CheckContext, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
+    if (xfcc !== undefined) {
+      const picked = this.clientElement(xfcc);
+      if ('element' in picked) {
+        const e = picked.element;
+        const entry = e.cert !== '' ? this.cache.get(e.cert, e.hash) : undefined;
+        if (elementPrincipal(e, entry?.result.ok ? entry.result.value.facts : undefined) === principal) {
+          ctx.audit['mtls_via'] = 'xfcc_matching_peer';
+          return this.fromElement(ctx, e, entry);
+        }
+      }
+      if (this.profile.onPeerMismatch === 'deny') {
+        const why = 'error' in picked ? picked.error : `XFCC names ${elementPrincipal(picked.element, undefined) || '(nothing)'}`;
+        return this.fail(ctx, 401, 'xfcc_peer_mismatch', `peer principal ${principal} disagrees with XFCC: ${why}`, undefined, { peer_principal: principal });
+      }
+      ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
+    }
+    ctx.audit['mtls_via'] = 'peer_principal';
+    return this.mapAndSet(ctx, principalSource(principal), { principal });
+  }
+
   private clientElement(header: string): { element: XfccElement } | { error: string } {
     const parsed = parseXfcc(header, this.parseOptions);
     if (!parsed.ok) return { error: parsed.error };
-    return selectClientElement(parsed.elements, this.xfcc.mode, this.xfcc.trustedHops);
-  }
-
-  /** Peer certificate present beside XFCC: they must describe the same certificate. */
-  private checkPeerAgainstXfcc(ctx: CheckContext, header: string, peer: CertificateFacts | undefined, peerPrincipal: string): StageResult | undefined {
-    const parsed = this.clientElement(header);
-    let agrees = false;
-    if ('element' in parsed && peer !== undefined) {
-      const e = parsed.element;
-      if (e.hash !== '') agrees = e.hash.toLowerCase() === peer.fingerprint;
-      else if (e.cert !== '') {
-        const r = this.cache.get(e.cert, e.hash).result;
-        agrees = r.ok && r.value.facts.fingerprint === peer.fingerprint;
-      }
-    }
-    if (agrees) return undefined;
-    if (this.profile.onPeerMismatch === 'ignore') {
-      ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
-      return undefined;
-    }
-    return this.fail(ctx, 401, 'xfcc_peer_mismatch', `XFCC does not describe the peer certificate${'error' in parsed ? ` (${parsed.error})` : ''}`, peer, peerPrincipal === '' ? undefined : { peer_principal: peerPrincipal });
+    return selectClientElement(parsed.elements, this.mode, this.trustedHops);
   }
 
   private fromXfcc(ctx: CheckContext, header: string): StageResult | Promise<StageResult> {
-    const parsed = parseXfcc(header, this.parseOptions);
-    if (!parsed.ok) return this.fail(ctx, 401, 'malformed_xfcc', parsed.error);
-    const picked = selectClientElement(parsed.elements, this.xfcc.mode, this.xfcc.trustedHops);
+    const picked = this.clientElement(header);
     if ('error' in picked) return this.fail(ctx, 401, 'malformed_xfcc', picked.error);
-    return this.fromElement(ctx, picked.element);
+    return this.fromElement(ctx, picked.element, undefined);
   }
 
-  /** Checks the chosen XFCC element against its own certificate, then the certificate itself. */
-  private fromElement(ctx: CheckContext, e: XfccElement): StageResult | Promise<StageResult> {
+  /** Checks the chosen XFCC element against its own certificate (`entry` when already looked up), then the certificate itself. */
+  private fromElement(ctx: CheckContext, e: XfccElement, entry: CacheEntry | undefined): StageResult | Promise<StageResult> {
     if (e.cert === '') {
-      if (this.xfcc.requireCert) return this.fail(ctx, 401, 'xfcc_missing_cert', 'the XFCC element has no Cert= (configure the gateway to forward the certificate)');
+      if (this.profile.xfcc.requireCert) return this.fail(ctx, 401, 'xfcc_missing_cert', 'the XFCC element has no Cert= (configure the gateway to forward the certificate)');
       // Only SAN strings to go on: nothing to check validity, issuer or deny list against.
-      return this.mapAndSet(ctx, { uri: e.uri, dns: e.dns, email: EMPTY, ip: EMPTY, subject: e.subject }, undefined, { xfcc_hash: e.hash });
+      return this.mapAndSet(ctx, { uri: e.uri, dns: e.dns, email: EMPTY, ip: EMPTY, subject: e.subject }, { xfcc_hash: e.hash });
     }
-    const entry = this.cache.get(e.cert, e.hash);
+    entry ??= this.cache.get(e.cert, e.hash);
     if (!entry.result.ok) return this.fail(ctx, 401, 'bad_certificate', `XFCC Cert: ${entry.result.error}`);
     const facts = entry.result.value.facts;
     if (e.hash === '') {
-      if (this.xfcc.requireHash) return this.fail(ctx, 401, 'xfcc_missing_hash', 'the XFCC element has no Hash=', facts);
+      if (this.profile.xfcc.requireHash) return this.fail(ctx, 401, 'xfcc_missing_hash', 'the XFCC element has no Hash=', facts);
     } else if (e.hash.length !== 64 || e.hash.toLowerCase() !== facts.fingerprint) {
       return this.fail(ctx, 401, 'xfcc_hash_mismatch', `Hash=${e.hash.slice(0, 64)} is not the SHA-256 of the certificate`, facts);
     }
@@ -211,70 +214,54 @@ class MtlsStage {
     if (!allIn(e.uri, facts.sans.uri) || !allIn(e.dns, facts.sans.dns)) {
       return this.fail(ctx, 401, 'xfcc_san_mismatch', 'URI=/DNS= in XFCC differ from the certificate SANs', facts);
     }
-    return this.fromEntry(ctx, entry, e.chain);
+    return this.fromEntry(ctx, entry, entry.result.value, e.chain);
   }
 
   /** Checks a decoded certificate (deny list, validity, issuer) and maps it. */
-  private fromEntry(ctx: CheckContext, entry: CacheEntry, chain: string): StageResult | Promise<StageResult> {
-    if (!entry.result.ok) return this.fail(ctx, 401, 'bad_certificate', `peer certificate: ${entry.result.error}`);
-    const parsed = entry.result.value;
+  private fromEntry(ctx: CheckContext, entry: CacheEntry, parsed: ParsedCertificate, chain: string): StageResult | Promise<StageResult> {
     const facts = parsed.facts;
     const p = this.profile;
     if (p.denyFingerprints.has(facts.fingerprint) || p.denySerials.has(facts.serial)) {
       return this.fail(ctx, 401, 'certificate_revoked', `certificate serial ${facts.serial} is on identity.mtls.deny`, facts);
     }
-    const now = Date.now();
-    const validity = this.checkValidity(ctx, facts, facts.notBefore, facts.notAfter, now);
+    const validity = this.checkValidity(ctx, facts, facts.notBefore, facts.notAfter);
     if (validity !== undefined) return validity;
-    if (p.anchors !== undefined) {
-      const v = entry.verified;
-      let outcome: VerifyOutcome | Promise<VerifyOutcome>;
-      if (v !== undefined && v.anchors === p.anchors && v.chain === chain) {
-        outcome = v.outcome;
-      } else {
-        const chainCerts = this.decodeChainCached(chain);
-        if (!chainCerts.ok) return this.fail(ctx, 401, 'bad_certificate', `XFCC Chain: ${chainCerts.error}`, facts);
-        const pending = verifyChain(parsed, chainCerts.certs, p.anchors);
-        const slot = { anchors: p.anchors, chain, outcome: pending as VerifyOutcome | Promise<VerifyOutcome> };
-        entry.verified = slot;
-        void pending.then((o) => {
-          // Replace the promise with its value so later Checks stay synchronous.
-          if (entry.verified === slot) entry.verified = { anchors: slot.anchors, chain, outcome: o };
-        });
-        outcome = pending;
-      }
-      if (outcome instanceof Promise) return outcome.then((o) => this.afterVerify(ctx, entry, parsed, o));
-      return this.afterVerify(ctx, entry, parsed, outcome);
+    if (p.anchors === undefined) return this.mapEntry(ctx, entry, facts);
+    const v = entry.verified;
+    let outcome: VerifyOutcome | Promise<VerifyOutcome>;
+    if (v !== undefined && v.anchors === p.anchors && v.chain === chain) {
+      outcome = v.outcome;
+    } else {
+      const chainCerts = this.cache.chain(chain);
+      if (!chainCerts.ok) return this.fail(ctx, 401, 'bad_certificate', `XFCC Chain: ${chainCerts.error}`, facts);
+      const anchors = p.anchors;
+      const pending = verifyChain(parsed, chainCerts.certs, anchors);
+      const slot = { anchors, chain, outcome: pending as VerifyOutcome | Promise<VerifyOutcome> };
+      entry.verified = slot;
+      void pending.then((o) => {
+        // Replace the promise with its value so later Checks stay synchronous.
+        if (entry.verified === slot) entry.verified = { anchors, chain, outcome: o };
+      });
+      outcome = pending;
     }
-    return this.mapEntry(ctx, entry, facts);
+    if (outcome instanceof Promise) return outcome.then((o) => this.afterVerify(ctx, entry, facts, o));
+    return this.afterVerify(ctx, entry, facts, outcome);
   }
 
-  private afterVerify(ctx: CheckContext, entry: CacheEntry, parsed: ParsedCertificate, o: VerifyOutcome): StageResult {
-    const facts = parsed.facts;
+  private afterVerify(ctx: CheckContext, entry: CacheEntry, facts: CertificateFacts, o: VerifyOutcome): StageResult {
     if (!o.ok) return this.fail(ctx, 401, 'untrusted_issuer', o.error, facts);
     // An intermediate can expire before the leaf does.
-    const validity = this.checkValidity(ctx, facts, o.notBefore, o.notAfter, Date.now());
+    const validity = this.checkValidity(ctx, facts, o.notBefore, o.notAfter);
     if (validity !== undefined) return validity;
     return this.mapEntry(ctx, entry, facts);
   }
 
-  private checkValidity(ctx: CheckContext, facts: CertificateFacts, notBefore: number, notAfter: number, now: number): StageResult | undefined {
+  private checkValidity(ctx: CheckContext, facts: CertificateFacts, notBefore: number, notAfter: number): StageResult | undefined {
+    const now = Date.now();
     const skew = this.profile.skewMs;
     if (now + skew < notBefore) return this.fail(ctx, 401, 'certificate_not_yet_valid', `valid from ${new Date(notBefore).toISOString()}`, facts);
     if (now - skew > notAfter) return this.fail(ctx, 401, 'certificate_expired', `expired ${new Date(notAfter).toISOString()}`, facts);
     return undefined;
-  }
-
-  private decodeChainCached(chain: string): ReturnType<typeof decodeChain> {
-    if (chain === '') return { ok: true, certs: [] };
-    let r = this.chains.get(chain);
-    if (r === undefined) {
-      r = decodeChain(chain);
-      // A tiny bounded memo: chains repeat (one per issuing CA), and hostile variety just churns it.
-      if (this.chains.size >= 256) this.chains.clear();
-      this.chains.set(chain, r);
-    }
-    return r;
   }
 
   /** Maps a verified certificate, memoizing the result (and its audit record) per rule set. */
@@ -295,18 +282,17 @@ class MtlsStage {
     // Flat names other stages read without knowing this module (FDS `cert` blocks).
     ctx.attributes.set('cert.fingerprint', facts.fingerprint);
     ctx.attributes.set('cert.serial', facts.serial);
+    ctx.audit['mtls'] = memo.audit;
     if (memo.result === undefined) {
-      ctx.audit['mtls'] = memo.audit;
       return this.reportFailure(ctx, facts.fingerprint, deny(403, 'unknown_client_certificate', 'no identity.mtls rule matches the certificate SANs'));
     }
     ctx.identity = memo.result.identity;
-    ctx.audit['mtls'] = memo.audit;
     return CONTINUE;
   }
 
-  /** Maps SAN strings when no certificate is available (peer principal only). */
-  private mapAndSet(ctx: CheckContext, src: SanSource, facts: CertificateFacts | undefined, extra: Record<string, unknown>): StageResult {
-    const result = mapIdentity(this.profile.rules, src, facts);
+  /** Maps SAN strings when no certificate is available (peer principal, or XFCC without Cert=). */
+  private mapAndSet(ctx: CheckContext, src: SanSource, extra: Record<string, unknown>): StageResult {
+    const result = mapIdentity(this.profile.rules, src, undefined);
     ctx.audit['mtls'] = {
       ...extra,
       sans: { uri: src.uri, dns: src.dns },
@@ -341,16 +327,8 @@ class MtlsStage {
   }
 }
 
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
-  return out;
-}
-
-/** Key under which the certificate cache lives in the service registry (survives reloads). */
-export function certificateCacheKey(size: number): string {
-  return `identity.mtls.certificate-cache:${size}`;
-}
+/** Key under which the certificate cache lives in the service registry (one per service; survives reloads, resized by them). */
+export const CERTIFICATE_CACHE_KEY = 'identity.mtls.certificate-cache';
 
 export const mtlsStage: StageDefinition<Options> = {
   type: 'mtls',
@@ -360,9 +338,9 @@ export const mtlsStage: StageDefinition<Options> = {
     const cfg = ctx.config.identity?.mtls;
     if (cfg === undefined) throw new Error(`${ctx.path}: the mtls stage needs an identity.mtls section (rules, trust settings)`);
     const profile = compileMtls(cfg);
-    const cache = ctx.services.get(certificateCacheKey(profile.cacheSize), () => new CertificateCache(profile.cacheSize));
-    const chains = ctx.services.get('identity.mtls.chain-memo', () => new Map<string, ReturnType<typeof decodeChain>>());
-    return new MtlsStage(profile, cache, chains, options);
+    const cache = ctx.services.get(CERTIFICATE_CACHE_KEY, () => new CertificateCache(profile.cacheSize));
+    cache.resize(profile.cacheSize);
+    return new MtlsStage(profile, cache, options);
   },
   validate(options, config) {
     const problems: string[] = [];
