@@ -21,9 +21,9 @@
  * chain (a 401 from an identity stage), which is what detection counts.
  */
 import { z } from 'zod';
-import { CONTINUE, type Decision, type StageResult } from '../pipeline/decision.js';
+import { CONTINUE, fail, type Decision, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext } from '../pipeline/context.js';
-import type { Stage, StageDefinition } from '../stages/stage.js';
+import type { FinishResult, Stage, StageDefinition } from '../stages/stage.js';
 import { BLOCKED_DENIAL, FDS_ENGINE, FDS_METRICS, FdsEngine, FdsHandle, FdsMetrics } from './engine.js';
 import { defaultFdsSettings } from './config.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
@@ -44,7 +44,6 @@ export type FdsStageOptions = z.infer<typeof schema>;
 
 const BLOCKED_RESULT: StageResult = Object.freeze({ kind: 'deny', denial: BLOCKED_DENIAL });
 const BLOCKED_DECISION: Decision = Object.freeze({ kind: 'deny', denial: BLOCKED_DENIAL });
-const DEGRADED_ALLOW: Decision = Object.freeze({ kind: 'allow', degraded: true, reason: 'allowed_degraded' });
 
 /**
  * The shared engine handle, created on first use (the capability normally creates it from `fds:` first).
@@ -100,7 +99,6 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
     const handle = engineFor(factory.services, factory.metrics, factory.logger, factory.config.fds ?? undefined);
     const checks = new Set<SubjectKind>(options.check);
     const checkIp = checks.has('ip');
-    const coreMetrics = factory.metrics;
 
     function clientIp(ctx: CheckContext): string {
       const s = handle.engine.settings.clientIp;
@@ -163,16 +161,10 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
       return ops;
     }
 
-    function unavailable(ctx: CheckContext, decision: Decision, err: unknown): Decision {
-      const mode = ctx.route.failureMode;
-      const detail = `fds: ${err instanceof Error ? err.message : String(err)}`;
-      coreMetrics.stageFailures.inc({ stage: 'fds', mode });
-      handle.engine.metrics.degraded.inc({ mode });
-      ctx.audit['failure'] = detail;
-      if (decision.kind === 'deny') return decision;
-      if (mode === 'closed') return { kind: 'deny', denial: { status: 503, reason: 'fds_unavailable', detail } };
-      ctx.degraded = true;
-      return DEGRADED_ALLOW;
+    /** The store could not answer: counted here, decided by the core's failure mode. */
+    function unavailable(ctx: CheckContext, err: unknown): FinishResult {
+      handle.engine.metrics.degraded.inc({ mode: ctx.route.failureMode });
+      return fail('fds_unavailable', `fds: ${err instanceof Error ? err.message : String(err)}`);
     }
 
     return {
@@ -217,7 +209,7 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
         const ops = options.count ? counterOps(ctx, decision, subjects) : [];
         if (check.length === 0 && ops.length === 0) return;
         const left = ctx.remainingMs();
-        if (left <= 1) return unavailable(ctx, decision, new Error('no time left before the Check deadline'));
+        if (left <= 1) return unavailable(ctx, new Error('no time left before the Check deadline'));
         // Give up a little before the core's own deadline timer, so the answer names FDS.
         const bound = Math.max(1, left - Math.max(2, Math.floor(left / 20)));
         return handle.engine.evaluate(check, ops, bound).then(
@@ -238,7 +230,7 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
             }
             return undefined;
           },
-          (err: unknown) => unavailable(ctx, decision, err),
+          (err: unknown) => unavailable(ctx, err),
         );
       },
     };

@@ -32,7 +32,9 @@ export function deny(status: DenyStatus, reason: string, detail?: string, extra?
   return { kind: 'deny', denial: { ...extra, status, reason, ...(detail === undefined ? {} : { detail }) } };
 }
 
-export function fail(reason: string, detail?: string): StageResult {
+export type FailResult = Extract<StageResult, { kind: 'fail' }>;
+
+export function fail(reason: string, detail?: string): FailResult {
   return detail === undefined ? { kind: 'fail', reason } : { kind: 'fail', reason, detail };
 }
 

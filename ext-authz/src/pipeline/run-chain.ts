@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { CheckContext } from './context.js';
 import type { Decision, StageResult } from './decision.js';
-import type { Stage } from '../stages/stage.js';
+import type { FinishResult, Stage } from '../stages/stage.js';
 import type { Metrics } from '../observability/metrics.js';
 import { TIMED_OUT, within } from '../resilience/within.js';
 
@@ -128,25 +128,23 @@ class ChainRun {
   }
 
   private finishOne(stage: Stage, decision: Decision): Decision | Promise<Decision> {
-    // A finish hook that fails or overruns must not turn into a silent allow on a
-    // fail-closed route: the route's failure mode applies, as for `run`.
-    const onFailure = (reason: string, detail: string): Decision => {
-      this.env.logger.warn({ stage: stage.type, reason, detail }, 'stage finish hook could not complete');
-      if (decision.kind === 'deny') return decision;
-      return this.failed(stage, reason, detail) ?? this.endOfChain();
+    // A finish hook that fails, overruns or says it could not decide must not turn
+    // into a silent allow on a fail-closed route: the route's failure mode applies.
+    const onFailure = (reason: string, detail: string | undefined): Decision =>
+      decision.kind === 'deny' ? decision : (this.failed(stage, reason, detail) ?? this.endOfChain());
+    const settle = (r: FinishResult): Decision => {
+      if (r === undefined) return decision;
+      return r.kind === 'fail' ? onFailure(r.reason, r.detail) : r;
     };
     try {
       const r = stage.finish!(this.ctx, decision);
       if (isPromise(r)) {
         return withinDeadline(this.ctx, r).then(
-          (v) =>
-            v === TIMED_OUT
-              ? onFailure('deadline_exceeded', `${stage.type} finish did not complete within the Check deadline`)
-              : (v ?? decision),
+          (v) => (v === TIMED_OUT ? onFailure('deadline_exceeded', `${stage.type} finish did not complete within the Check deadline`) : settle(v)),
           (err) => onFailure('stage_error', `${stage.type} finish: ${describeError(err)}`),
         );
       }
-      return r ?? decision;
+      return settle(r);
     } catch (err) {
       return onFailure('stage_error', `${stage.type} finish: ${describeError(err)}`);
     }

@@ -6,7 +6,10 @@
 import type { z } from 'zod';
 import type { Logger } from 'pino';
 import type { CheckContext } from '../pipeline/context.js';
-import type { Decision, StageResult } from '../pipeline/decision.js';
+import type { Decision, FailResult, StageResult } from '../pipeline/decision.js';
+
+/** What a finish hook may answer: nothing (keep), a new decision, or "could not decide". */
+export type FinishResult = void | Decision | FailResult;
 import type { PassgateConfig } from '../config/schema.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ServiceRegistry } from './services.js';
@@ -22,10 +25,12 @@ export interface Stage {
   run(ctx: CheckContext): StageResult | Promise<StageResult>;
   /**
    * Optional: called once the chain has decided, for every stage that ran,
-   * last stage first. May replace the decision (return a new one) and may do
-   * I/O (e.g. report an authentication failure to FDS). Must not throw.
+   * last stage first. May replace the decision (return a new one), may do I/O
+   * (e.g. report an authentication failure to FDS), and returns `fail(...)`
+   * when it could not do its part: the route's failure mode then applies as
+   * for `run` (a deny already decided stays). Must not throw.
    */
-  finish?(ctx: CheckContext, decision: Decision): void | Decision | Promise<void | Decision>;
+  finish?(ctx: CheckContext, decision: Decision): FinishResult | Promise<FinishResult>;
 }
 
 export interface StageFactoryContext {
