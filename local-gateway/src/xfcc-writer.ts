@@ -6,10 +6,11 @@
  * Nothing here parses certificates or writes XFCC itself: the facts come from
  * the service's own decoder (ext-authz/src/identity/certificate.ts, whose
  * subject is OpenSSL's XN_FLAG_RFC2253 print, Envoy's subjectPeerCertificate)
- * and the element from devcerts' `toXfcc`, the one XFCC writer in Passgate.
+ * and the element from `formatXfccElement` (ext-authz/src/identity/xfcc.ts),
+ * the one XFCC writer in Passgate.
  */
 import { decodeCertificate } from '../../ext-authz/src/identity/certificate.js';
-import { toXfcc } from '../../ext-authz/src/devcerts/generate.js';
+import { formatXfccElement, urlEncodePem } from '../../ext-authz/src/identity/xfcc.js';
 import type { x509 } from '../../ext-authz/src/identity/x509.js';
 
 export const XFCC = 'x-forwarded-client-cert';
@@ -74,7 +75,15 @@ export function peerCertificate(der: Buffer): PeerCertificate {
  * `By=` (the listener certificate's URI SANs), Hash, Cert, Subject, URI, DNS.
  */
 export function xfccElement(peer: PeerCertificate, localUriSans: readonly string[] = []): string {
-  return toXfcc({ cert: peer.cert, pem: peer.pem, fingerprint: peer.fingerprint, chainPem: peer.pem }, { by: localUriSans });
+  // The facts are already decoded: write them, rather than have toXfcc decode the SANs again.
+  return formatXfccElement({
+    by: localUriSans,
+    hash: peer.fingerprint,
+    cert: urlEncodePem(peer.pem),
+    subject: peer.subject,
+    uri: peer.uriSans,
+    dns: peer.dnsSans,
+  });
 }
 
 /**
