@@ -9,8 +9,9 @@ ENV CI=true NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AU
 COPY package.json package-lock.json ./
 RUN npm ci
 COPY . .
-# tsc -> dist/ (+ default.yaml) and the wasm filters; then drop dev dependencies.
-RUN npm run build && npm prune --omit=dev
+# tsc -> dist/ (+ default.yaml); the wasm filters ship as their own OCI images, not in
+# this one (npm run package:wasm). Then drop dev dependencies.
+RUN npm run build:ts && npm prune --omit=dev
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production

@@ -9,8 +9,8 @@ import * as k8sModels from 'kubernetes-models';
 import * as istioModels from '@kubernetes-models/istio';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
-import { buildImage } from '../scripts/package-wasm.mjs';
-import type { Bundle, K8sObject, WasmBuildEntry } from './load.js';
+import { buildImage, type BuiltModule } from '../scripts/package-wasm.mjs';
+import type { Bundle, K8sObject } from './load.js';
 
 type Problems = string[];
 const id = (o: K8sObject) => `${o.kind} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name}`;
@@ -86,6 +86,7 @@ export function checkProviderSettings(operator: K8sObject): Problems {
     if (g.failOpen !== false) problems.push(`provider ${p.name}: failOpen must be false (fail closed)`);
     if (g.statusOnError !== '503') problems.push(`provider ${p.name}: statusOnError must be "503" so outages are not 403s`);
     if (typeof g.port !== 'number') problems.push(`provider ${p.name}: port must be a number`);
+    if (!g.service) problems.push(`provider ${p.name}: service is not set (e.g. passgate.passgate.svc.cluster.local)`);
   }
   return problems;
 }
@@ -140,8 +141,9 @@ export function checkProviderTarget(operator: K8sObject, k8s: K8sObject[], confi
       continue;
     }
     if (!String(port.name ?? '').startsWith('grpc')) problems.push(`provider ${p.name}: ${id(svc)} port ${g.port} is named "${port.name}"; name it grpc-* so Istio speaks HTTP/2`);
-    if (config && port.targetPort !== config.server.grpc.port && port.targetPort !== 'grpc-authz') {
-      problems.push(`provider ${p.name}: ${id(svc)} port ${g.port} targets ${port.targetPort} but Passgate listens on server.grpc.port ${config.server.grpc.port}`);
+    const target = targetPortNumber(svc, port, k8s);
+    if (config && target !== config.server.grpc.port) {
+      problems.push(`provider ${p.name}: ${id(svc)} port ${g.port} targets ${describeTarget(port, target)} but Passgate listens on server.grpc.port ${config.server.grpc.port}`);
     }
   }
   return problems;
@@ -291,7 +293,7 @@ export function checkHostsInConfig(istio: K8sObject[], operator: K8sObject, conf
 // WASM
 
 /** WasmPlugin sha256 = the built module's SHA-256; url pinned to the packaged image digest. */
-export function checkWasmDigests(istio: K8sObject[], wasm: Record<string, WasmBuildEntry & { content: Buffer }>, version: string): Problems {
+export function checkWasmDigests(istio: K8sObject[], wasm: Record<string, BuiltModule>, version: string): Problems {
   const problems: Problems = [];
   const plugins = ofKind(istio, 'WasmPlugin');
   if (plugins.length === 0) problems.push('no WasmPlugin rendered from istio/');
@@ -302,10 +304,12 @@ export function checkWasmDigests(istio: K8sObject[], wasm: Record<string, WasmBu
       problems.push(`${id(wp)}: label passgate.io/module "${mod}" names no module in wasm-filters/build/manifest.json`);
       continue;
     }
-    if (wp.spec?.sha256 !== built.sha256) {
-      problems.push(`${id(wp)}: sha256 ${wp.spec?.sha256} is not the built ${built.file} (${built.sha256}); run \`npm run wasm:pin\``);
-    }
+    // Hashed from the module bytes themselves (the image's module layer), not taken from manifest.json.
     const image = buildImage(mod!, built.content, version);
+    const moduleSha = image.moduleDigest.slice('sha256:'.length);
+    if (wp.spec?.sha256 !== moduleSha) {
+      problems.push(`${id(wp)}: sha256 ${wp.spec?.sha256} is not the built ${built.file} (${moduleSha}); run \`npm run wasm:pin\``);
+    }
     const url = String(wp.spec?.url ?? '');
     if (!url.endsWith(`/${mod}@${image.manifestDigest}`)) {
       problems.push(`${id(wp)}: url ${url} is not pinned to the packaged image ${mod}@${image.manifestDigest}; run \`npm run wasm:pin\``);
@@ -321,7 +325,8 @@ export function checkWasmConfig(istio: K8sObject[], keys: Record<string, string[
     const mod = wp.metadata.labels?.['passgate.io/module'] ?? '';
     const allowed = keys[mod];
     const pc = wp.spec?.pluginConfig ?? {};
-    if (allowed) {
+    if (!allowed) problems.push(`${id(wp)}: the pluginConfig keys of filter "${mod}" are unknown, so its pluginConfig cannot be checked`);
+    else {
       for (const k of Object.keys(pc)) if (!allowed.includes(k)) problems.push(`${id(wp)}: pluginConfig key "${k}" is unknown to the ${mod} filter (accepts ${allowed.join(', ')}); the filter would refuse to load`);
     }
     if (mod === 'sanitize') {
@@ -430,7 +435,28 @@ export function checkConfigMap(k8s: K8sObject[]): { problems: Problems; config?:
   }
 }
 
-/** Service ports are named for Istio protocol selection and reach declared container ports. */
+/**
+ * The container port number a Service port reaches: targetPort itself when numeric
+ * (port when absent), else the containerPort of that name in a Deployment the Service
+ * selects; undefined when no selected container declares the name.
+ */
+function targetPortNumber(svc: K8sObject, port: any, k8s: K8sObject[]): number | undefined {
+  const t = port.targetPort ?? port.port;
+  if (typeof t === 'number') return t;
+  for (const d of ofKind(k8s, 'Deployment')) {
+    if (!selects({ matchLabels: svc.spec?.selector }, d.spec?.template?.metadata?.labels ?? {})) continue;
+    for (const c of containersOf(d)) {
+      const named = (c.ports ?? []).find((p: any) => p.name === t);
+      if (named) return named.containerPort;
+    }
+  }
+  return undefined;
+}
+
+const describeTarget = (port: any, n: number | undefined) =>
+  typeof port.targetPort === 'string' ? `"${port.targetPort}" (${n === undefined ? 'no selected container declares it' : `containerPort ${n}`})` : String(n);
+
+/** Service ports are named for Istio protocol selection; Passgate's reach its configured ports. */
 export function checkServicePorts(k8s: K8sObject[], config: PassgateConfig | undefined): Problems {
   const problems: Problems = [];
   for (const svc of ofKind(k8s, 'Service')) {
@@ -445,7 +471,7 @@ export function checkServicePorts(k8s: K8sObject[], config: PassgateConfig | und
   if (!names.some((n: string) => n.startsWith('grpc-'))) problems.push(`${id(svc)}: needs a grpc-* port for ext_authz`);
   if (!names.some((n: string) => n.startsWith('http-'))) problems.push(`${id(svc)}: needs an http-* port for admin`);
   if (config) {
-    const targets = (svc.spec?.ports ?? []).map((p: any) => p.targetPort);
+    const targets = (svc.spec?.ports ?? []).map((p: any) => targetPortNumber(svc, p, k8s));
     for (const want of [config.server.grpc.port, config.server.admin.port]) if (!targets.includes(want)) problems.push(`${id(svc)}: no port targets ${want} (config server ports)`);
   }
   return problems;
@@ -524,7 +550,11 @@ export function checkTimeouts(istio: K8sObject[]): Problems {
   }
   for (const dr of ofKind(istio, 'DestinationRule')) {
     const tp = dr.spec?.trafficPolicy;
-    if (!tp) continue; // subset-only rules (egress gateway leg) carry only TLS settings
+    if (!tp) {
+      // Subset-only rules (the egress gateway leg) carry only TLS settings; a rule with neither limits nothing.
+      if ((dr.spec?.subsets ?? []).length === 0) problems.push(`${id(dr)}: no trafficPolicy (connect timeout, outlier detection)`);
+      continue;
+    }
     if (!tp.connectionPool?.tcp?.connectTimeout) problems.push(`${id(dr)}: trafficPolicy.connectionPool.tcp.connectTimeout is not set`);
     if (!tp.outlierDetection) problems.push(`${id(dr)}: no outlierDetection`);
   }

@@ -6,11 +6,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { readBuildManifest, ROOT, type BuiltModule } from '../scripts/package-wasm.mjs';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export { ROOT };
 
 /** A Kubernetes object as rendered: only the envelope is typed, the rest is read loosely. */
 export interface K8sObject {
@@ -55,35 +55,20 @@ export function renderKustomize(dir: string, kubectl = KUBECTL): K8sObject[] {
   return parseYamlDocs(text, `kubectl kustomize ${dir}`);
 }
 
-export interface WasmBuildEntry {
-  file: string;
-  bytes: number;
-  sha256: string;
-}
-
-/** wasm-filters/build/manifest.json, verified against the module files themselves. */
-export function readWasmBuild(buildDir = join(ROOT, 'wasm-filters/build')): Record<string, WasmBuildEntry & { content: Buffer }> {
-  const path = join(buildDir, 'manifest.json');
-  if (!existsSync(path)) throw new Error(`${path} is missing: run \`npm run build:wasm\` before the manifest tests`);
-  const manifest = JSON.parse(readFileSync(path, 'utf8')) as Record<string, WasmBuildEntry>;
-  const out: Record<string, WasmBuildEntry & { content: Buffer }> = {};
-  for (const [name, entry] of Object.entries(manifest)) {
-    out[name] = { ...entry, content: readFileSync(join(buildDir, entry.file)) };
-  }
-  return out;
-}
-
 /**
  * The pluginConfig keys each filter accepts, read from its source (`const KEYS ... = [...]`
  * in wasm-filters/assembly/<name>/index.ts), so a key renamed in the filter shows up here.
+ * A filter whose source or KEYS list cannot be found is an error, not an unchecked filter.
  */
 export function readWasmConfigKeys(assemblyDir = join(ROOT, 'wasm-filters/assembly')): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const name of ['sanitize', 'trace']) {
     const path = join(assemblyDir, name, 'index.ts');
-    if (!existsSync(path)) continue;
+    if (!existsSync(path)) throw new Error(`${path} is missing: the ${name} filter's pluginConfig keys are read from it`);
     const m = /const KEYS[^=]*=\s*\[([^\]]*)\]/.exec(readFileSync(path, 'utf8'));
-    if (m) out[name] = [...m[1]!.matchAll(/"([^"]+)"/g)].map((x) => x[1]!);
+    const keys = m ? [...m[1]!.matchAll(/"([^"]+)"/g)].map((x) => x[1]!) : [];
+    if (keys.length === 0) throw new Error(`${path}: no \`const KEYS = ["..."]\` list of pluginConfig keys found; keep that declaration so the manifest checks can read it`);
+    out[name] = keys;
   }
   return out;
 }
@@ -94,7 +79,8 @@ export interface Bundle {
   istio: K8sObject[];
   operator: K8sObject;
   istiodValues: any;
-  wasm: Record<string, WasmBuildEntry & { content: Buffer }>;
+  /** wasm-filters/build, each module verified against manifest.json (package-wasm's reader). */
+  wasm: Record<string, BuiltModule>;
   wasmKeys: Record<string, string[]>;
 }
 
@@ -113,7 +99,7 @@ export function loadBundle(): Bundle {
     istio: renderKustomize(join(ROOT, 'istio')),
     operator,
     istiodValues,
-    wasm: readWasmBuild(),
+    wasm: readBuildManifest(),
     wasmKeys: readWasmConfigKeys(),
   };
 }

@@ -12,4 +12,4 @@ export declare function readBuildManifest(buildDir?: string): Record<string, Bui
 export declare function buildImage(name: string, wasm: Buffer, version: string): Image;
 export declare function writeLayout(dir: string, image: Image): void;
 export declare function packageVersion(): string;
-export declare function packageAll(opts?: { buildDir?: string; outDir?: string; version?: string; only?: string[] }): Record<string, { dir: string; tag: string; manifestDigest: string; moduleDigest: string }>;
+export declare function packageAll(opts?: { buildDir?: string; outDir?: string; version?: string }): Record<string, { dir: string; tag: string; manifestDigest: string; moduleDigest: string }>;

@@ -103,11 +103,10 @@ export function packageVersion() {
 }
 
 /** Packages every built module; returns { name: { dir, manifestDigest, moduleDigest, tag } }. */
-export function packageAll({ buildDir = BUILD_DIR, outDir = OUT_DIR, version = packageVersion(), only } = {}) {
+export function packageAll({ buildDir = BUILD_DIR, outDir = OUT_DIR, version = packageVersion() } = {}) {
   const modules = readBuildManifest(buildDir);
   const result = {};
   for (const [name, mod] of Object.entries(modules)) {
-    if (only && !only.includes(name)) continue;
     const image = buildImage(name, mod.content, version);
     const dir = join(outDir, name);
     writeLayout(dir, image);

@@ -4,7 +4,8 @@
 // istio/wasm/wasmplugins.yaml (only those two fields; comments and the rest stay).
 // The WasmPlugin is matched to its module by the label passgate.io/module.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { ROOT, packageAll } from './package-wasm.mjs';
 
@@ -29,8 +30,7 @@ export function pinText(text, images, repository = DEFAULT_REPOSITORY) {
   return docs.map((d) => d.toString({ lineWidth: 0, flowCollectionPadding: false })).join('');
 }
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (isMain) {
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
     const images = packageAll();
     const repository = process.env.PASSGATE_WASM_REPOSITORY || DEFAULT_REPOSITORY;

@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import { packageVersion } from '../../istio/scripts/package-wasm.mjs';
 import { runAll, type CheckReport } from '../../istio/checks/checks.js';
-import { loadBundle, parseYamlDocs, renderKustomize, ROOT, type Bundle, type K8sObject } from '../../istio/checks/load.js';
+import { loadBundle, parseYamlDocs, readWasmConfigKeys, renderKustomize, ROOT, type Bundle, type K8sObject } from '../../istio/checks/load.js';
 
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
@@ -137,12 +138,16 @@ describe('manifests (offline)', function () {
       apply: (b) => { find(b.istio, 'AuthorizationPolicy', 'passgate-app').spec.provider.name = 'passgat'; } },
     { name: 'a stale module digest', report: 'istio: wasm digests', expect: /sha256 .* is not the built sanitize\.wasm.*wasm:pin/,
       apply: (b) => { wp(b, 'sanitize').spec.sha256 = b.wasm.trace!.sha256; } },
+    { name: 'a module rebuilt without re-pinning', report: 'istio: wasm digests', expect: /passgate-sanitize: sha256 [0-9a-f]{64} is not the built sanitize\.wasm/,
+      apply: (b) => { const m = b.wasm.sanitize!; m.content = Buffer.concat([m.content, Buffer.from([0])]); } },
     { name: 'an image url not pinned to the packaged digest', report: 'istio: wasm digests', expect: /is not pinned to the packaged image trace@sha256:/,
       apply: (b) => { wp(b, 'trace').spec.url = 'oci://registry.example.com/passgate/wasm/trace:latest'; } },
     { name: 'a WasmPlugin naming no built module', report: 'istio: wasm digests', expect: /"sanitise" names no module/,
       apply: (b) => { wp(b, 'sanitize').metadata.labels!['passgate.io/module'] = 'sanitise'; } },
     { name: 'an unknown pluginConfig key', report: 'istio: wasm config', expect: /pluginConfig key "internalHeaders" is unknown to the sanitize filter/,
       apply: (b) => { wp(b, 'sanitize').spec.pluginConfig.internalHeaders = ['x-passport']; } },
+    { name: 'a filter whose pluginConfig keys are unknown', report: 'istio: wasm config', expect: /pluginConfig keys of filter "sanitize" are unknown/,
+      apply: (b) => { delete b.wasmKeys.sanitize; } },
     { name: 'sanitize after authz (phase AUTHZ)', report: 'istio: wasm config', expect: /phase must be AUTHN/,
       apply: (b) => { wp(b, 'sanitize').spec.phase = 'AUTHZ'; } },
     { name: 'sanitize not stripping x-passport', report: 'istio: wasm config', expect: /lacks internal header x-passport/,
@@ -151,6 +156,8 @@ describe('manifests (offline)', function () {
       apply: (b) => { delete provider(b).timeout; } },
     { name: 'a provider timeout that is not a protobuf duration', report: 'mesh: provider settings', expect: /"500ms" is not a duration/,
       apply: (b) => { provider(b).timeout = '500ms'; } },
+    { name: 'a provider without service', report: 'mesh: provider settings', expect: /service is not set/,
+      apply: (b) => { delete provider(b).service; } },
     { name: 'fail-open provider', report: 'mesh: provider settings', expect: /failOpen must be false/,
       apply: (b) => { provider(b).failOpen = true; } },
     { name: 'statusOnError 403', report: 'mesh: provider settings', expect: /statusOnError must be "503"/,
@@ -165,6 +172,10 @@ describe('manifests (offline)', function () {
       apply: (b) => { find(dev(b), 'Service', 'passgate').spec.ports[0].name = 'authz'; } },
     { name: 'a Service port targeting the wrong container port', report: 'dev: provider target', expect: /targets 9100 but Passgate listens on server.grpc.port 9001/,
       apply: (b) => { find(dev(b), 'Service', 'passgate').spec.ports[0].targetPort = 9100; } },
+    { name: 'a named targetPort whose container port is not the gRPC port', report: 'dev: provider target', expect: /targets "grpc-authz" \(containerPort 9100\) but Passgate listens on server.grpc.port 9001/,
+      apply: (b) => { find(dev(b), 'Service', 'passgate').spec.ports[0].targetPort = 'grpc-authz'; ctr(b).ports[0].containerPort = 9100; } },
+    { name: 'a named targetPort no container declares', report: 'dev: service ports', expect: /no port targets 9001/,
+      apply: (b) => { find(dev(b), 'Service', 'passgate').spec.ports[0].targetPort = 'grpc-authx'; } },
     { name: 'a Gateway selector with a typo', report: 'istio: gateway selectors', expect: /Gateway istio-gateways\/secure: selector .*gw-secur".* matches no gateway/,
       apply: (b) => { find(b.istio, 'Gateway', 'secure').spec.selector = { istio: 'gw-secur' }; } },
     { name: 'a WasmPlugin selecting no gateway', report: 'istio: gateway selectors', expect: /WasmPlugin istio-gateways\/passgate-trace: selector .* matches no gateway/,
@@ -187,6 +198,8 @@ describe('manifests (offline)', function () {
       apply: (b) => { delete find(b.istio, 'DestinationRule', 'passgate').spec.trafficPolicy.connectionPool.tcp.connectTimeout; } },
     { name: 'a DestinationRule without outlier detection', report: 'istio: timeouts', expect: /DestinationRule apps\/partner-api: no outlierDetection/,
       apply: (b) => { delete find(b.istio, 'DestinationRule', 'partner-api').spec.trafficPolicy.outlierDetection; } },
+    { name: 'a DestinationRule with no traffic policy at all', report: 'istio: timeouts', expect: /DestinationRule apps\/partner-api: no trafficPolicy/,
+      apply: (b) => { delete find(b.istio, 'DestinationRule', 'partner-api').spec.trafficPolicy; } },
     { name: 'a NetworkPolicy that forgets the egress gateway', report: 'dev: network policy', expect: /gateway gw-egress .* cannot reach port 9001/,
       apply: (b) => { np(b).spec.ingress[0].from[0].podSelector.matchExpressions[0].values = ['app', 'public', 'secure', 'ssr', 'internal']; } },
     { name: 'a NetworkPolicy admitting whole namespaces', report: 'dev: network policy', expect: /admits whole namespaces on port 9001/,
@@ -224,6 +237,30 @@ describe('manifests (offline)', function () {
     { name: 'mTLS PERMISSIVE', report: 'istio: egress and traffic', expect: /PeerAuthentication STRICT/,
       apply: (b) => { find(b.istio, 'PeerAuthentication', 'default').spec.mtls.mode = 'PERMISSIVE'; } },
   ];
+
+  it('a Service port naming the gRPC container port passes like the number does', () => {
+    const named = structuredClone(bundle);
+    find(named.overlays.dev!, 'Service', 'passgate').spec.ports[0].targetPort = 'grpc-authz';
+    const reports = runAll(named, version).filter((r) => r.problems.length > 0);
+    assert.deepEqual(reports, []);
+  });
+
+  it('a wasm filter whose source lacks the KEYS list is an error, not an unchecked filter', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'passgate-keys-'));
+    try {
+      for (const name of ['sanitize', 'trace']) {
+        mkdirSync(join(dir, name));
+        writeFileSync(join(dir, name, 'index.ts'), 'const KEYS: Array<string> = ["a", "b"];\n');
+      }
+      assert.deepEqual(readWasmConfigKeys(dir), { sanitize: ['a', 'b'], trace: ['a', 'b'] });
+      writeFileSync(join(dir, 'trace', 'index.ts'), 'const ALLOWED = ["a"];\n');
+      assert.throws(() => readWasmConfigKeys(dir), /trace\/index\.ts: no `const KEYS/);
+      rmSync(join(dir, 'trace'), { recursive: true });
+      assert.throws(() => readWasmConfigKeys(dir), /trace\/index\.ts is missing/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   for (const m of mutations) {
     it(`catches ${m.name}`, () => {

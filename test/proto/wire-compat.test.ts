@@ -241,6 +241,27 @@ function canonical(value: unknown, type: protobuf.Type): unknown {
 const REQUEST_TYPE = oursRoot.lookupType('envoy.service.auth.v3.CheckRequest');
 const RESPONSE_TYPE = oursRoot.lookupType('envoy.service.auth.v3.CheckResponse');
 
+/**
+ * Encodes `input` with both sides (the bytes must be identical and non-trivial), then
+ * decodes each side's bytes with the other: both must give back the input, and agree.
+ */
+function assertWireIdentical(direction: 'request' | 'response', input: CheckRequest | CheckResponse): void {
+  const [serialize, deserialize, type] =
+    direction === 'request'
+      ? (['requestSerialize', 'requestDeserialize', REQUEST_TYPE] as const)
+      : (['responseSerialize', 'responseDeserialize', RESPONSE_TYPE] as const);
+  const oursBytes = OUR_CHECK[serialize](input);
+  const officialBytes = OFFICIAL_CHECK[serialize](input);
+  assert.ok(oursBytes.length > 10, `only ${oursBytes.length} bytes encoded`);
+  assert.deepEqual(oursBytes, officialBytes, 'both encoders must produce identical bytes');
+
+  const decodedByOfficial = OFFICIAL_CHECK[deserialize](oursBytes);
+  const decodedByOurs = OUR_CHECK[deserialize](officialBytes);
+  assert.deepStrictEqual(canonical(decodedByOfficial, type), canonical(input, type));
+  assert.deepStrictEqual(canonical(decodedByOurs, type), canonical(input, type));
+  assert.deepStrictEqual(decodedByOurs, decodedByOfficial);
+}
+
 // ---------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------
@@ -524,19 +545,7 @@ describe('proto/ wire compatibility with official Envoy ext_authz v3 protos', ()
       ['socket address with named_port', namedPortCheckRequest],
     ];
     for (const [name, make] of cases) {
-      it(`${name}: ours -> official and official -> ours, byte-identical`, () => {
-        const input = make();
-        const oursBytes = OUR_CHECK.requestSerialize(input);
-        const officialBytes = OFFICIAL_CHECK.requestSerialize(input);
-        assert.ok(oursBytes.length > 10);
-        assert.deepEqual(oursBytes, officialBytes, 'both encoders must produce identical bytes');
-
-        const decodedByOfficial = OFFICIAL_CHECK.requestDeserialize(oursBytes);
-        const decodedByOurs = OUR_CHECK.requestDeserialize(officialBytes);
-        assert.deepStrictEqual(canonical(decodedByOfficial, REQUEST_TYPE), canonical(input, REQUEST_TYPE));
-        assert.deepStrictEqual(canonical(decodedByOurs, REQUEST_TYPE), canonical(input, REQUEST_TYPE));
-        assert.deepStrictEqual(decodedByOurs, decodedByOfficial);
-      });
+      it(`${name}: ours -> official and official -> ours, byte-identical`, () => assertWireIdentical('request', make()));
     }
 
     it('decodes the shapes ./types.ts documents (int64 string, Buffer bytes, oneof markers, camelCase Value)', () => {
@@ -567,18 +576,7 @@ describe('proto/ wire compatibility with official Envoy ext_authz v3 protos', ()
       ['status only (code/message/details)', statusOnlyResponse],
     ];
     for (const [name, make] of cases) {
-      it(`${name}: ours -> official and official -> ours, byte-identical`, () => {
-        const input = make();
-        const oursBytes = OUR_CHECK.responseSerialize(input);
-        const officialBytes = OFFICIAL_CHECK.responseSerialize(input);
-        assert.deepEqual(oursBytes, officialBytes, 'both encoders must produce identical bytes');
-
-        const decodedByOfficial = OFFICIAL_CHECK.responseDeserialize(oursBytes);
-        const decodedByOurs = OUR_CHECK.responseDeserialize(officialBytes);
-        assert.deepStrictEqual(canonical(decodedByOfficial, RESPONSE_TYPE), canonical(input, RESPONSE_TYPE));
-        assert.deepStrictEqual(canonical(decodedByOurs, RESPONSE_TYPE), canonical(input, RESPONSE_TYPE));
-        assert.deepStrictEqual(decodedByOurs, decodedByOfficial);
-      });
+      it(`${name}: ours -> official and official -> ours, byte-identical`, () => assertWireIdentical('response', make()));
     }
 
     it('append {value:false} is present on the wire (has_append) and denied status code is exact', () => {
@@ -699,30 +697,23 @@ describe('proto/ wire compatibility with official Envoy ext_authz v3 protos', ()
       received = undefined;
     });
 
-    it('server on OUR service definition answers a client built from the OFFICIAL protos', async () => {
-      const { server, port } = await startServer(ours.service);
-      cleanup.push(() => server.forceShutdown());
-      const Ctor = clientCtorFrom(officialPkg);
-      const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as AuthorizationClient;
-      cleanup.push(() => client.close());
+    const pairs: Array<[string, grpc.ServiceDefinition, PackageDefinition]> = [
+      ['server on OUR service definition answers a client built from the OFFICIAL protos', ours.service, officialPkg],
+      ['server on the OFFICIAL service definition answers a client built from OUR protos', officialService, ours.packageDefinition],
+    ];
+    for (const [name, serverDef, clientPkg] of pairs) {
+      it(name, async () => {
+        const { server, port } = await startServer(serverDef);
+        cleanup.push(() => server.forceShutdown());
+        const Ctor = clientCtorFrom(clientPkg);
+        const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as AuthorizationClient;
+        cleanup.push(() => client.close());
 
-      const req = fullCheckRequest();
-      const res = await call(client, req);
-      assert.deepStrictEqual(res, expected);
-      assert.deepStrictEqual(canonical(received, REQUEST_TYPE), canonical(req, REQUEST_TYPE));
-    });
-
-    it('server on the OFFICIAL service definition answers a client built from OUR protos', async () => {
-      const { server, port } = await startServer(officialService);
-      cleanup.push(() => server.forceShutdown());
-      const Ctor = clientCtorFrom(ours.packageDefinition);
-      const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as AuthorizationClient;
-      cleanup.push(() => client.close());
-
-      const req = fullCheckRequest();
-      const res = await call(client, req);
-      assert.deepStrictEqual(res, expected);
-      assert.deepStrictEqual(canonical(received, REQUEST_TYPE), canonical(req, REQUEST_TYPE));
-    });
+        const req = fullCheckRequest();
+        const res = await call(client, req);
+        assert.deepStrictEqual(res, expected);
+        assert.deepStrictEqual(canonical(received, REQUEST_TYPE), canonical(req, REQUEST_TYPE));
+      });
+    }
   });
 });
