@@ -51,7 +51,8 @@ describe('passport config', () => {
     assert.match(line, /over the 8192-byte limit/);
   });
 
-  it('the worst-case estimate really bounds what a maximal Passport encodes to', () => {
+  // That it bounds a real signed maximal Passport is checked in stage.test.ts ('a maximal answer signs to no more than...').
+  it('the worst-case estimate fits the defaults and grows with the limits', () => {
     const c = configWith(passportSection());
     const bytes = worstCasePassportBytes(c.passport!);
     assert.ok(bytes <= c.passport!.limits.maxHeaderBytes);

@@ -1,80 +1,23 @@
 /**
  * End to end over real gRPC on loopback, with the real service, checker,
- * capability and admin port.
- *
- * Identity: no identity stage ships yet (mTLS is being built in parallel) and
- * the stage catalog is static, so this file wraps the running service's route
- * table with a TEST-ONLY stage that sets ctx.identity from `x-test-subject`
- * before the configured chain runs. Nothing of it ships; everything after it
- * (routing, passport stage, header policy, response encoding, gRPC) is real.
+ * capability and admin port. The identity comes from a TEST-ONLY stage type
+ * (helpers.ts, registered with registerStageDefinition) reading
+ * `x-test-subject`; everything after it (routing, passport stage, header
+ * policy, response encoding, gRPC) is what ships.
  */
 import assert from 'node:assert/strict';
-import * as grpc from '@grpc/grpc-js';
-import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
-import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
+import type { CheckResponse } from '../../ext-authz/src/proto/types.js';
 import { PassgateService } from '../../ext-authz/src/server/service.js';
-import type { Checker } from '../../ext-authz/src/check/checker.js';
-import type { CompiledRoute, RouteTable } from '../../ext-authz/src/routing/route-table.js';
-import type { Stage } from '../../ext-authz/src/stages/stage.js';
-import { CONTINUE } from '../../ext-authz/src/pipeline/decision.js';
 import { ConfigError } from '../../ext-authz/src/config/load.js';
-import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
 import { createPassportVerifier } from '../../ext-authz/src/passport/consumer/index.js';
-import { AuthService, configWith, keyFiles, passportSection, silent } from './helpers.js';
+import { authzClient, check as grpcCheck, type AuthzClient } from '../support/service.js';
+import { AuthService, configWith, keyFiles, passportSection, registerTestIdentityStage, silent, TEST_IDENTITY } from './helpers.js';
 
-/** TEST ONLY: the identity an identity stage (mTLS, JWT...) would have established. */
-const TEST_IDENTITY: Stage = {
-  type: 'test-identity',
-  run(ctx) {
-    const subject = ctx.request.headers['x-test-subject'];
-    if (subject !== undefined) {
-      const device = ctx.request.headers['x-test-device'];
-      ctx.identity = { subject, kind: 'user', source: 'mtls', attributes: {}, groups: [], ...(device ? { deviceId: device } : {}) };
-    }
-    return CONTINUE;
-  },
-};
+registerTestIdentityStage();
 
-/** Prepends TEST_IDENTITY to every route of the service's current table (again after each applyConfig). */
-function withTestIdentity(svc: PassgateService): void {
-  // The checker is private: reaching it is the price of not shipping an insecure identity stage.
-  const checker = (svc as unknown as { checker: Checker }).checker;
-  const table = checker.table;
-  const wrapped = new WeakMap<CompiledRoute, CompiledRoute>();
-  const wrap = (r: CompiledRoute): CompiledRoute => {
-    let w = wrapped.get(r);
-    if (w === undefined) {
-      w = { ...r, stages: [TEST_IDENTITY, ...r.stages] };
-      wrapped.set(r, w);
-    }
-    return w;
-  };
-  const next: RouteTable = {
-    config: table.config,
-    gateways: table.gateways,
-    selectGateway: (req) => table.selectGateway(req),
-    selectRoute: (gw, req) => wrap(table.selectRoute(gw, req)),
-  };
-  checker.setTable(next);
-}
-
-async function apply(svc: PassgateService, config: PassgateConfig): Promise<void> {
-  await svc.applyConfig(config);
-  withTestIdentity(svc);
-}
-
-type Client = grpc.Client & { Check(req: CheckRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: CheckResponse) => void): void };
-
-function client(port: number): Client {
-  const { service } = loadAuthorizationService();
-  const Ctor = grpc.makeClientConstructor(service, 'Authorization');
-  return new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Client;
-}
-
-function check(c: Client, path: string, headers: Record<string, string>): Promise<CheckResponse> {
-  const req: CheckRequest = { attributes: { context_extensions: { gateway: 'public' }, request: { http: { method: 'GET', path, host: 'app.test', headers } } } };
+function check(c: AuthzClient, path: string, headers: Record<string, string>): Promise<CheckResponse> {
   // A generous deadline: a loaded machine must not turn these into deadline tests.
-  return new Promise((resolve, reject) => c.Check(req, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))));
+  return grpcCheck(c, { attributes: { context_extensions: { gateway: 'public' }, request: { http: { method: 'GET', path, host: 'app.test', headers } } } }, 10_000);
 }
 
 function upstream(res: CheckResponse, name: string): { value: string | undefined; append: unknown } | undefined {
@@ -86,16 +29,15 @@ const FORGED = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.';
 
 describe('passport end to end (gRPC + admin JWKS)', function () {
   let svc: PassgateService;
-  let c: Client;
+  let c: AuthzClient;
   let jwksUrl = '';
   const files = keyFiles();
   const k1Only = passportSection({ keys: { active: 'k1', entries: [{ id: 'k1', generate: true }] }, jwks: { maxAgeSeconds: 60 } });
-  const routes = ['passport'];
+  const routes = [TEST_IDENTITY, 'passport'];
 
   before(async () => {
     svc = await PassgateService.start({ config: configWith(k1Only, routes), grpcPort: 0, adminPort: 0, processMetrics: false, logger: silent });
-    withTestIdentity(svc);
-    c = client(svc.grpcPort);
+    c = authzClient(svc.grpcPort);
     jwksUrl = `http://127.0.0.1:${svc.adminPort}/.well-known/jwks.json`;
   });
   after(async () => {
@@ -145,12 +87,14 @@ describe('passport end to end (gRPC + admin JWKS)', function () {
 
   it('a reload that changes nothing passport-related keeps the cached Passports (no signing burst)', async () => {
     const before = upstream(await check(c, '/app/x', { 'x-test-subject': 'alice', 'x-test-device': 'keep' }), 'x-passport')!.value;
-    await apply(svc, configWith(k1Only, routes, { logging: { level: 'warn' } }));
+    await svc.applyConfig(configWith(k1Only, routes, { logging: { level: 'warn' } }));
     const after = upstream(await check(c, '/app/x', { 'x-test-subject': 'alice', 'x-test-device': 'keep' }), 'x-passport')!.value;
     assert.equal(after, before);
-    await apply(svc, configWith({ ...k1Only, ttlSeconds: 120 }, routes));
+    await svc.applyConfig(configWith({ ...k1Only, ttlSeconds: 120 }, routes));
     const changed = upstream(await check(c, '/app/x', { 'x-test-subject': 'alice', 'x-test-device': 'keep' }), 'x-passport')!.value;
     assert.notEqual(changed, before, 'a new TTL means new Passports');
+    const p = await createPassportVerifier({ jwksUrl, issuer: 'https://passgate.test', audience: 'orders' }).verifyOrThrow(changed);
+    assert.equal(p.exp - p.iat, 120, 'signed with the new ttlSeconds');
   });
 
   it('rotation via applyConfig: no failed request, new kid picked up by the verifier, old Passports verify during the overlap', async () => {
@@ -165,7 +109,7 @@ describe('passport end to end (gRPC + admin JWKS)', function () {
       routes,
     );
     const during = Array.from({ length: 30 }, (_, i) => check(c, '/app/x', { 'x-test-subject': 'alice', 'x-test-device': `dev-${i}` }));
-    await apply(svc, rotated);
+    await svc.applyConfig(rotated);
     const after = Array.from({ length: 10 }, (_, i) => check(c, '/app/x', { 'x-test-subject': 'alice', 'x-test-device': `post-${i}` }));
     const answers = await Promise.all([...during, ...after]);
     for (const a of answers) {
@@ -181,7 +125,7 @@ describe('passport end to end (gRPC + admin JWKS)', function () {
     assert.deepEqual(jwks.keys.map((k) => k.kid), ['k1', 'k2']);
 
     // Phase 3: retire k1. A verifier that learns the new JWKS rejects old Passports precisely.
-    await apply(svc, configWith(passportSection({ keys: { active: 'k2', entries: [{ id: 'k2', file: files.edPem }] } }), routes));
+    await svc.applyConfig(configWith(passportSection({ keys: { active: 'k2', entries: [{ id: 'k2', file: files.edPem }] } }), routes));
     const late = createPassportVerifier({ jwksUrl, issuer: 'https://passgate.test', audience: 'orders' });
     const r = await late.verify(old);
     assert.ok(!r.ok && r.error.code === 'unknown_kid');
@@ -193,10 +137,9 @@ describe('passport end to end (gRPC + admin JWKS)', function () {
       routes,
     );
     await assert.rejects(
-      () => apply(svc, bad),
+      () => svc.applyConfig(bad),
       (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith(`passport.keys.entries[1].file: ${files.garbage} is not a PEM or JWK key`)),
     );
-    withTestIdentity(svc);
     const res = await check(c, '/app/x', { 'x-test-subject': 'alice', 'x-test-device': 'after-bad-reload' });
     assert.equal(res.status?.code, 0);
     const v = createPassportVerifier({ jwksUrl, issuer: 'https://passgate.test', audience: 'orders' });
@@ -206,22 +149,21 @@ describe('passport end to end (gRPC + admin JWKS)', function () {
 
 describe('passport end to end: auth service faults over gRPC', () => {
   let svc: PassgateService;
-  let c: Client;
+  let c: AuthzClient;
   let auth: AuthService;
 
   before(async () => {
     auth = await new AuthService({ bob: { user: { id: 'u-bob', roles: ['r'] } } }).start();
     const config = configWith(
       passportSection({ source: { type: 'http', url: auth.url, timeoutMs: 5_000, cache: { ttlSeconds: 60, staleIfErrorSeconds: 0 }, circuitBreaker: { failureThreshold: 100 } } }),
-      ['passport'],
+      [TEST_IDENTITY, 'passport'],
       { server: { defaultDeadlineMs: 10_000 } },
     );
     // Second route: same chain, fail-open.
     const routesCfg = config.gateways['public']!.routes;
     routesCfg.splice(1, 0, { ...routesCfg[0]!, name: 'open', match: { path: { prefix: '/open' } }, failureMode: 'open' });
     svc = await PassgateService.start({ config, grpcPort: 0, adminPort: 0, processMetrics: false, logger: silent });
-    withTestIdentity(svc);
-    c = client(svc.grpcPort);
+    c = authzClient(svc.grpcPort);
   });
   after(async () => {
     c.close();

@@ -1,4 +1,4 @@
-/** Shared test parts: a real auth service on loopback, contexts, configs, key files. */
+/** Shared test parts: a real auth service on loopback, a test identity stage, contexts, configs, key files. */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { pino } from 'pino';
+import { z } from 'zod';
 import { CheckContext, type Identity } from '../../ext-authz/src/pipeline/context.js';
+import { CONTINUE } from '../../ext-authz/src/pipeline/decision.js';
+import { registerStageDefinition, stageDefinition } from '../../ext-authz/src/stages/catalog.js';
 import { toRequestView } from '../../ext-authz/src/check/request-view.js';
 import { validateConfig } from '../../ext-authz/src/config/load.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
@@ -17,7 +20,34 @@ import type { StageFactoryContext } from '../../ext-authz/src/stages/stage.js';
 
 export const silent = pino({ level: 'silent' });
 
-export type AuthMode = 'ok' | 'slow' | 'error500' | 'garbage' | 'hang';
+export type AuthMode = 'ok' | 'error500' | 'garbage' | 'hang';
+
+/**
+ * TEST-ONLY stage type: sets the identity an identity stage (mTLS, JWT...)
+ * would have established, from `x-test-subject` (and `x-test-device`).
+ * Put it before `passport` in a route; it never ships.
+ */
+export const TEST_IDENTITY = 'test-passport-identity';
+
+export function registerTestIdentityStage(): void {
+  if (stageDefinition(TEST_IDENTITY) !== undefined) return;
+  registerStageDefinition({
+    type: TEST_IDENTITY,
+    schema: z.strictObject({ type: z.literal(TEST_IDENTITY) }),
+    description: 'test: identity from x-test-subject / x-test-device',
+    create: () => ({
+      type: TEST_IDENTITY,
+      run(ctx) {
+        const subject = ctx.request.headers['x-test-subject'];
+        if (subject !== undefined) {
+          const device = ctx.request.headers['x-test-device'];
+          ctx.identity = identity(subject, device ? { deviceId: device } : {});
+        }
+        return CONTINUE;
+      },
+    }),
+  });
+}
 
 /**
  * A real HTTP auth/user service. `users` maps subject → answer body; unknown
@@ -29,6 +59,7 @@ export class AuthService {
   /** Held responses in 'hang' mode, released on close. */
   private held: ServerResponse[] = [];
   private gate: (() => void) | undefined;
+  private pending: Promise<void> | undefined;
   private server: Server;
   port = 0;
 
@@ -48,15 +79,12 @@ export class AuthService {
 
   /** Holds requests until `release()` (for single-flight tests). */
   holdNext(): void {
-    let release!: () => void;
-    const p = new Promise<void>((r) => (release = r));
-    this.gate = release;
-    this.pending = p;
+    this.pending = new Promise<void>((r) => (this.gate = r));
   }
-  private pending: Promise<void> | undefined;
   release(): void {
     this.gate?.();
     this.gate = undefined;
+    this.pending = undefined;
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -92,15 +120,6 @@ export class AuthService {
     this.server.closeAllConnections();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
-}
-
-/** A port nothing listens on (bound then released). */
-export async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 const GATEWAY: CompiledGateway = {
@@ -166,7 +185,7 @@ export function factory(config: PassgateConfig, services = new ServiceRegistry()
 }
 
 /** Writes key files (PEM private, JWK private, PEM public, garbage) into a temp dir. */
-export function keyFiles(): { dir: string; edPem: string; edJwk: string; ecPem: string; edPublicPem: string; garbage: string; edPemKey: ReturnType<typeof generateKeyPairSync> } {
+export function keyFiles(): { dir: string; edPem: string; edJwk: string; ecPem: string; edPublicPem: string; garbage: string } {
   const dir = mkdtempSync(join(tmpdir(), 'passgate-keys-'));
   const ed = generateKeyPairSync('ed25519');
   const ed2 = generateKeyPairSync('ed25519');
@@ -181,5 +200,5 @@ export function keyFiles(): { dir: string; edPem: string; edJwk: string; ecPem: 
   writeFileSync(edPublicPem, ed.publicKey.export({ format: 'pem', type: 'spki' }));
   const garbage = join(dir, 'not-a-key.pem');
   writeFileSync(garbage, 'this is the README someone mounted instead of the key\n');
-  return { dir, edPem, edJwk, ecPem, edPublicPem, garbage, edPemKey: ed };
+  return { dir, edPem, edJwk, ecPem, edPublicPem, garbage };
 }

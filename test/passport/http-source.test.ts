@@ -9,7 +9,8 @@ import { HttpSource } from '../../ext-authz/src/passport/sources/http-source.js'
 import type { LookupResult } from '../../ext-authz/src/passport/sources/cached-http.js';
 import type { SourceFacts } from '../../ext-authz/src/passport/sources/source.js';
 import { passportStage } from '../../ext-authz/src/passport/passport-stage.js';
-import { AuthService, configWith, ctxFor, deadPort, factory, identity, passportSection } from './helpers.js';
+import { freePort } from '../../bench/common/process.js';
+import { AuthService, configWith, ctxFor, factory, identity, passportSection } from './helpers.js';
 
 const limits = configWith(passportSection()).passport!.limits;
 
@@ -48,6 +49,15 @@ describe('http passport source', () => {
     s.close();
   });
 
+  it('the cache is bounded by maxEntries (least recently used goes first)', async () => {
+    const { s } = source(auth.url, { cache: { maxEntries: 1 } });
+    assert.equal((await look(s, 'bob')).kind, 'found');
+    assert.equal((await look(s, 'nobody')).kind, 'not_found');
+    assert.equal((await look(s, 'bob')).kind, 'found');
+    assert.deepEqual(auth.requests.map((u) => u.searchParams.get('subject')), ['bob', 'nobody', 'bob'], 'bob was evicted by nobody');
+    s.close();
+  });
+
   it('refetched identical facts keep their fingerprint (Passport reused); changed facts get a new one', async () => {
     let now = 1_000_000;
     const { s } = source(auth.url, { cache: { ttlSeconds: 60 } }, () => now);
@@ -67,7 +77,7 @@ describe('http passport source', () => {
   });
 
   it('auth service down: error "unreachable"', async () => {
-    const { s } = source(`http://127.0.0.1:${await deadPort()}/v1/facts`);
+    const { s } = source(`http://127.0.0.1:${await freePort()}/v1/facts`);
     const e = errorOf(await look(s, 'bob'));
     assert.equal(e.reason, 'unreachable');
     assert.match(e.detail, /^passport source 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
@@ -179,7 +189,7 @@ describe('http passport source', () => {
   });
 
   it("through the stage: a source fault is a `fail` (the route failure mode decides)", async () => {
-    const cfg = configWith(passportSection({ source: { type: 'http', url: `http://127.0.0.1:${await deadPort()}/x`, timeoutMs: 5_000 } }));
+    const cfg = configWith(passportSection({ source: { type: 'http', url: `http://127.0.0.1:${await freePort()}/x`, timeoutMs: 5_000 } }));
     const stage = passportStage.create(passportStage.schema.parse({ type: 'passport' }), factory(cfg));
     const r = await stage.run(ctxFor(identity('bob')));
     assert.equal(r.kind, 'fail');

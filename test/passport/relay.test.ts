@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { relayStage, RELAY_MISSING_HEADER } from '../../ext-authz/src/passport/relay-stage.js';
 import { passportStage } from '../../ext-authz/src/passport/passport-stage.js';
 import { passportRuntime } from '../../ext-authz/src/passport/runtime.js';
+import { RelayProvider } from '../../ext-authz/src/passport/relay-provider.js';
 import { createPassportVerifier } from '../../ext-authz/src/passport/consumer/index.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
 import { AuthService, configWith, ctxFor, factory, header, identity, passportSection } from './helpers.js';
@@ -53,6 +54,20 @@ describe('relay stage', () => {
     const bob = ctxFor(identity('bob'));
     await relay.run(bob);
     assert.equal(header(bob, 'x-passgate-relay-terms'), 'false');
+  });
+
+  it('a cached fact is refetched once its ttlSeconds have passed', async () => {
+    let now = 1_000_000;
+    const provider = new RelayProvider('terms', config.passport!.relay.providers['terms']!, { now: () => now });
+    const asked = () => terms.requests.filter((u) => u.pathname === '/terms/alice').length;
+    const before = asked();
+    assert.deepEqual(await provider.get(identity('alice'), 10_000), { kind: 'found', value: true, stale: false });
+    now += 59_999;
+    assert.ok(!(provider.get(identity('alice'), 10_000) instanceof Promise), 'still fresh: from the cache');
+    now += 2;
+    assert.equal((await provider.get(identity('alice'), 10_000)).kind, 'found');
+    assert.equal(asked(), before + 2, 'fetched again after the 60 s TTL');
+    provider.close();
   });
 
   it('into: claim puts the fact into the Passport the next stage signs (and several providers run together)', async () => {

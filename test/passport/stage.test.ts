@@ -11,14 +11,16 @@ import type { Stage } from '../../ext-authz/src/stages/stage.js';
 import type { StageResult } from '../../ext-authz/src/pipeline/decision.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
 import { worstCasePassportBytes } from '../../ext-authz/src/passport/claims.js';
-import { AuthService, configWith, ctxFor, factory, header, identity, passportSection } from './helpers.js';
+import { PassportIssuer } from '../../ext-authz/src/passport/issuer.js';
+import { RELAY_ATTRIBUTE, type RelayAttribute } from '../../ext-authz/src/passport/passport-stage.js';
+import { AuthService, configWith, ctxFor, factory, header, identity, keyFiles, passportSection } from './helpers.js';
 
 function build(config: PassgateConfig, options: Record<string, unknown> = {}) {
   const f = factory(config);
   const stage = passportStage.create(passportStage.schema.parse({ type: 'passport', ...options }), f);
   const state = passportRuntime(f.services, f.metrics.registry).state!;
   const verifier = createPassportVerifier({ keys: JSON.parse(state.ring.jwksBody), issuer: 'https://passgate.test', audience: 'orders' });
-  return { stage, state, verifier };
+  return { stage, state, verifier, metrics: f.metrics };
 }
 
 async function run(stage: Stage, ctx: ReturnType<typeof ctxFor>): Promise<StageResult> {
@@ -76,6 +78,61 @@ describe('passport stage (static source)', () => {
     assert.deepEqual({ id: pb!.device!.id, type: pb!.device!.type }, { id: 'd-2', type: 'unknown' });
     assert.equal(pc!.user.authLevel, 'LOW');
     assert.equal(pc!.user.source, 'jwt');
+  });
+
+  it('the same facts asked for in turn with another device, auth method or relay facts never get the previous Passport', async () => {
+    // Unknown devices share the user's device-less facts object, so only the request values tell these apart.
+    const { stage, verifier } = build(config);
+    const issue = async (id: ReturnType<typeof identity>, relayKey?: string) => {
+      const ctx = ctxFor(id);
+      if (relayKey !== undefined) ctx.attributes.set(RELAY_ATTRIBUTE, { claims: {}, missing: [relayKey], key: relayKey } satisfies RelayAttribute);
+      assert.equal((await run(stage, ctx)).kind, 'continue');
+      return header(ctx, 'x-passport')!;
+    };
+    const x = await issue(identity('alice', { deviceId: 'x' }));
+    const y = await issue(identity('alice', { deviceId: 'y' }));
+    assert.notEqual(y, x);
+    assert.equal((await verifier.verifyOrThrow(y)).device?.id, 'y');
+    assert.equal(await issue(identity('alice', { deviceId: 'x' })), x, 'back to x: its cached Passport again');
+    const relayed = await issue(identity('alice', { deviceId: 'x' }), 'terms');
+    assert.deepEqual((await verifier.verifyOrThrow(relayed)).relayMissing, ['terms']);
+    assert.equal(await issue(identity('alice', { deviceId: 'x' })), x);
+    const webauthn = await issue(identity('alice', { deviceId: 'x', attributes: { authMethod: 'webauthn' } }));
+    assert.equal((await verifier.verifyOrThrow(webauthn)).user.authMethod, 'webauthn');
+    assert.equal(await issue(identity('alice', { deviceId: 'x' })), x);
+    // Same auth method (so the same level), another identity source.
+    const jwt = await issue(identity('alice', { deviceId: 'x', source: 'jwt', attributes: { authMethod: 'mtls' } }));
+    assert.equal((await verifier.verifyOrThrow(jwt)).user.source, 'jwt');
+    assert.equal(new Set([x, y, webauthn, jwt, relayed]).size, 5);
+  });
+
+  it('counts signatures in passgate_passport_signatures_total', async () => {
+    const { stage, metrics } = build(config);
+    await run(stage, ctxFor(identity('alice')));
+    await run(stage, ctxFor(identity('alice')));
+    await run(stage, ctxFor(identity('alice', { deviceId: 'd-1' })));
+    const m = await metrics.registry.getSingleMetric('passgate_passport_signatures_total')!.get();
+    assert.equal(m.values[0]?.value, 2);
+  });
+
+  it('sets the configured header name', async () => {
+    const cfg = configWith(passportSection({ header: 'x-user-passport' }), ['passport'], { headers: { internal: ['x-user-passport'] } });
+    const { stage, verifier } = build(cfg);
+    const ctx = ctxFor(identity('alice'));
+    await run(stage, ctx);
+    assert.equal(header(ctx, 'x-passport'), undefined);
+    assert.equal((await verifier.verifyOrThrow(header(ctx, 'x-user-passport'))).user.id, 'u-alice');
+  });
+
+  it('signs with an ES256 active key when configured; ttlSeconds sets the lifetime', async () => {
+    const cfg = configWith(passportSection({ ttlSeconds: 60, keys: { active: 'ec', entries: [{ id: 'ec', alg: 'ES256', file: keyFiles().ecPem }] } }));
+    const { stage, verifier } = build(cfg);
+    const ctx = ctxFor(identity('alice', { deviceId: 'd-1' }));
+    await run(stage, ctx);
+    const token = header(ctx, 'x-passport')!;
+    assert.deepEqual(JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()), { alg: 'ES256', typ: 'passport+jwt', kid: 'ec' });
+    const p = await verifier.verifyOrThrow(token);
+    assert.deepEqual([p.alg, p.kid, p.exp - p.iat], ['ES256', 'ec', 60]);
   });
 
   it('concurrent cold Checks for one key sign once', async () => {
@@ -191,5 +248,24 @@ describe('passport stage (http source)', () => {
     const worst = worstCasePassportBytes(cfg.passport!);
     assert.ok(token.length <= worst, `${token.length} > ${worst}`);
     assert.ok(token.length > worst * 0.8, `estimate is loose: ${token.length} vs ${worst}`);
+  });
+});
+
+describe('passport issuer cache', () => {
+  it('reuses a Passport until reuseFraction of its lifetime has passed, then signs a new one', async () => {
+    const cfg = configWith(passportSection({ ttlSeconds: 100, reuseFraction: 0.5 }));
+    const { state } = build(cfg);
+    const p = cfg.passport!;
+    const issuer = new PassportIssuer(state.ring, p.issuer, p.audience, p.reuseFraction, 10, p.limits.maxHeaderBytes);
+    const t = Math.floor(Date.now() / 1000);
+    const user = { id: 'u', source: 'mtls', authMethod: 'mtls', authLevel: 'HIGH' as const, roles: [], scopes: [], created: t, expires: t + 100 };
+    const first = await issuer.sign('k', { now: t, exp: t + 100, user });
+    assert.equal(first.reuseUntil, (t + 50) * 1000);
+    assert.equal(issuer.cached('k', first.reuseUntil - 1), first);
+    assert.equal(issuer.cached('k', first.reuseUntil), undefined, 'half the lifetime passed: not reused');
+    const second = await issuer.sign('k', { now: t + 50, exp: t + 150, user });
+    assert.notEqual(second.token, first.token);
+    assert.equal(issuer.cached('k', first.reuseUntil), second);
+    assert.equal(issuer.signatures, 2);
   });
 });

@@ -4,19 +4,16 @@
  * passport stage turns it into a Passport, over gRPC.
  */
 import assert from 'node:assert/strict';
-import * as grpc from '@grpc/grpc-js';
-import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
-import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
+import type { CheckResponse } from '../../ext-authz/src/proto/types.js';
 import { PassgateService } from '../../ext-authz/src/server/service.js';
 import { validateConfig } from '../../ext-authz/src/config/load.js';
 import { createPassportVerifier } from '../../ext-authz/src/passport/consumer/index.js';
+import { authzClient, check as grpcCheck, type AuthzClient } from '../support/service.js';
 import { silent } from './helpers.js';
-
-type Client = grpc.Client & { Check(req: CheckRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: CheckResponse) => void): void };
 
 describe('passport after the mtls identity stage (gRPC)', () => {
   let svc: PassgateService;
-  let c: Client;
+  let c: AuthzClient;
   before(async () => {
     const config = validateConfig({
       server: { defaultDeadlineMs: 10_000 },
@@ -40,8 +37,7 @@ describe('passport after the mtls identity stage (gRPC)', () => {
       },
     });
     svc = await PassgateService.start({ config, grpcPort: 0, adminPort: 0, processMetrics: false, logger: silent });
-    const Ctor = grpc.makeClientConstructor(loadAuthorizationService().service, 'Authorization');
-    c = new Ctor(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure()) as unknown as Client;
+    c = authzClient(svc.grpcPort);
   });
   after(async () => {
     c.close();
@@ -49,18 +45,16 @@ describe('passport after the mtls identity stage (gRPC)', () => {
   });
 
   const check = (principal: string): Promise<CheckResponse> =>
-    new Promise((resolve, reject) =>
-      c.Check(
-        {
-          attributes: {
-            context_extensions: { gateway: 'secure' },
-            source: { principal },
-            request: { http: { method: 'GET', path: '/api', host: 'secure.test', headers: { 'x-passport': 'forged' } } },
-          },
+    grpcCheck(
+      c,
+      {
+        attributes: {
+          context_extensions: { gateway: 'secure' },
+          source: { principal },
+          request: { http: { method: 'GET', path: '/api', host: 'secure.test', headers: { 'x-passport': 'forged' } } },
         },
-        { deadline: Date.now() + 10_000 },
-        (err, res) => (err ? reject(err) : resolve(res)),
-      ),
+      },
+      10_000,
     );
 
   it('issues a Passport for the certificate identity, with authLevel HIGH from mtls', async () => {

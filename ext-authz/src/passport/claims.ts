@@ -83,5 +83,3 @@ export function worstCasePassportBytes(p: Pick<PassportConfig, 'issuer' | 'audie
   const payload = JSON.stringify(claims);
   return b64len(Buffer.byteLength(header)) + 1 + b64len(Buffer.byteLength(payload)) + 1 + b64len(SIGNATURE_BYTES);
 }
-
-export { CLAIM_VALUE };

@@ -8,12 +8,13 @@
 import { z } from 'zod';
 import { headerNameSchema } from '../config/common.js';
 import { worstCasePassportBytes, checkClaimValue } from './claims.js';
+import { AUTH_LEVELS, PASSPORT_ALGORITHMS } from './model.js';
 
 const headerName = headerNameSchema;
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'use 1-32 lowercase letters, digits and "-", starting with a letter');
-const authLevel = z.enum(['LOW', 'HIGH', 'HIGHEST']);
-const algorithm = z.enum(['EdDSA', 'ES256']);
+export const authLevelSchema = z.enum(AUTH_LEVELS);
+const algorithm = z.enum(PASSPORT_ALGORITHMS);
 
 const keySchema = z
   .strictObject({
@@ -102,7 +103,7 @@ const relayProviderSchema = z.strictObject({
   circuitBreaker: breakerSchema,
 });
 
-export const passportLimitsSchema = z
+const passportLimitsSchema = z
   .strictObject({
     maxRoles: z.number().int().min(0).max(1_000).default(16),
     maxScopes: z.number().int().min(0).max(1_000).default(32),
@@ -147,7 +148,7 @@ const sectionSchema = z
       })
       .prefault({}),
     /** Auth level per auth method (identity `source`, or its `authMethod` attribute); unlisted methods get LOW. */
-    authLevels: z.record(z.string().min(1), authLevel).default({ mtls: 'HIGH' }),
+    authLevels: z.record(z.string().min(1), authLevelSchema).default({ mtls: 'HIGH' }),
     source: z.discriminatedUnion('type', [httpSourceSchema, staticSourceSchema], {
       error: 'must be {type: http, url: ...} or {type: static, users: {...}}',
     }),
@@ -191,4 +192,3 @@ export type PassportKeyConfig = PassportConfig['keys']['entries'][number];
 export type HttpSourceConfig = z.infer<typeof httpSourceSchema>;
 export type StaticSourceConfig = z.infer<typeof staticSourceSchema>;
 export type RelayProviderConfig = z.infer<typeof relayProviderSchema>;
-export type BreakerConfig = z.infer<typeof breakerSchema>;

@@ -37,6 +37,7 @@ export class PassportIssuer {
     private readonly reuseFraction: number,
     maxEntries: number,
     private readonly maxBytes: number,
+    private readonly onSign?: () => void,
   ) {
     this.cache = new LRUCache({ max: maxEntries });
     this.header = protectedHeader(ring.active.alg, ring.active.kid);
@@ -66,6 +67,7 @@ export class PassportIssuer {
     const claims = buildClaims({ ...input, issuer: this.issuer, audience: this.audience, jti });
     const token = await new CompactSign(encoder.encode(JSON.stringify(claims))).setProtectedHeader(this.header).sign(this.ring.active.privateKey);
     this.signatures++;
+    this.onSign?.();
     // The config-load size check makes this unreachable; kept so a bug can never emit an oversized header.
     if (token.length > this.maxBytes) throw new Error(`Passport is ${token.length} bytes, over limits.maxHeaderBytes (${this.maxBytes})`);
     const lifetimeMs = (claims.exp - claims.iat) * 1000;

@@ -120,7 +120,8 @@ function loadOne(entry: PassportKeyConfig, where: string, previous: KeyRing | un
 }
 
 /** Loads every configured key; throws KeyLoadError listing each bad entry. */
-export function loadKeyRing(keys: PassportConfig['keys'], previous?: KeyRing, path = 'passport.keys'): KeyRing {
+export function loadKeyRing(keys: PassportConfig['keys'], previous?: KeyRing): KeyRing {
+  const path = 'passport.keys';
   const loaded: PassportKey[] = [];
   const problems: string[] = [];
   keys.entries.forEach((entry, i) => {

@@ -7,13 +7,13 @@ import { z } from 'zod';
 import { CONTINUE, deny, fail, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext, Identity } from '../pipeline/context.js';
 import type { StageDefinition } from '../stages/stage.js';
-import type { PassgateConfig } from '../config/schema.js';
 import type { AuthLevel, PassportDevice, PassportUser } from './model.js';
+import { authLevelSchema } from './config.js';
 import { checkClaimValue } from './claims.js';
 import type { IssuedPassport } from './issuer.js';
 import type { LookupResult } from './sources/cached-http.js';
 import type { SourceFacts } from './sources/source.js';
-import { passportRuntime, type PassportState } from './runtime.js';
+import { passportStateFor, type PassportState } from './runtime.js';
 
 /** ctx.attributes key under which the relay stage leaves facts for the Passport. */
 export const RELAY_ATTRIBUTE = 'passport.relay';
@@ -29,28 +29,27 @@ export interface RelayAttribute {
 
 const LEVEL_RANK: Record<AuthLevel, number> = { LOW: 0, HIGH: 1, HIGHEST: 2 };
 
+/** The issuer-cache key last built for one facts object, with the request values it was built from. */
+interface KeyMemo {
+  readonly deviceId: string;
+  readonly method: string;
+  readonly source: string;
+  readonly relayKey: string | undefined;
+  readonly key: string;
+}
+
 const schema = z.strictObject({
   type: z.literal('passport'),
   /** No identity (or an anonymous one): deny with 401 (default), or continue without a Passport. */
   whenNoIdentity: z.enum(['deny', 'skip']).default('deny'),
   /** Deny (403 insufficient_auth_level) below this level: for routes that need a step-up. */
-  minAuthLevel: z.enum(['LOW', 'HIGH', 'HIGHEST']).optional(),
+  minAuthLevel: authLevelSchema.optional(),
 });
 type Options = z.infer<typeof schema>;
 
 const NO_IDENTITY = deny(401, 'no_identity', 'passport stage: no identity stage established who is calling');
 const UNKNOWN_USER = deny(403, 'unknown_user', 'passport source does not know this user');
 const SESSION_EXPIRED = deny(401, 'session_expired', 'passport source says the user session has expired');
-
-/** Cross-checks shared with the relay stage. */
-export function passportSectionProblems(config: PassgateConfig, stage: string): string[] {
-  const p = config.passport;
-  if (p === undefined) return [`${stage} stage needs the top-level "passport" section (issuer, audience, keys, source)`];
-  if (!config.headers.internal.includes(p.header)) {
-    return [`passport.header "${p.header}" must be listed in headers.internal, or clients could forge it`];
-  }
-  return [];
-}
 
 class PassportStage {
   readonly type = 'passport';
@@ -59,6 +58,12 @@ class PassportStage {
   private readonly header: string;
   private readonly minRank: number;
   private readonly insufficient: StageResult;
+  /**
+   * Building and hashing the key string is most of a warm Check's cost, so
+   * the last key is kept per facts object (the source hands out the same
+   * object while it caches it) and reused when the request values match.
+   */
+  private readonly keys = new WeakMap<SourceFacts, KeyMemo>();
 
   constructor(
     private readonly options: Options,
@@ -76,25 +81,42 @@ class PassportStage {
     const method = id.attributes['authMethod'] ?? id.source;
     const level = this.levels.get(method) ?? this.levels.get(id.source) ?? 'LOW';
     if (LEVEL_RANK[level] < this.minRank) return this.insufficient;
-    const found = this.state.source.lookup(id, ctx.remainingMs());
-    if (found instanceof Promise) return found.then((r) => this.withFacts(ctx, id, method, level, r));
-    return this.withFacts(ctx, id, method, level, found);
+    const nowMs = Date.now();
+    const found = this.state.source.lookup(id, ctx.remainingMs(nowMs));
+    if (found instanceof Promise) return found.then((r) => this.withFacts(ctx, id, method, level, r, Date.now()));
+    return this.withFacts(ctx, id, method, level, found, nowMs);
   }
 
-  private withFacts(ctx: CheckContext, id: Identity, method: string, level: AuthLevel, r: LookupResult<SourceFacts>): StageResult | Promise<StageResult> {
+  private withFacts(
+    ctx: CheckContext,
+    id: Identity,
+    method: string,
+    level: AuthLevel,
+    r: LookupResult<SourceFacts>,
+    nowMs: number,
+  ): StageResult | Promise<StageResult> {
     if (r.kind === 'not_found') return UNKNOWN_USER;
     if (r.kind === 'error') return fail('passport_source_unavailable', r.detail);
     if (r.stale) ctx.audit['passport_source'] = 'stale';
     const facts = r.value;
-    const nowMs = Date.now();
     if (facts.user.expires !== undefined && facts.user.expires * 1000 <= nowMs) return SESSION_EXPIRED;
     const relay = ctx.attributes.get(RELAY_ATTRIBUTE) as RelayAttribute | undefined;
-    const deviceId = facts.device?.id ?? id.deviceId ?? '';
-    const key = `${facts.fingerprint}\u0000${deviceId}\u0000${method}\u0000${level}\u0000${id.source}${relay === undefined ? '' : `\u0000${relay.key}`}`;
-    const issuer = this.state.issuer;
-    const hit = issuer.cached(key, nowMs);
+    const key = this.keyFor(facts, id, method, level, relay);
+    const hit = this.state.issuer.cached(key, nowMs);
     if (hit !== undefined) return this.inject(ctx, hit);
     return this.issue(ctx, key, id, method, level, facts, relay, nowMs);
+  }
+
+  /** Passport cache key: facts fingerprint, device, auth method, level, identity source, relay facts. */
+  private keyFor(facts: SourceFacts, id: Identity, method: string, level: AuthLevel, relay: RelayAttribute | undefined): string {
+    const deviceId = facts.device?.id ?? id.deviceId ?? '';
+    const relayKey = relay?.key;
+    const m = this.keys.get(facts);
+    // `level` follows from method and source (this stage's levels map is fixed), so it needs no comparison.
+    if (m !== undefined && m.deviceId === deviceId && m.method === method && m.source === id.source && m.relayKey === relayKey) return m.key;
+    const key = `${facts.fingerprint}\u0000${deviceId}\u0000${method}\u0000${level}\u0000${id.source}${relayKey === undefined ? '' : `\u0000${relayKey}`}`;
+    this.keys.set(facts, { deviceId, method, source: id.source, relayKey, key });
+    return key;
   }
 
   /** Cold path: validate identity-derived values once, then sign. */
@@ -162,11 +184,12 @@ export const passportStage: StageDefinition<Options> = {
   type: 'passport',
   schema,
   description: 'Issue a signed Passport (user + device facts) for ctx.identity and set it on the upstream request.',
-  create(options, f) {
-    const section = f.config.passport;
-    if (section === undefined) throw new Error(`${f.path}: the passport stage needs the top-level "passport" section`);
-    const state = passportRuntime(f.services, f.metrics.registry).stateFor(section);
-    return new PassportStage(options, state);
+  create: (options, f) => new PassportStage(options, passportStateFor(f, 'passport')),
+  validate(_options, config) {
+    const p = config.passport;
+    if (p === undefined) return ['the passport stage needs the top-level "passport" section (issuer, audience, keys, source)'];
+    // Checked here, not in the passport schema: headers.internal is a sibling section.
+    if (!config.headers.internal.includes(p.header)) return [`passport.header "${p.header}" must be listed in headers.internal, or clients could forge it`];
+    return [];
   },
-  validate: (_options, config) => passportSectionProblems(config, 'the passport'),
 };

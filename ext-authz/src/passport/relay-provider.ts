@@ -14,13 +14,13 @@ export class RelayProvider {
   private readonly lookup: CachedHttpLookup<RelayValue>;
   private readonly usesUser: boolean;
   private readonly usesDevice: boolean;
-  /** Header value for each answer, computed once per fetched value. */
+  /** Upstream header name: `x-passgate-relay-<name>`. */
   readonly header: string;
 
   constructor(
     readonly name: string,
     readonly config: RelayProviderConfig,
-    onFetch: (result: string) => void,
+    hooks: { onFetch?: (result: string) => void; now?: () => number } = {},
   ) {
     this.header = `x-passgate-relay-${name}`;
     this.usesUser = config.url.includes('{user}');
@@ -38,7 +38,8 @@ export class RelayProvider {
       failureThreshold: config.circuitBreaker.failureThreshold,
       openMs: config.circuitBreaker.openMs,
       notFoundOn404: false,
-      onFetch,
+      ...(hooks.onFetch ? { onFetch: hooks.onFetch } : {}),
+      ...(hooks.now ? { now: hooks.now } : {}),
       parse: (body) => {
         if (typeof body !== 'object' || body === null || Array.isArray(body)) return new InvalidAnswer('answer is not a JSON object');
         const v = (body as Record<string, unknown>)[field];

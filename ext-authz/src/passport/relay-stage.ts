@@ -11,7 +11,7 @@ import type { CheckContext } from '../pipeline/context.js';
 import type { StageDefinition } from '../stages/stage.js';
 import type { LookupResult } from './sources/cached-http.js';
 import type { RelayProvider, RelayValue } from './relay-provider.js';
-import { passportRuntime } from './runtime.js';
+import { passportStateFor } from './runtime.js';
 import { RELAY_ATTRIBUTE, type RelayAttribute } from './passport-stage.js';
 
 /** Lists the providers that failed and were omitted, for upstreams that care. */
@@ -91,9 +91,7 @@ export const relayStage: StageDefinition<Options> = {
   schema,
   description: 'Fetch per-user facts from HTTP providers (cached) and inject them as x-passgate-relay-<name> headers or Passport claims.',
   create(options, f) {
-    const section = f.config.passport;
-    if (section === undefined) throw new Error(`${f.path}: the relay stage needs passport.relay.providers`);
-    const state = passportRuntime(f.services, f.metrics.registry).stateFor(section);
+    const state = passportStateFor(f, 'relay');
     const providers = options.providers.map((n, i) => {
       const p = state.relays.get(n);
       if (!p) throw new Error(`${f.path}.providers[${i}]: no relay provider "${n}"`);

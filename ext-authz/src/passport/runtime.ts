@@ -14,8 +14,9 @@ import { StaticSource } from './sources/static-source.js';
 import { HttpSource } from './sources/http-source.js';
 import { RelayProvider } from './relay-provider.js';
 import type { ServiceRegistry } from '../stages/services.js';
+import type { StageFactoryContext } from '../stages/stage.js';
 
-export const PASSPORT_RUNTIME = 'passport.runtime';
+const PASSPORT_RUNTIME = 'passport.runtime';
 
 export interface PassportState {
   readonly config: PassportConfig;
@@ -75,7 +76,9 @@ export class PassportRuntime {
     const issuer =
       prev && prev.ring.etag === ring.etag && prev.ring.active.kid === ring.active.kid && same(issuerSettings(prev.config), issuerSettings(config))
         ? prev.issuer
-        : new PassportIssuer(ring, config.issuer, config.audience, config.reuseFraction, config.cacheEntries, config.limits.maxHeaderBytes);
+        : new PassportIssuer(ring, config.issuer, config.audience, config.reuseFraction, config.cacheEntries, config.limits.maxHeaderBytes, () =>
+            this.metrics.signatures.inc(),
+          );
     const source = prev && same(prev.config.source, config.source) && same(prev.config.limits, config.limits) ? prev.source : this.buildSource(config);
     const relays = new Map<string, RelayProvider>();
     for (const [name, p] of Object.entries(config.relay.providers)) {
@@ -98,7 +101,7 @@ export class PassportRuntime {
   }
 
   private buildRelay(name: string, config: RelayProviderConfig): RelayProvider {
-    return new RelayProvider(name, config, (r) => this.metrics.relayRequests.inc({ provider: name, result: r }));
+    return new RelayProvider(name, config, { onFetch: (r) => this.metrics.relayRequests.inc({ provider: name, result: r }) });
   }
 
   private retire(prev: PassportState, next: PassportState): void {
@@ -120,4 +123,11 @@ export class PassportRuntime {
 
 export function passportRuntime(services: ServiceRegistry, registry: Registry): PassportRuntime {
   return services.get(PASSPORT_RUNTIME, () => new PassportRuntime(new PassportMetrics(registry)));
+}
+
+/** The passport parts a stage being built uses (its validate() already required the section). */
+export function passportStateFor(f: StageFactoryContext, stage: string): PassportState {
+  const section = f.config.passport;
+  if (section === undefined) throw new Error(`${f.path}: the ${stage} stage needs the top-level "passport" section`);
+  return passportRuntime(f.services, f.metrics.registry).stateFor(section);
 }

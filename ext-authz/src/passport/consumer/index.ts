@@ -13,7 +13,7 @@
  * verifier into a JWKS flood. Imports nothing from the service but the model.
  */
 import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
-import type { Passport, PassportAlgorithm, PassportClaims, PassportDevice, PassportUser } from '../model.js';
+import { PASSPORT_ALGORITHMS, PASSPORT_TYP, type Passport, type PassportAlgorithm, type PassportClaims } from '../model.js';
 
 export type { Passport, PassportClaims, PassportUser, PassportDevice, PassportAlgorithm, AuthLevel, RelayClaims } from '../model.js';
 
@@ -80,8 +80,7 @@ export interface PassportVerifier {
   readonly jwksFetches: number;
 }
 
-const ALLOWED: ReadonlySet<string> = new Set<PassportAlgorithm>(['EdDSA', 'ES256']);
-const TYP = 'passport+jwt';
+const ALLOWED: ReadonlySet<string> = new Set<string>(PASSPORT_ALGORITHMS);
 const B64URL = /^[A-Za-z0-9_-]+$/;
 const MAX_TOKEN = 65_536;
 
@@ -204,7 +203,7 @@ class Verifier implements PassportVerifier {
     if (!isObj(header)) return err('malformed', 'JWS header is not a JSON object');
     if (typeof header['alg'] !== 'string' || !ALLOWED.has(header['alg'])) return err('algorithm_not_allowed', `alg ${JSON.stringify(header['alg'])} is not EdDSA or ES256`);
     if (header['crit'] !== undefined) return err('malformed', 'crit header parameters are not supported');
-    if (header['typ'] !== TYP) return err('malformed', `typ must be ${TYP}`);
+    if (header['typ'] !== PASSPORT_TYP) return err('malformed', `typ must be ${PASSPORT_TYP}`);
     const kid = header['kid'];
     if (!isStr(kid)) return err('malformed', 'JWS header has no kid');
 

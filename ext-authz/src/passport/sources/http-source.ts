@@ -38,7 +38,7 @@ function strings(v: unknown, where: string, max: number, limits: Limits): readon
 }
 
 /** Validates the auth service's answer against the Passport limits. */
-export function parseFacts(body: unknown, limits: Limits): SourceFacts | InvalidAnswer {
+function parseFacts(body: unknown, limits: Limits): SourceFacts | InvalidAnswer {
   if (!isObject(body) || !isObject(body['user'])) return new InvalidAnswer('answer has no "user" object');
   const u = body['user'];
   const idWhy = checkClaimValue(u['id'], limits.maxValueLength);
@@ -91,7 +91,7 @@ export function parseFacts(body: unknown, limits: Limits): SourceFacts | Invalid
 
 export class HttpSource implements PassportSource {
   readonly type = 'http' as const;
-  readonly lookupCache: CachedHttpLookup<SourceFacts>;
+  private readonly lookupCache: CachedHttpLookup<SourceFacts>;
   private readonly base: string;
 
   constructor(
