@@ -23,6 +23,7 @@ import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
+import { verifyMix } from './verify.js';
 import { freePort, spawnProcess, waitForPort, type Spawned } from '../common/process.js';
 import { fmtMs, markdownTable, summarize, type LatencySummary } from '../common/stats.js';
 import { summarizeProfile, type ProfileSummary } from '../common/cpuprofile.js';
@@ -134,30 +135,6 @@ function weightedSequence(mix: readonly MixEntry[], length = 2000): number[] {
   return seq;
 }
 
-/** Every mix entry must get the decision the scenario states, or the numbers mean nothing. */
-async function verifyMix(port: number, mix: readonly MixEntry[]): Promise<string[]> {
-  const Client = grpc.makeClientConstructor(service, 'Authorization');
-  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    Check(req: CheckRequest, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: CheckResponse) => void): void;
-  };
-  const problems: string[] = [];
-  try {
-    for (const entry of mix) {
-      const res = await new Promise<CheckResponse>((ok, fail) =>
-        client.Check(entry.request, { deadline: Date.now() + 5000 }, (err, r) => (err ? fail(err) : ok(r ?? {}))),
-      );
-      const code = res.status?.code ?? 0;
-      const got = code === 0 ? 'allow' : `deny ${res.denied_response?.status?.code ?? '?'} ${res.status?.message ?? ''}`;
-      const want = 'allow' in entry.expect ? 'allow' : `deny ${entry.expect.deny} ${entry.expect.reason}`;
-      if (got !== want) problems.push(`"${entry.name}": expected ${want}, got ${got}`);
-    }
-  } catch (err) {
-    problems.push(`Check call failed: ${(err as Error).message}`);
-  } finally {
-    client.close();
-  }
-  return problems;
-}
 
 // ---------------------------------------------------------------------------
 // Load generator process
