@@ -11,7 +11,8 @@ import { sleep } from '../../bench/common/process.js';
 
 export { freePort, sleep } from '../../bench/common/process.js';
 
-export const REDIS_URL = 'redis://127.0.0.1:6379';
+/** The shared test Redis; PASSGATE_TEST_REDIS_URL points a run at its own server (parallel worktrees). */
+export const REDIS_URL = process.env['PASSGATE_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 export const TOKEN = 'test-admin-token-0123456789abcdef';
 
 export function testPrefix(): string {
