@@ -34,7 +34,7 @@ ${caBlock}    cacheSize: 100000
 gateways:
   secure:
     kind: secure
-    mtls: true
+    trustXfcc: true
     routes:
       - { name: bare, match: { path: { prefix: /bare } }, stages: [allow] }
       - { name: mtls, match: { path: { prefix: /m } }, stages: [mtls, allow] }

@@ -26,7 +26,7 @@ describe('identity: the authorize stage', () => {
 gateways:
   secure:
     kind: secure
-    mtls: true
+    trustXfcc: true
     routes:
       - { name: exact, match: { path: { prefix: /exact } }, stages: [{ type: authorize, subjects: [alice@acme] }] }
       - { name: suffix, match: { path: { prefix: /suffix } }, stages: [{ type: authorize, subjects: ["*@acme"] }] }

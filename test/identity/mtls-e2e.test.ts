@@ -44,7 +44,7 @@ ${indent(root.pem, 8)}
 gateways:
   secure:
     kind: secure
-    mtls: true
+    trustXfcc: true
     routes:
       - name: partner-api
         match: { path: { prefix: /partner } }
@@ -63,7 +63,7 @@ gateways:
         stages: [mtls]
   mesh:
     kind: internal
-    mtls: true
+    trustXfcc: true
     routes:
       - name: behind-gateway
         match: { path: { prefix: / } }

@@ -137,7 +137,7 @@ export class Checker {
       const upstream = ctx?.upstreamHeaders ?? [];
       if (decision.degraded && ctx) ctx.setUpstreamHeader(state.degradedHeader, 'true');
       // XFCC is only believed on mTLS gateways; elsewhere a client could have forged it.
-      const extra = !gateway.mtls && view.headers[XFCC] !== undefined ? XFCC : undefined;
+      const extra = !gateway.trustXfcc && view.headers[XFCC] !== undefined ? XFCC : undefined;
       const remove = state.internal.headersToRemove(view.headers, upstream, extra);
       response = okResponse(upstream, remove, ctx?.responseHeaders ?? []);
     } else {

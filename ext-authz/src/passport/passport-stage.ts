@@ -180,7 +180,7 @@ class PassportStage {
   }
 }
 
-export const passportStage: StageDefinition<Options> = {
+export const passportStage: StageDefinition<Options, PassportState | undefined> = {
   type: 'passport',
   schema,
   description: 'Issue a signed Passport (user + device facts) for ctx.identity and set it on the upstream request.',
