@@ -12,10 +12,9 @@
 import { pino } from 'pino';
 import { createCa, issueCertificate, toXfcc, type CertificateAuthority } from '../../ext-authz/src/devcerts/generate.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
-import { compileRouteTable } from '../../ext-authz/src/routing/route-table.js';
+import { assemble } from '../../ext-authz/src/server/assemble.js';
 import { Checker } from '../../ext-authz/src/check/checker.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
 
 const COLD_CERTS = Number(process.env['BENCH_COLD_CERTS'] ?? 1000);
@@ -41,11 +40,11 @@ gateways:
 `;
 }
 
-function checker(ca: CertificateAuthority | undefined): Checker {
+async function checker(ca: CertificateAuthority | undefined): Promise<Checker> {
   const cfg = parseConfigText(config(ca), 'bench.yaml');
   const logger = pino({ level: 'silent' });
   const metrics = new Metrics(false);
-  const table = compileRouteTable(cfg, { logger, metrics, services: new ServiceRegistry() });
+  const { table } = await assemble(cfg, { logger, metrics });
   return new Checker(table, { logger, metrics });
 }
 
@@ -94,8 +93,8 @@ async function main(): Promise<void> {
   for (let i = 0; i < COLD_CERTS; i++) coldB.push(toXfcc(await issueCertificate({ ca: root, sans: sans(i + 1) })));
   const warmXfcc = toXfcc(warmCert);
 
-  const plain = checker(undefined);
-  const withCa = checker(root);
+  const plain = await checker(undefined);
+  const withCa = await checker(root);
   const bareReq = [request('/bare', warmXfcc)];
   const warmReq = [request('/m', warmXfcc)];
   // Istio ingress: Envoy sends the peer principal and the sanitized XFCC of the same client.

@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
-import { compileRouteTable, type RouteTable } from '../../ext-authz/src/routing/route-table.js';
+import type { RouteTable } from '../../ext-authz/src/routing/route-table.js';
+import { assemble } from '../../ext-authz/src/server/assemble.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import { CheckContext, type Identity } from '../../ext-authz/src/pipeline/context.js';
 import { toRequestView } from '../../ext-authz/src/check/request-view.js';
 import { httpCheck } from '../support/service.js';
@@ -38,7 +38,7 @@ gateways:
 `,
       't.yaml',
     );
-    table = compileRouteTable(config, { logger: pino({ level: 'silent' }), metrics: new Metrics(false), services: new ServiceRegistry() });
+    table = (await assemble(config, { logger: pino({ level: 'silent' }), metrics: new Metrics(false) })).table;
   });
 
   function authorize(path: string, identity: Identity | undefined): { reason: string | undefined; status: number | undefined; why: unknown } {

@@ -387,7 +387,7 @@ describe('identity: mTLS end to end over gRPC', function () {
 identity:
 ${identity}
 gateways:
-  secure: { kind: secure, mtls: true, routes: [{ name: r, stages: ${stages} }] }
+  secure: { kind: secure, trustXfcc: true, routes: [{ name: r, stages: ${stages} }] }
 `;
     function problems(yaml: string): string[] {
       try {

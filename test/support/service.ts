@@ -9,6 +9,12 @@ import { PassgateService } from '../../ext-authz/src/server/service.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import { createAuthorizationClient, type AuthorizationClient } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
+import { testCapability, testComposition } from './test-stages.js';
+
+/** Parses a test config with the built-in capabilities plus the test stage types. */
+export function testConfig(yaml: string, source = 'test.yaml') {
+  return parseConfigText(yaml, source, testComposition());
+}
 
 export interface LogCapture {
   readonly logger: Logger;
@@ -49,9 +55,10 @@ export interface Running {
 
 export async function startService(yaml: string, options: { configPath?: string; watchConfig?: boolean } = {}): Promise<Running> {
   const logs = captureLogs();
-  const config = parseConfigText(yaml, 'test.yaml');
+  const config = testConfig(yaml);
   const svc = await PassgateService.start({
     config,
+    capabilities: [testCapability],
     logger: logs.logger,
     grpcPort: 0,
     adminPort: 0,

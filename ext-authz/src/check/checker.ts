@@ -35,7 +35,7 @@ interface TableState {
 const NO_GATEWAY: CompiledGateway = Object.freeze({
   name: '(none)',
   kind: 'public',
-  mtls: false,
+  trustXfcc: false,
   challenge: DEFAULT_CHALLENGE,
   routes: [],
   defaultRoute: { name: '(none)', matches: () => true, stages: [], failureMode: 'closed' as const },

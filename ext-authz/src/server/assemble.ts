@@ -72,10 +72,13 @@ export async function prepareGeneration(composition: Composition, config: Passga
 }
 
 export interface Assembled {
+  /** The route table of the committed config. */
   readonly table: RouteTable;
   readonly generation: Generation;
   /** The committed state of one capability (e.g. the identity capability's certificate cache). */
   stateOf<State>(capability: Capability<State>): State;
+  /** Prepares `config` taking over from the committed one, commits it and retires the old; resolves to the new table. */
+  reload(config: PassgateConfig): Promise<RouteTable>;
   close(): Promise<void>;
 }
 
@@ -84,17 +87,29 @@ export async function assemble(
   config: PassgateConfig,
   options: { composition?: Composition; logger?: Logger; metrics?: Metrics } = {},
 ): Promise<Assembled> {
-  const generation = await prepareGeneration(options.composition ?? defaultComposition(), config, {
-    logger: options.logger ?? pino({ level: 'silent' }),
-    metrics: options.metrics ?? new Metrics(false),
-  });
-  for (const p of generation.prepared.values()) p.commit?.();
+  const composition = options.composition ?? defaultComposition();
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const metrics = options.metrics ?? new Metrics(false);
+  let current = await prepareGeneration(composition, config, { logger, metrics });
+  for (const p of current.prepared.values()) p.commit?.();
   return {
-    table: generation.table,
-    generation,
-    stateOf: <State>(capability: Capability<State>) => generation.prepared.get(capability)?.state as State,
+    get table() {
+      return current.table;
+    },
+    get generation() {
+      return current;
+    },
+    stateOf: <State>(capability: Capability<State>) => current.prepared.get(capability)?.state as State,
+    async reload(next) {
+      const gen = await prepareGeneration(composition, next, { logger, metrics, previous: current });
+      for (const p of gen.prepared.values()) p.commit?.();
+      const old = current;
+      current = gen;
+      for (const [cap, p] of old.prepared) await p.retire?.(gen.prepared.get(cap)?.state);
+      return gen.table;
+    },
     async close() {
-      for (const p of [...generation.prepared.values()].reverse()) await p.close?.();
+      for (const p of [...current.prepared.values()].reverse()) await p.close?.();
     },
   };
 }
