@@ -20,7 +20,7 @@ const billing: Identity = { subject: 'billing.svc.acme.example', kind: 'service'
 
 describe('identity: the authorize stage', () => {
   let table: RouteTable;
-  before(() => {
+  before(async () => {
     const config = parseConfigText(
       `
 gateways:

@@ -281,7 +281,7 @@ gateways:
       const again = runStage({ xfcc: toXfcc(alice), table: reloaded });
       assert.equal((again.result as { kind: string }).kind, 'continue');
       assert.equal(shared.misses, misses, 'the certificate decoded before the reload is still cached');
-      compile(configYaml());
+      await compile(configYaml());
       assert.equal(shared.max, 10_000);
     });
   });

@@ -80,8 +80,8 @@ export class PassgateService {
       const next = await svc.prepare(svc.config);
       svc.commit(next);
       const { server } = svc.config;
-      svc.grpcPort = await svc.grpc.listen(server.grpc.host, options.grpcPort ?? server.grpc.port);
-      svc.adminPort = await svc.admin.listen(server.admin.host, options.adminPort ?? server.admin.port);
+      svc.grpcPort = await listening('server.grpc', server.grpc.host, options.grpcPort ?? server.grpc.port, (h, p) => svc.grpc.listen(h, p));
+      svc.adminPort = await listening('server.admin', server.admin.host, options.adminPort ?? server.admin.port, (h, p) => svc.admin.listen(h, p));
     } catch (err) {
       await svc.closeAfterFailedStart();
       throw err;
@@ -235,5 +235,14 @@ export class PassgateService {
     await this.closeAll();
     await this.admin.close();
     this.logger.info('stopped');
+  }
+}
+
+/** Opens a port, naming the config key and address when it cannot (e.g. the port is taken). */
+async function listening(key: string, host: string, port: number, listen: (host: string, port: number) => Promise<number>): Promise<number> {
+  try {
+    return await listen(host, port);
+  } catch (err) {
+    throw new Error(`${key}: cannot listen on ${host}:${port} (${(err as Error).message}); is another process using the port?`);
   }
 }
