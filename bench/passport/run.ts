@@ -13,7 +13,7 @@ import { validateConfig } from '../../ext-authz/src/config/load.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import { CheckContext, type Identity } from '../../ext-authz/src/pipeline/context.js';
 import { CONTINUE } from '../../ext-authz/src/pipeline/decision.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { passportStage } from '../../ext-authz/src/passport/passport-stage.js';
 import { passportCapability } from '../../ext-authz/src/passport/capability.js';
 import { compose } from '../../ext-authz/src/capabilities/index.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import { assemble } from '../../ext-authz/src/server/assemble.js';
-import { toRequestView, hostWithoutPort } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView, hostWithoutPort } from '../../ext-authz/src/pipeline/request-view.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import { httpCheck } from '../support/service.js';
 

@@ -9,7 +9,7 @@ import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
 import { runChain } from '../../ext-authz/src/pipeline/run-chain.js';
 import { deny, CONTINUE, type Decision } from '../../ext-authz/src/pipeline/decision.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import type { Stage } from '../../ext-authz/src/stages/stage.js';
 import type { CompiledGateway, CompiledRoute } from '../../ext-authz/src/routing/route-table.js';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';

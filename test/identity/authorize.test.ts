@@ -12,7 +12,7 @@ import type { RouteTable } from '../../ext-authz/src/routing/route-table.js';
 import { assemble } from '../../ext-authz/src/server/assemble.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import { CheckContext, type Identity } from '../../ext-authz/src/pipeline/context.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { httpCheck } from '../support/service.js';
 
 const alice: Identity = { subject: 'alice@acme', kind: 'user', source: 'mtls', attributes: { org: 'acme' }, groups: ['partners', 'org:acme'] };

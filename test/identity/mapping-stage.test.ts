@@ -16,7 +16,7 @@ import { assemble, type Assembled } from '../../ext-authz/src/server/assemble.js
 import { identityCapability } from '../../ext-authz/src/identity/capability.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { httpCheck } from '../support/service.js';
 
 describe('identity: certificates, mapping and the mtls stage', function () {

@@ -22,7 +22,7 @@ import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import { assemble } from '../../ext-authz/src/server/assemble.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { derToPem, peerCertificate, xfccElement } from '../../local-gateway/src/xfcc-writer.js';
 import { httpCheck } from '../support/service.js';
 

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { CheckContext, type Identity } from '../../ext-authz/src/pipeline/context.js';
 import { CONTINUE } from '../../ext-authz/src/pipeline/decision.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { validateConfig } from '../../ext-authz/src/config/load.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
 import type { CompiledGateway, CompiledRoute } from '../../ext-authz/src/routing/route-table.js';

@@ -5,10 +5,10 @@
  */
 import type { Logger } from 'pino';
 import type { CheckRequest, CheckResponse } from '../proto/types.js';
-import { toRequestView, type RequestView } from './request-view.js';
+import { toRequestView, type RequestView } from '../pipeline/request-view.js';
 import { deniedResponse, internalErrorResponse, okResponse } from './response.js';
 import { InternalHeaderPolicy } from './internal-headers.js';
-import { CheckContext } from '../pipeline/context.js';
+import { CheckContext, type GatewayInfo, type RouteInfo } from '../pipeline/context.js';
 import { runChain } from '../pipeline/run-chain.js';
 import type { Decision, Denial } from '../pipeline/decision.js';
 import type { RouteTable, CompiledGateway, CompiledRoute } from '../routing/route-table.js';
@@ -45,7 +45,7 @@ export class Checker {
   private state: TableState;
   private readonly audit: Logger;
   /** route → verdict → reason → labelled child: no label hashing or key building per Check. */
-  private readonly counterCache = new WeakMap<CompiledRoute, Map<string, Map<string, { inc(): void }>>>();
+  private readonly counterCache = new WeakMap<RouteInfo, Map<string, Map<string, { inc(): void }>>>();
   private readonly durationCache = new Map<string, { observe(v: number): void }>();
 
   constructor(
@@ -151,13 +151,14 @@ export class Checker {
     state: TableState,
     view: RequestView,
     ctx: CheckContext | undefined,
-    gateway: CompiledGateway,
+    gateway: GatewayInfo,
     decision: Decision,
     traceId: string,
     startedAt: number,
   ): void {
     const seconds = (performance.now() - startedAt) / 1000;
-    const route = ctx?.route ?? gateway.defaultRoute;
+    // No context means no gateway was selected: NO_GATEWAY's default route.
+    const route: RouteInfo = ctx?.route ?? NO_GATEWAY.defaultRoute;
     const verdict = decision.kind === 'allow' ? (decision.degraded ? 'allow_degraded' : 'allow') : 'deny';
     const reason = decision.kind === 'allow' ? decision.reason : decision.denial.reason;
     this.counter(gateway, route, verdict, reason).inc();
@@ -190,7 +191,7 @@ export class Checker {
   }
 
   /** Labelled counter children are cached per route so the hot path does no label hashing. */
-  private counter(gateway: CompiledGateway, route: CompiledRoute, verdict: string, reason: string): { inc(): void } {
+  private counter(gateway: GatewayInfo, route: RouteInfo, verdict: string, reason: string): { inc(): void } {
     let byVerdict = this.counterCache.get(route);
     if (byVerdict === undefined) {
       byVerdict = new Map();

@@ -3,28 +3,22 @@
  * predicates and stage instances, and the gateway selector. A reload builds
  * a new table and swaps one reference, so a Check always sees one table.
  */
-import type { RequestView } from '../check/request-view.js';
+import type { RequestView } from '../pipeline/request-view.js';
 import type { FailureMode, GatewayConfig, PassgateConfig } from '../config/schema.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { Stage, StageDefinition } from '../stages/stage.js';
+import type { GatewayInfo, RouteInfo } from '../pipeline/context.js';
 import { compileRouteMatch, type RoutePredicate } from './route-match.js';
 import { compileHosts, type HostMatcher } from './host-match.js';
 import { deny } from '../pipeline/decision.js';
 
-export interface CompiledRoute {
-  readonly name: string;
+export interface CompiledRoute extends RouteInfo {
   readonly matches: RoutePredicate;
   readonly stages: readonly Stage[];
-  readonly failureMode: FailureMode;
 }
 
-export interface CompiledGateway {
-  readonly name: string;
-  readonly kind: GatewayConfig['kind'];
-  /** Whether x-forwarded-client-cert may be believed on this gateway (`trustXfcc`). */
-  readonly trustXfcc: boolean;
-  readonly challenge: string;
+export interface CompiledGateway extends GatewayInfo {
   readonly routes: readonly CompiledRoute[];
   readonly defaultRoute: CompiledRoute;
 }
