@@ -16,6 +16,8 @@ export interface Layer {
 export interface LayerConfig {
   readonly roots: readonly string[];
   readonly layers: readonly Layer[];
+  /** Sideways imports allowed in an isolated layer: [from unit, to unit], for a capability that `needs` another. */
+  readonly allowSideways?: ReadonlyArray<readonly [string, string]>;
 }
 
 interface Placed {
@@ -62,7 +64,7 @@ export async function checkLayers(baseDir: string, config: LayerConfig, tsConfig
       const b = place(target, config);
       if (b === undefined) continue; // reported as its own file
       if (b.index > a.index) problems.push(`upward import: ${file} (${a.layer.name}) imports ${target} (${b.layer.name})`);
-      else if (b.index === a.index && a.layer.isolated && a.unit !== b.unit) {
+      else if (b.index === a.index && a.layer.isolated && a.unit !== b.unit && !config.allowSideways?.some(([f, t]) => f === a.unit && t === b.unit)) {
         problems.push(`sideways import: ${file} (${a.unit}) imports ${target} (${b.unit}); ${a.layer.name} meet only in a higher layer`);
       }
     }

@@ -16,12 +16,12 @@ import { compose, type Composition } from '../../ext-authz/src/capabilities/inde
 export const TEST_IDENTITY = 'test-passport-identity';
 
 const definitions: StageDefinition<any>[] = [];
-function registerStageDefinition<O extends { type: string }>(def: StageDefinition<O>): void {
+function addTestStage<O extends { type: string }>(def: StageDefinition<O>): void {
   definitions.push(def as StageDefinition<any>);
 }
 
 {
-  registerStageDefinition({
+  addTestStage({
     type: TEST_IDENTITY,
     schema: z.strictObject({ type: z.literal(TEST_IDENTITY) }),
     description: 'test: identity from x-test-subject / x-test-device',
@@ -38,7 +38,7 @@ function registerStageDefinition<O extends { type: string }>(def: StageDefinitio
     }),
   });
   const sleep = z.strictObject({ type: z.literal('test-sleep'), ms: z.number() });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-sleep',
     schema: sleep,
     description: 'test: wait, then continue',
@@ -48,7 +48,7 @@ function registerStageDefinition<O extends { type: string }>(def: StageDefinitio
     }),
   });
   const thrower = z.strictObject({ type: z.literal('test-throw'), async: z.boolean().default(false) });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-throw',
     schema: thrower,
     description: 'test: throw',
@@ -61,14 +61,14 @@ function registerStageDefinition<O extends { type: string }>(def: StageDefinitio
     }),
   });
   const failer = z.strictObject({ type: z.literal('test-fail') });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-fail',
     schema: failer,
     description: 'test: cannot decide',
     create: () => ({ type: 'test-fail', run: () => fail('dependency_unavailable', 'test dependency down') }),
   });
   const slowFinish = z.strictObject({ type: z.literal('test-slow-finish'), ms: z.number() });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-slow-finish',
     schema: slowFinish,
     description: 'test: a finish hook that takes its time',
@@ -79,7 +79,7 @@ function registerStageDefinition<O extends { type: string }>(def: StageDefinitio
     }),
   });
   const setter = z.strictObject({ type: z.literal('test-set-header'), name: z.string(), value: z.string() });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-set-header',
     schema: setter,
     description: 'test: set an upstream header',

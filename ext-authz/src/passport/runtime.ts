@@ -123,7 +123,7 @@ export function closePassportState(state: PassportState): void {
 }
 
 /** The passport parts a stage being built uses (its validate() already required the section). */
-export function passportStateFor(f: StageFactoryContext<PassportState | undefined>, stage: string): PassportState {
+export function requirePassportState(f: StageFactoryContext<PassportState | undefined>, stage: string): PassportState {
   if (f.state === undefined) throw new Error(`${f.path}: the ${stage} stage needs the top-level "passport" section`);
   return f.state;
 }
