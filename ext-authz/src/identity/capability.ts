@@ -22,7 +22,7 @@ export const identityCapability: Capability<IdentityState> = {
   section: { key: 'identity', schema: identityConfigSchema },
   stages: [mtlsStage, authorizeStage],
   prepare(config, ctx): Prepared<IdentityState> {
-    // Throws MtlsConfigError (problems naming identity.mtls keys): the config is rejected.
+    // Throws a ConfigError (problems naming identity.mtls keys): the config is rejected.
     const mtls = config.identity?.mtls ? compileMtls(config.identity.mtls) : undefined;
     const size = mtls?.cacheSize ?? ctx.previous?.certificates.max ?? DEFAULT_CACHE_SIZE;
     const certificates = ctx.previous?.certificates ?? new CertificateCache(size);

@@ -24,7 +24,8 @@ import type { IdentityState } from './state.js';
 import { parseXfcc, selectClientElement, type ForwardingMode, type XfccElement, type XfccParseOptions } from './xfcc.js';
 import { type CertificateCache, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
 import { mapIdentity, sanSourceOf, type MappingResult, type SanSource } from './mapping.js';
-import { compileMtls, MtlsConfigError, type CompiledMtls } from './profile.js';
+import { compileMtls, type CompiledMtls } from './profile.js';
+import { ConfigError } from '../config/errors.js';
 
 const XFCC = 'x-forwarded-client-cert';
 
@@ -346,7 +347,7 @@ export const mtlsStage: StageDefinition<Options, IdentityState> = {
       try {
         compileMtls(cfg);
       } catch (e) {
-        if (e instanceof MtlsConfigError) problems.push(...e.problems);
+        if (e instanceof ConfigError) problems.push(...e.problems);
         else throw e;
       }
     }

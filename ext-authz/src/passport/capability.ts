@@ -7,9 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Capability, Prepared } from '../capabilities/capability.js';
 import { sendJson } from '../capabilities/admin-http.js';
-import { ConfigError } from '../config/errors.js';
 import { passportConfigSchema } from './config.js';
-import { KeyLoadError } from './keys.js';
 import { passportStage } from './passport-stage.js';
 import { relayStage } from './relay-stage.js';
 import {
@@ -48,13 +46,8 @@ export const passportCapability: Capability<PassportState | undefined> = {
       // Section removed: nothing is served or signed; the old parts close once replaced.
       return { state: undefined, retire: () => undefined, close: () => undefined };
     }
-    let state: PassportState;
-    try {
-      state = buildPassportState(config.passport, prev, passportMetrics(ctx.metrics.registry));
-    } catch (err) {
-      if (err instanceof KeyLoadError) throw new ConfigError('passport.keys', err.problems);
-      throw err;
-    }
+    // Throws a ConfigError naming passport.keys on a bad key file: the config is rejected.
+    const state = buildPassportState(config.passport, prev, passportMetrics(ctx.metrics.registry));
     const path = state.config.jwks.path;
     return {
       state,

@@ -65,7 +65,7 @@ export function passportMetrics(registry: Registry): PassportMetrics {
 
 /**
  * Builds the state for `config`, taking over from `prev` (never changing it)
- * every part whose config did not change. Throws KeyLoadError on bad keys.
+ * every part whose config did not change. Throws a ConfigError naming passport.keys on bad keys.
  */
 export function buildPassportState(config: PassportConfig, prev: PassportState | undefined, metrics: PassportMetrics): PassportState {
   const ring = loadKeyRing(config.keys, prev?.ring);

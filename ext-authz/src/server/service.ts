@@ -155,9 +155,10 @@ export class PassgateService {
 
   /** Any failure to prepare a capability or build a stage becomes a ConfigError naming its key. */
   private asConfigError(err: unknown): ConfigError {
-    if (err instanceof ConfigError) return err;
+    const source = this.options.configPath ?? '(inline)';
+    if (err instanceof ConfigError && err.source === source) return err;
     const problems = (err as { problems?: unknown }).problems;
-    return new ConfigError(this.options.configPath ?? '(inline)', Array.isArray(problems) ? problems.map(String) : [(err as Error).message]);
+    return new ConfigError(source, Array.isArray(problems) ? problems.map(String) : [(err as Error).message]);
   }
 
   private readiness(): { ready: boolean; why?: string } {
