@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { createCa, issueCertificate, toXfcc, type CertificateAuthority } from '../../ext-authz/src/devcerts/generate.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import { assemble } from '../../ext-authz/src/server/assemble.js';
+import { buildCheckRequest } from '../../ext-authz/src/proto/check-request.js';
 import { Checker } from '../../ext-authz/src/check/checker.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
@@ -49,23 +50,15 @@ async function checker(ca: CertificateAuthority | undefined): Promise<Checker> {
 }
 
 function request(path: string, xfcc: string, principal?: string): CheckRequest {
-  const headers: Record<string, string> = {
-    ':method': 'GET',
-    ':path': path,
-    ':authority': 'secure.example.com',
-    ':scheme': 'https',
-    'user-agent': 'bench',
-    'x-request-id': 'bench-1',
-    'x-forwarded-client-cert': xfcc,
-  };
-  return {
-    attributes: {
-      source: { address: { socket_address: { address: '203.0.113.7', port_value: 5000 } }, ...(principal ? { principal } : {}) },
-      destination: { address: { socket_address: { address: '10.0.0.5', port_value: 8443 } } },
-      request: { http: { id: '1', method: 'GET', host: 'secure.example.com', path, scheme: 'https', protocol: 'HTTP/2', headers } },
-      context_extensions: { gateway: 'secure' },
-    },
-  };
+  return buildCheckRequest({
+    path,
+    host: 'secure.example.com',
+    headers: { 'user-agent': 'bench', 'x-request-id': 'bench-1', 'x-forwarded-client-cert': xfcc },
+    sourcePort: 5000,
+    id: '1',
+    gateway: 'secure',
+    ...(principal ? { principal } : {}),
+  });
 }
 
 function assertAllowed(res: CheckResponse, what: string): void {

@@ -12,7 +12,7 @@ import { deny, CONTINUE, type Decision } from '../../ext-authz/src/pipeline/deci
 import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import type { Stage } from '../../ext-authz/src/stages/stage.js';
 import type { CompiledGateway, CompiledRoute } from '../../ext-authz/src/routing/route-table.js';
-import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
+import { buildCheckRequest } from '../../ext-authz/src/proto/check-request.js';
 import { fdsStage } from '../../ext-authz/src/fds/fds-stage.js';
 import { fdsCapability } from '../../ext-authz/src/fds/capability.js';
 import type { FdsEngine } from '../../ext-authz/src/fds/engine.js';
@@ -53,12 +53,7 @@ async function harness(fds: Record<string, unknown>): Promise<Harness> {
     engine,
     metrics,
     async check({ ip = '203.0.113.9', user, fail = false, route = 'login' }) {
-      const view = toRequestView({
-        attributes: {
-          source: { address: { socket_address: { address: ip, port_value: 1 } } },
-          request: { http: { method: 'POST', path: '/login', host: 'a', headers: {} } },
-        },
-      } as unknown as CheckRequest);
+      const view = toRequestView(buildCheckRequest({ method: 'POST', path: '/login', host: 'a', sourceAddress: ip, sourcePort: 1 }));
       const stages = [stage, identity(user, fail), allow];
       const r: CompiledRoute = { name: route, matches: () => true, stages, failureMode: 'closed' };
       const gw: CompiledGateway = { name: 'edge', kind: 'public', trustXfcc: false, challenge: 'Bearer', routes: [r], defaultRoute: r };
