@@ -294,7 +294,7 @@ function coreConfig(knobs: ServiceKnobs, secureChain?: readonly unknown[], secti
       },
       secure: {
         kind: 'secure',
-        mtls: true,
+        trustXfcc: true,
         select: { hosts: ['partner.shop.example', 'b2b.shop.example'], ports: [8443] },
         challenge: 'Mutual realm="passgate"',
         routes: secureRoutes(secureChain),

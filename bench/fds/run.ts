@@ -13,6 +13,7 @@
  *     "lua" and excluded) ÷ Checks. This is the exact round-trip count, "others" included.
  * Env: BENCH_FDS_SECONDS (timed seconds per scenario, split over 4 interleaved rounds; default 6), BENCH_FDS_CONCURRENCY (default 32).
  */
+import { buildCheckRequest } from '../../ext-authz/src/proto/check-request.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -32,13 +33,7 @@ const BLOCKED_IP = '203.0.113.66';
 type CheckFn = (req: CheckRequest) => Promise<CheckResponse>;
 
 function request(path: string, ip: string): CheckRequest {
-  return {
-    attributes: {
-      source: { address: { socket_address: { address: ip, port_value: 40000 } } },
-      request: { http: { method: 'GET', path, host: 'edge.example', headers: { ':path': path, ':method': 'GET', ':authority': 'edge.example', 'user-agent': 'bench' } } },
-      context_extensions: { gateway: 'edge' },
-    },
-  } as unknown as CheckRequest;
+  return buildCheckRequest({ path, host: 'edge.example', sourceAddress: ip, sourcePort: 40000, headers: { 'user-agent': 'bench' }, gateway: 'edge' });
 }
 
 async function startRedis(): Promise<{ url: string; proc: ChildProcess }> {

@@ -12,10 +12,10 @@
 import { pino } from 'pino';
 import { createCa, issueCertificate, toXfcc, type CertificateAuthority } from '../../ext-authz/src/devcerts/generate.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
-import { compileRouteTable } from '../../ext-authz/src/routing/route-table.js';
+import { assemble } from '../../ext-authz/src/server/assemble.js';
+import { buildCheckRequest } from '../../ext-authz/src/proto/check-request.js';
 import { Checker } from '../../ext-authz/src/check/checker.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
 
 const COLD_CERTS = Number(process.env['BENCH_COLD_CERTS'] ?? 1000);
@@ -34,39 +34,31 @@ ${caBlock}    cacheSize: 100000
 gateways:
   secure:
     kind: secure
-    mtls: true
+    trustXfcc: true
     routes:
       - { name: bare, match: { path: { prefix: /bare } }, stages: [allow] }
       - { name: mtls, match: { path: { prefix: /m } }, stages: [mtls, allow] }
 `;
 }
 
-function checker(ca: CertificateAuthority | undefined): Checker {
+async function checker(ca: CertificateAuthority | undefined): Promise<Checker> {
   const cfg = parseConfigText(config(ca), 'bench.yaml');
   const logger = pino({ level: 'silent' });
   const metrics = new Metrics(false);
-  const table = compileRouteTable(cfg, { logger, metrics, services: new ServiceRegistry() });
+  const { table } = await assemble(cfg, { logger, metrics });
   return new Checker(table, { logger, metrics });
 }
 
 function request(path: string, xfcc: string, principal?: string): CheckRequest {
-  const headers: Record<string, string> = {
-    ':method': 'GET',
-    ':path': path,
-    ':authority': 'secure.example.com',
-    ':scheme': 'https',
-    'user-agent': 'bench',
-    'x-request-id': 'bench-1',
-    'x-forwarded-client-cert': xfcc,
-  };
-  return {
-    attributes: {
-      source: { address: { socket_address: { address: '203.0.113.7', port_value: 5000 } }, ...(principal ? { principal } : {}) },
-      destination: { address: { socket_address: { address: '10.0.0.5', port_value: 8443 } } },
-      request: { http: { id: '1', method: 'GET', host: 'secure.example.com', path, scheme: 'https', protocol: 'HTTP/2', headers } },
-      context_extensions: { gateway: 'secure' },
-    },
-  };
+  return buildCheckRequest({
+    path,
+    host: 'secure.example.com',
+    headers: { 'user-agent': 'bench', 'x-request-id': 'bench-1', 'x-forwarded-client-cert': xfcc },
+    sourcePort: 5000,
+    id: '1',
+    gateway: 'secure',
+    ...(principal ? { principal } : {}),
+  });
 }
 
 function assertAllowed(res: CheckResponse, what: string): void {
@@ -94,8 +86,8 @@ async function main(): Promise<void> {
   for (let i = 0; i < COLD_CERTS; i++) coldB.push(toXfcc(await issueCertificate({ ca: root, sans: sans(i + 1) })));
   const warmXfcc = toXfcc(warmCert);
 
-  const plain = checker(undefined);
-  const withCa = checker(root);
+  const plain = await checker(undefined);
+  const withCa = await checker(root);
   const bareReq = [request('/bare', warmXfcc)];
   const warmReq = [request('/m', warmXfcc)];
   // Istio ingress: Envoy sends the peer principal and the sanitized XFCC of the same client.

@@ -9,16 +9,16 @@
 import { pino } from 'pino';
 import { z } from 'zod';
 import { Checker } from '../../ext-authz/src/check/checker.js';
-import { compileRouteTable } from '../../ext-authz/src/routing/route-table.js';
 import { validateConfig } from '../../ext-authz/src/config/load.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
-import { registerStageDefinition } from '../../ext-authz/src/stages/catalog.js';
 import { CheckContext, type Identity } from '../../ext-authz/src/pipeline/context.js';
 import { CONTINUE } from '../../ext-authz/src/pipeline/decision.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { passportStage } from '../../ext-authz/src/passport/passport-stage.js';
-import { passportRuntime } from '../../ext-authz/src/passport/runtime.js';
+import { passportCapability } from '../../ext-authz/src/passport/capability.js';
+import { compose } from '../../ext-authz/src/capabilities/index.js';
+import { STATELESS } from '../../ext-authz/src/capabilities/capability.js';
+import { assemble } from '../../ext-authz/src/server/assemble.js';
 import { createPassportVerifier } from '../../ext-authz/src/passport/consumer/index.js';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
 
@@ -26,18 +26,19 @@ const logger = pino({ level: 'silent' });
 const budgetMs = Number(process.env['BENCH_MS'] ?? 3_000);
 const alice: Identity = { subject: 'alice', kind: 'user', source: 'mtls', attributes: {}, groups: [], deviceId: 'd-1' };
 
-registerStageDefinition({
+const benchIdentity = {
   type: 'bench-identity',
   schema: z.strictObject({ type: z.literal('bench-identity') }),
   description: 'bench only: every request is alice on d-1',
   create: () => ({
     type: 'bench-identity',
-    run(c) {
+    run(c: CheckContext) {
       c.identity = alice;
       return CONTINUE;
     },
   }),
-});
+};
+const composition = compose([{ name: 'bench', stages: [benchIdentity], prepare: () => STATELESS }]);
 
 const config = validateConfig({
   logging: { level: 'silent', audit: false },
@@ -60,10 +61,9 @@ const config = validateConfig({
       users: { alice: { id: 'u-alice', roles: ['admin', 'reader'], scopes: ['orders:read', 'orders:write'], devices: { 'd-1': { type: 'mobile', os: 'ios', appVersion: '1.2.3' } } } },
     },
   },
-});
+}, 'bench', composition);
 
 const metrics = new Metrics(false);
-const services = new ServiceRegistry();
 
 /** Time per op (µs) of `fn`, run in batches until the budget is spent. */
 async function measure(name: string, fn: (i: number) => unknown | Promise<unknown>, batch = 1_000): Promise<{ name: string; usPerOp: number; ops: number }> {
@@ -90,9 +90,10 @@ function ctx(id: Identity): CheckContext {
   return c;
 }
 
-const compiled = compileRouteTable(config, { logger, metrics, services });
-const stage = passportStage.create(passportStage.schema.parse({ type: 'passport' }), { config, logger, metrics, services, path: 'bench' });
-const state = passportRuntime(services, metrics.registry).state!;
+const assembled = await assemble(config, { composition, logger, metrics });
+const compiled = assembled.table;
+const state = assembled.stateOf(passportCapability)!;
+const stage = passportStage.create(passportStage.schema.parse({ type: 'passport' }), { config, logger, metrics, state, path: 'bench' });
 
 const results: Array<{ name: string; usPerOp: number; ops: number }> = [];
 
@@ -160,4 +161,4 @@ console.log(`  cold issue / warm issue:            ${(byName('issue: cold') / by
 console.log(`  full verify / cached verify:        ${(byName('verify: consumer, full') / byName('verify: consumer, verified')).toFixed(1)}x`);
 console.log(`  Check throughput passport / bare:   ${(bareR.usPerOp / passR.usPerOp).toFixed(2)} (${((passR.usPerOp / bareR.usPerOp - 1) * 100).toFixed(0)}% more time per Check)`);
 console.log(`  signatures made: ${state.issuer.signatures}`);
-await services.closeAll();
+await assembled.close();

@@ -225,7 +225,7 @@ export function checkHealthExcluded(istio: K8sObject[], operator: K8sObject): Pr
 
 /**
  * MUTUAL servers run on gateways pinned to XFCC SANITIZE_SET, and Passgate believes
- * XFCC (mtls: true) exactly for hosts served by MUTUAL servers.
+ * XFCC (trustXfcc: true) exactly for hosts served by MUTUAL servers.
  */
 export function checkMutualTls(istio: K8sObject[], operator: K8sObject, config: PassgateConfig | undefined): Problems {
   const problems: Problems = [];
@@ -251,10 +251,10 @@ export function checkMutualTls(istio: K8sObject[], operator: K8sObject, config: 
   if (config) {
     for (const [name, g] of Object.entries(config.gateways)) {
       const mtlsHosts = g.select.hosts.filter((h) => mutualHosts.has(h));
-      if (g.mtls === true && mtlsHosts.length !== g.select.hosts.length) {
-        problems.push(`passgate gateway ${name}: mtls: true but hosts ${g.select.hosts.filter((h) => !mutualHosts.has(h)).join(', ')} are not served by a MUTUAL server`);
+      if (g.trustXfcc === true && mtlsHosts.length !== g.select.hosts.length) {
+        problems.push(`passgate gateway ${name}: trustXfcc: true but hosts ${g.select.hosts.filter((h) => !mutualHosts.has(h)).join(', ')} are not served by a MUTUAL server`);
       }
-      if (g.mtls !== true && mtlsHosts.length > 0) problems.push(`passgate gateway ${name}: hosts ${mtlsHosts.join(', ')} are MUTUAL but the gateway lacks mtls: true`);
+      if (g.trustXfcc !== true && mtlsHosts.length > 0) problems.push(`passgate gateway ${name}: hosts ${mtlsHosts.join(', ')} are MUTUAL but the gateway lacks trustXfcc: true`);
     }
   }
   return problems;

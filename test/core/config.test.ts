@@ -23,7 +23,7 @@ describe('config validation', () => {
     assert.equal(config.server.grpc.port, 9001);
     assert.equal(config.server.defaultDeadlineMs, 200);
     assert.ok(config.headers.internal.includes('x-passport'));
-    assert.equal(config.gateways['secure']?.mtls, true);
+    assert.equal(config.gateways['secure']?.trustXfcc, true);
   });
 
   it('accepts the `- allow` shorthand for stages', () => {

@@ -7,27 +7,29 @@ import { authzClient, check, httpCheck } from '../support/service.js';
 describe('passgate as a library', () => {
   it('embeds the service with a custom stage type', async () => {
     const schema = z.strictObject({ type: z.literal('lib-tenant'), header: z.string() });
-    if (!passgate.stageDefinitions().some((d) => d.type === 'lib-tenant')) {
-      passgate.registerStageDefinition({
+    const tenant: passgate.StageDefinition<z.infer<typeof schema>> = {
+      type: 'lib-tenant',
+      schema,
+      description: 'library test: copy a header into x-passgate-tenant',
+      create: (o) => ({
         type: 'lib-tenant',
-        schema,
-        description: 'library test: copy a header into x-passgate-tenant',
-        create: (o: z.infer<typeof schema>) => ({
-          type: 'lib-tenant',
-          run: (ctx) => {
-            const v = ctx.request.headers[o.header];
-            if (v === undefined) return passgate.deny(400, 'tenant_required');
-            ctx.setUpstreamHeader('x-passgate-tenant', v);
-            return passgate.CONTINUE;
-          },
-        }),
-      });
-    }
+        run: (ctx) => {
+          const v = ctx.request.headers[o.header];
+          if (v === undefined) return passgate.deny(400, 'tenant_required');
+          ctx.setUpstreamHeader('x-passgate-tenant', v);
+          return passgate.CONTINUE;
+        },
+      }),
+    };
+    // An embedder's capability: passed in, never registered globally.
+    const lib: passgate.Capability<undefined> = { name: 'lib', stages: [tenant], prepare: () => passgate.STATELESS };
+    const composition = passgate.compose([lib]);
     const config = passgate.parseConfigText(
       'gateways:\n  public:\n    kind: public\n    routes:\n      - name: all\n        stages: [{ type: lib-tenant, header: x-tenant }]\ndefaultGateway: public\n',
       'lib.yaml',
+      composition,
     );
-    const svc = await passgate.PassgateService.start({ config, grpcPort: 0, adminPort: 0, processMetrics: false, logger: pino({ level: 'silent' }) });
+    const svc = await passgate.PassgateService.start({ config, capabilities: [lib], grpcPort: 0, adminPort: 0, processMetrics: false, logger: pino({ level: 'silent' }) });
     const client = authzClient(svc.grpcPort);
     try {
       const ok = await check(client, httpCheck({ headers: { 'x-tenant': 'acme', 'x-passgate-tenant': 'forged' } }));

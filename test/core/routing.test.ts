@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
-import { compileRouteTable } from '../../ext-authz/src/routing/route-table.js';
-import { toRequestView, hostWithoutPort } from '../../ext-authz/src/check/request-view.js';
+import { assemble } from '../../ext-authz/src/server/assemble.js';
+import { toRequestView, hostWithoutPort } from '../../ext-authz/src/pipeline/request-view.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import { httpCheck } from '../support/service.js';
 
 const YAML = `
@@ -51,10 +50,9 @@ gateways:
 defaultGateway: public
 `;
 
-const table = compileRouteTable(parseConfigText(YAML, 't'), {
+const { table } = await assemble(parseConfigText(YAML, 't'), {
   logger: pino({ level: 'silent' }),
   metrics: new Metrics(false),
-  services: new ServiceRegistry(),
 });
 
 function route(opts: Parameters<typeof httpCheck>[0]): string {

@@ -6,12 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { startService, httpCheck, headerMap, check, authzClient, type Running } from '../support/service.js';
-import { registerTestStages } from '../support/test-stages.js';
+import { testComposition } from '../support/test-stages.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import type { CheckResponse } from '../../ext-authz/src/proto/types.js';
 import { AUTHORIZATION_SERVICE_NAME, CHECK_METHOD_PATH, loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
 
-registerTestStages();
 
 const CONFIG = `
 logging: { level: info, audit: true }
@@ -380,7 +379,7 @@ describe('audit logging follows the serving config', function () {
       const audits = () => run.logs.lines.filter((l) => l['log'] === 'audit').length;
       await run.check(httpCheck({ path: '/login' }));
       assert.equal(audits(), 1);
-      await run.svc.applyConfig(parseConfigText(CONFIG.replace('audit: true', 'audit: false'), 'reload.yaml'));
+      await run.svc.applyConfig(parseConfigText(CONFIG.replace('audit: true', 'audit: false'), 'reload.yaml', testComposition()));
       await run.check(httpCheck({ path: '/login' }));
       assert.equal(audits(), 1, 'no audit line after audit was turned off');
     } finally {

@@ -1,7 +1,7 @@
 /** FDS end to end: real PassgateService over gRPC, the real Redis, the admin API over HTTP. */
 import assert from 'node:assert/strict';
 import type { PassgateService } from '../../ext-authz/src/server/service.js';
-import { FDS_ENGINE, type FdsHandle } from '../../ext-authz/src/fds/engine.js';
+import { fdsCapability } from '../../ext-authz/src/fds/capability.js';
 import { TOKEN, adminCall, bodyOf, checkClient, cleanup, config, eventually, redisFds, startService, statusOf, testPrefix, type CheckClient } from './helpers.js';
 
 const ROUTES = [
@@ -173,15 +173,15 @@ describe('fds end to end (gRPC + admin API + Redis)', function () {
 
   it('reloads rules in place and reconnects only when the store changes', async () => {
     const { svc, c } = await start();
-    const engine = svc.services.peek<FdsHandle>(FDS_ENGINE)!.engine;
+    const engine = svc.stateOf(fdsCapability)!.engine;
     await svc.applyConfig(config(redisFds(prefix, { rules: [{ ...RULES[0], threshold: 1 }] }), ROUTES));
-    assert.equal(svc.services.peek<FdsHandle>(FDS_ENGINE)!.engine, engine, 'same engine (no reconnect) for a rules change');
+    assert.equal(svc.stateOf(fdsCapability)!.engine, engine, 'same engine (no reconnect) for a rules change');
     assert.equal(statusOf(await c.check({ ip: '192.0.2.31', path: '/login' })), 401);
     assert.equal(statusOf(await c.check({ ip: '192.0.2.31', path: '/api' })), 403, 'the new threshold applies at once');
     const other = testPrefix();
     try {
       await svc.applyConfig(config(redisFds(other, { rules: RULES }), ROUTES));
-      assert.notEqual(svc.services.peek<FdsHandle>(FDS_ENGINE)!.engine, engine, 'a new store means a new engine');
+      assert.notEqual(svc.stateOf(fdsCapability)!.engine, engine, 'a new store means a new engine');
       await eventually('new engine connected', async () => statusOf(await c.check({ ip: '192.0.2.31', path: '/api' })) === 200);
     } finally {
       await cleanup(other);

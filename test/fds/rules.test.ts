@@ -6,15 +6,15 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
 import { runChain } from '../../ext-authz/src/pipeline/run-chain.js';
 import { deny, CONTINUE, type Decision } from '../../ext-authz/src/pipeline/decision.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import type { Stage } from '../../ext-authz/src/stages/stage.js';
 import type { CompiledGateway, CompiledRoute } from '../../ext-authz/src/routing/route-table.js';
-import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
-import { fdsStage, engineFor } from '../../ext-authz/src/fds/fds-stage.js';
+import { buildCheckRequest } from '../../ext-authz/src/proto/check-request.js';
+import { fdsStage } from '../../ext-authz/src/fds/fds-stage.js';
+import { fdsCapability } from '../../ext-authz/src/fds/capability.js';
 import type { FdsEngine } from '../../ext-authz/src/fds/engine.js';
 import { cleanup, config, eventually, redisFds, sleep, testPrefix } from './helpers.js';
 
@@ -41,26 +41,22 @@ function identity(user: string | undefined, fail: boolean): Stage {
   };
 }
 
-function harness(fds: Record<string, unknown>): Harness {
-  const services = new ServiceRegistry();
+async function harness(fds: Record<string, unknown>): Promise<Harness> {
   const metrics = new Metrics(false);
   const cfg = config(fds, [{ name: 'login', prefix: '/', stages: ['fds', 'allow'] }]);
-  const { engine } = engineFor(services, metrics, logger, cfg.fds!);
-  const stage = fdsStage.create(fdsStage.schema.parse({ type: 'fds' }), { config: cfg, logger, metrics, services, path: 'test' });
+  const prepared = await fdsCapability.prepare(cfg, { logger, metrics, previous: undefined, dependency: () => undefined as never });
+  prepared.commit?.();
+  const engine = prepared.state.engine!;
+  const stage = fdsStage.create(fdsStage.schema.parse({ type: 'fds' }), { config: cfg, logger, metrics, state: prepared.state, path: 'test' });
   const allow: Stage = { type: 'allow', run: () => ({ kind: 'allow' }) };
   return {
     engine,
     metrics,
     async check({ ip = '203.0.113.9', user, fail = false, route = 'login' }) {
-      const view = toRequestView({
-        attributes: {
-          source: { address: { socket_address: { address: ip, port_value: 1 } } },
-          request: { http: { method: 'POST', path: '/login', host: 'a', headers: {} } },
-        },
-      } as unknown as CheckRequest);
+      const view = toRequestView(buildCheckRequest({ method: 'POST', path: '/login', host: 'a', sourceAddress: ip, sourcePort: 1 }));
       const stages = [stage, identity(user, fail), allow];
       const r: CompiledRoute = { name: route, matches: () => true, stages, failureMode: 'closed' };
-      const gw: CompiledGateway = { name: 'edge', kind: 'public', mtls: false, challenge: 'Bearer', routes: [r], defaultRoute: r };
+      const gw: CompiledGateway = { name: 'edge', kind: 'public', trustXfcc: false, challenge: 'Bearer', routes: [r], defaultRoute: r };
       const ctx = new CheckContext(view, gw, r, Date.now() + 2000, 't', performance.now());
       const decision = await runChain(ctx, stages, { logger, metrics });
       return { decision, ctx };
@@ -69,7 +65,9 @@ function harness(fds: Record<string, unknown>): Harness {
       const m = await metrics.registry.getSingleMetric('passgate_fds_blocks_created_total')!.get();
       return m.values.reduce((a, v) => a + v.value, 0);
     },
-    close: () => services.closeAll(),
+    close: async () => {
+      await prepared.close?.();
+    },
   };
 }
 
@@ -83,7 +81,7 @@ for (const store of ['redis', 'memory'] as const) {
       const base = store === 'redis' ? redisFds(prefix) : { store: 'memory' };
       const { commandTimeoutMs, ...rest } = extra;
       if (commandTimeoutMs !== undefined && store === 'redis') (base['redis'] as Record<string, unknown>)['commandTimeoutMs'] = commandTimeoutMs;
-      h = harness({ ...base, ...rest });
+      h = await harness({ ...base, ...rest });
       assert.ok(await h.engine.store.ready(2000), 'store connects');
       return h;
     };

@@ -36,7 +36,7 @@ describe('FDS with the mtls stage', function () {
         rules: [{ name: 'cert-failures', events: ['auth_failure'], subject: 'cert', threshold: 3, window: '60s', block: '15m' }],
       }),
       gateways: {
-        edge: { kind: 'secure', mtls: true, routes: [{ name: 'api', match: { path: { prefix: '/api' } }, stages: ['fds', 'mtls'] }] },
+        edge: { kind: 'secure', trustXfcc: true, routes: [{ name: 'api', match: { path: { prefix: '/api' } }, stages: ['fds', 'mtls'] }] },
       },
       defaultGateway: 'edge',
     });

@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
-import { compileRouteTable, type RouteTable } from '../../ext-authz/src/routing/route-table.js';
+import type { RouteTable } from '../../ext-authz/src/routing/route-table.js';
+import { assemble } from '../../ext-authz/src/server/assemble.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import { CheckContext, type Identity } from '../../ext-authz/src/pipeline/context.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { httpCheck } from '../support/service.js';
 
 const alice: Identity = { subject: 'alice@acme', kind: 'user', source: 'mtls', attributes: { org: 'acme' }, groups: ['partners', 'org:acme'] };
@@ -20,13 +20,13 @@ const billing: Identity = { subject: 'billing.svc.acme.example', kind: 'service'
 
 describe('identity: the authorize stage', () => {
   let table: RouteTable;
-  before(() => {
+  before(async () => {
     const config = parseConfigText(
       `
 gateways:
   secure:
     kind: secure
-    mtls: true
+    trustXfcc: true
     routes:
       - { name: exact, match: { path: { prefix: /exact } }, stages: [{ type: authorize, subjects: [alice@acme] }] }
       - { name: suffix, match: { path: { prefix: /suffix } }, stages: [{ type: authorize, subjects: ["*@acme"] }] }
@@ -38,7 +38,7 @@ gateways:
 `,
       't.yaml',
     );
-    table = compileRouteTable(config, { logger: pino({ level: 'silent' }), metrics: new Metrics(false), services: new ServiceRegistry() });
+    table = (await assemble(config, { logger: pino({ level: 'silent' }), metrics: new Metrics(false) })).table;
   });
 
   function authorize(path: string, identity: Identity | undefined): { reason: string | undefined; status: number | undefined; why: unknown } {

@@ -11,13 +11,13 @@ import { CertificateCache, decodeCertificate, type CertificateFacts } from '../.
 import { compileRules, mapIdentity, sanSourceOf } from '../../ext-authz/src/identity/mapping.js';
 import { mappingRuleSchema } from '../../ext-authz/src/identity/config.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
-import { compileRouteTable, type RouteTable } from '../../ext-authz/src/routing/route-table.js';
+import type { RouteTable } from '../../ext-authz/src/routing/route-table.js';
+import { assemble, type Assembled } from '../../ext-authz/src/server/assemble.js';
+import { identityCapability } from '../../ext-authz/src/identity/capability.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { httpCheck } from '../support/service.js';
-import { CERTIFICATE_CACHE_KEY } from '../../ext-authz/src/identity/mtls-stage.js';
 
 describe('identity: certificates, mapping and the mtls stage', function () {
   this.timeout(20_000);
@@ -167,7 +167,7 @@ describe('identity: certificates, mapping and the mtls stage', function () {
 
   describe('the mtls stage on a CheckContext', () => {
     let defaultTable: RouteTable;
-    let services: ServiceRegistry;
+    let assembled: Assembled;
     const configYaml = (cacheSize = 10_000) => `
 identity:
   mtls:
@@ -176,14 +176,15 @@ identity:
       - uri: { regex: "spiffe://partners\\\\.example\\\\.com/org/(?<org>[^/]+)/user/(?<user>[^/]+)" }
         identity: { subject: "{user}@{org}", kind: user, attributes: { org: "{org}" } }
 gateways:
-  secure: { kind: secure, mtls: true, routes: [{ name: r, stages: [mtls] }] }
-  optional: { kind: secure, mtls: true, routes: [{ name: o, stages: [{ type: mtls, optional: true }] }] }
+  secure: { kind: secure, trustXfcc: true, routes: [{ name: r, stages: [mtls] }] }
+  optional: { kind: secure, trustXfcc: true, routes: [{ name: o, stages: [{ type: mtls, optional: true }] }] }
 `;
-    const compile = (yaml: string) => compileRouteTable(parseConfigText(yaml, 't.yaml'), { logger: pino({ level: 'silent' }), metrics: new Metrics(false), services });
-    before(() => {
-      services = new ServiceRegistry();
-      defaultTable = compile(configYaml());
+    const compile = (yaml: string) => assembled.reload(parseConfigText(yaml, 't.yaml'));
+    before(async () => {
+      assembled = await assemble(parseConfigText(configYaml(), 't.yaml'), { logger: pino({ level: 'silent' }), metrics: new Metrics(false) });
+      defaultTable = assembled.table;
     });
+    after(() => assembled.close());
 
     function runStage(opts: { xfcc?: string; gateway?: string; address?: string; principal?: string; peerCertificate?: string; table?: RouteTable }) {
       const req = httpCheck({
@@ -210,7 +211,7 @@ gateways:
       assert.equal((ctx.attributes.get('mtls.certificate') as CertificateFacts).fingerprint, alice.fingerprint);
       assert.equal((ctx.audit['mtls'] as Record<string, unknown>)['fingerprint'], alice.fingerprint);
       assert.deepEqual(ctx.outcomes, []);
-      const cache = services.peek<CertificateCache>(CERTIFICATE_CACHE_KEY)!;
+      const cache = assembled.stateOf(identityCapability).certificates;
       const misses = cache.misses;
       runStage({ xfcc: toXfcc(alice) });
       assert.equal(cache.misses, misses, 'second sight must be a cache hit');
@@ -270,17 +271,17 @@ gateways:
       }
     });
 
-    it('a reload with another cacheSize resizes the one certificate cache and keeps what it holds', () => {
-      const shared = services.peek<CertificateCache>(CERTIFICATE_CACHE_KEY)!;
+    it('a reload with another cacheSize resizes the one certificate cache and keeps what it holds', async () => {
+      const shared = assembled.stateOf(identityCapability).certificates;
       runStage({ xfcc: toXfcc(alice) });
       const misses = shared.misses;
-      const reloaded = compile(configYaml(20));
-      assert.equal(services.peek<CertificateCache>(CERTIFICATE_CACHE_KEY), shared, 'one cache per service, whatever the size');
+      const reloaded = await compile(configYaml(20));
+      assert.equal(assembled.stateOf(identityCapability).certificates, shared, 'one cache per service, whatever the size');
       assert.equal(shared.max, 20);
       const again = runStage({ xfcc: toXfcc(alice), table: reloaded });
       assert.equal((again.result as { kind: string }).kind, 'continue');
       assert.equal(shared.misses, misses, 'the certificate decoded before the reload is still cached');
-      compile(configYaml());
+      await compile(configYaml());
       assert.equal(shared.max, 10_000);
     });
   });

@@ -44,7 +44,7 @@ ${indent(root.pem, 8)}
 gateways:
   secure:
     kind: secure
-    mtls: true
+    trustXfcc: true
     routes:
       - name: partner-api
         match: { path: { prefix: /partner } }
@@ -63,7 +63,7 @@ gateways:
         stages: [mtls]
   mesh:
     kind: internal
-    mtls: true
+    trustXfcc: true
     routes:
       - name: behind-gateway
         match: { path: { prefix: / } }
@@ -387,7 +387,7 @@ describe('identity: mTLS end to end over gRPC', function () {
 identity:
 ${identity}
 gateways:
-  secure: { kind: secure, mtls: true, routes: [{ name: r, stages: ${stages} }] }
+  secure: { kind: secure, trustXfcc: true, routes: [{ name: r, stages: ${stages} }] }
 `;
     function problems(yaml: string): string[] {
       try {

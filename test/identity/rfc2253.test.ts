@@ -19,11 +19,10 @@ import { decodeCertificate, type CertificateFacts } from '../../ext-authz/src/id
 import { parseXfcc } from '../../ext-authz/src/identity/xfcc.js';
 import { x509 } from '../../ext-authz/src/identity/x509.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
-import { compileRouteTable } from '../../ext-authz/src/routing/route-table.js';
+import { assemble } from '../../ext-authz/src/server/assemble.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { derToPem, peerCertificate, xfccElement } from '../../local-gateway/src/xfcc-writer.js';
 import { httpCheck } from '../support/service.js';
 
@@ -253,8 +252,7 @@ describe('identity: a certificate without SANs is known by its subject, as Envoy
     assert.equal(parsed.elements[0]!.subject, envoyPrincipal);
   });
 
-  it('maps through a subject rule whether the certificate comes as XFCC, as source.principal, or both', () => {
-    const services = new ServiceRegistry();
+  it('maps through a subject rule whether the certificate comes as XFCC, as source.principal, or both', async () => {
     const config = parseConfigText(
       `
 identity:
@@ -264,11 +262,11 @@ identity:
       - subject: { exact: ${JSON.stringify(cert.subject)} }
         identity: { subject: nightly-export, kind: service }
 gateways:
-  secure: { kind: secure, mtls: true, routes: [{ name: r, stages: [mtls] }] }
+  secure: { kind: secure, trustXfcc: true, routes: [{ name: r, stages: [mtls] }] }
 `,
       't.yaml',
     );
-    const table = compileRouteTable(config, { logger: pino({ level: 'silent' }), metrics: new Metrics(false), services });
+    const { table } = await assemble(config, { logger: pino({ level: 'silent' }), metrics: new Metrics(false) });
     const run = (opts: { xfcc?: string; principal?: string }) => {
       const req = httpCheck({ gateway: 'secure', headers: opts.xfcc ? { 'x-forwarded-client-cert': opts.xfcc } : {}, ...(opts.principal ? { principal: opts.principal } : {}) });
       const view = toRequestView(req);

@@ -55,7 +55,7 @@ describe('manifests (offline)', function () {
     const path = join(ROOT, 'k8s/base/config/passgate.yaml');
     const cfg = parseConfigText(readFileSync(path, 'utf8'), path);
     assert.deepEqual(new Set(Object.values(cfg.gateways).map((g) => g.kind)), new Set(['app', 'public', 'secure', 'ssr', 'internal', 'egress']));
-    assert.equal(cfg.gateways.secure?.mtls, true);
+    assert.equal(cfg.gateways.secure?.trustXfcc, true);
   });
 
   it('kubectl kustomize renders both overlays and istio/', () => {

@@ -1,7 +1,7 @@
 /** Config load: the passport section, its cross-checks and key files fail at load with the key named. */
 import assert from 'node:assert/strict';
 import { ConfigError, validateConfig } from '../../ext-authz/src/config/load.js';
-import { loadKeyRing, KeyLoadError } from '../../ext-authz/src/passport/keys.js';
+import { loadKeyRing } from '../../ext-authz/src/passport/keys.js';
 import { worstCasePassportBytes } from '../../ext-authz/src/passport/claims.js';
 import { configWith, keyFiles, passportSection } from './helpers.js';
 
@@ -129,7 +129,7 @@ describe('passport keys', () => {
   it('a file that is not a key is an error naming the config key and the file', () => {
     assert.throws(
       () => loadKeyRing(keys([{ id: 'a', file: files.garbage }])),
-      (e: unknown) => e instanceof KeyLoadError && e.problems[0]!.startsWith(`passport.keys.entries[0].file: ${files.garbage} is not a PEM or JWK key`),
+      (e: unknown) => e instanceof ConfigError && e.problems[0]!.startsWith(`passport.keys.entries[0].file: ${files.garbage} is not a PEM or JWK key`),
     );
   });
 

@@ -11,9 +11,9 @@ import { PassgateService } from '../../ext-authz/src/server/service.js';
 import { ConfigError } from '../../ext-authz/src/config/load.js';
 import { createPassportVerifier } from '../../ext-authz/src/passport/consumer/index.js';
 import { authzClient, check as grpcCheck, type AuthzClient } from '../support/service.js';
-import { AuthService, configWith, keyFiles, passportSection, registerTestIdentityStage, silent, TEST_IDENTITY } from './helpers.js';
+import { testCapability } from '../support/test-stages.js';
+import { AuthService, configWith, keyFiles, passportSection, silent, TEST_IDENTITY } from './helpers.js';
 
-registerTestIdentityStage();
 
 function check(c: AuthzClient, path: string, headers: Record<string, string>): Promise<CheckResponse> {
   // A generous deadline: a loaded machine must not turn these into deadline tests.
@@ -36,7 +36,7 @@ describe('passport end to end (gRPC + admin JWKS)', function () {
   const routes = [TEST_IDENTITY, 'passport'];
 
   before(async () => {
-    svc = await PassgateService.start({ config: configWith(k1Only, routes), grpcPort: 0, adminPort: 0, processMetrics: false, logger: silent });
+    svc = await PassgateService.start({ config: configWith(k1Only, routes), grpcPort: 0, adminPort: 0, processMetrics: false, logger: silent, capabilities: [testCapability] });
     c = authzClient(svc.grpcPort);
     jwksUrl = `http://127.0.0.1:${svc.adminPort}/.well-known/jwks.json`;
   });
@@ -162,7 +162,7 @@ describe('passport end to end: auth service faults over gRPC', () => {
     // Second route: same chain, fail-open.
     const routesCfg = config.gateways['public']!.routes;
     routesCfg.splice(1, 0, { ...routesCfg[0]!, name: 'open', match: { path: { prefix: '/open' } }, failureMode: 'open' });
-    svc = await PassgateService.start({ config, grpcPort: 0, adminPort: 0, processMetrics: false, logger: silent });
+    svc = await PassgateService.start({ config, grpcPort: 0, adminPort: 0, processMetrics: false, logger: silent, capabilities: [testCapability] });
     c = authzClient(svc.grpcPort);
   });
   after(async () => {

@@ -9,45 +9,22 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { CheckContext, type Identity } from '../../ext-authz/src/pipeline/context.js';
 import { CONTINUE } from '../../ext-authz/src/pipeline/decision.js';
-import { registerStageDefinition, stageDefinition } from '../../ext-authz/src/stages/catalog.js';
-import { toRequestView } from '../../ext-authz/src/check/request-view.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import { validateConfig } from '../../ext-authz/src/config/load.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
 import type { CompiledGateway, CompiledRoute } from '../../ext-authz/src/routing/route-table.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
-import { ServiceRegistry } from '../../ext-authz/src/stages/services.js';
 import type { StageFactoryContext } from '../../ext-authz/src/stages/stage.js';
+import type { Prepared } from '../../ext-authz/src/capabilities/capability.js';
+import { passportCapability } from '../../ext-authz/src/passport/capability.js';
+import type { PassportState } from '../../ext-authz/src/passport/runtime.js';
+import { testComposition, TEST_IDENTITY } from '../support/test-stages.js';
+
+export { TEST_IDENTITY };
 
 export const silent = pino({ level: 'silent' });
 
 export type AuthMode = 'ok' | 'error500' | 'garbage' | 'hang';
-
-/**
- * TEST-ONLY stage type: sets the identity an identity stage (mTLS, JWT...)
- * would have established, from `x-test-subject` (and `x-test-device`).
- * Put it before `passport` in a route; it never ships.
- */
-export const TEST_IDENTITY = 'test-passport-identity';
-
-export function registerTestIdentityStage(): void {
-  if (stageDefinition(TEST_IDENTITY) !== undefined) return;
-  registerStageDefinition({
-    type: TEST_IDENTITY,
-    schema: z.strictObject({ type: z.literal(TEST_IDENTITY) }),
-    description: 'test: identity from x-test-subject / x-test-device',
-    create: () => ({
-      type: TEST_IDENTITY,
-      run(ctx) {
-        const subject = ctx.request.headers['x-test-subject'];
-        if (subject !== undefined) {
-          const device = ctx.request.headers['x-test-device'];
-          ctx.identity = identity(subject, device ? { deviceId: device } : {});
-        }
-        return CONTINUE;
-      },
-    }),
-  });
-}
 
 /**
  * A real HTTP auth/user service. `users` maps subject → answer body; unknown
@@ -125,7 +102,7 @@ export class AuthService {
 const GATEWAY: CompiledGateway = {
   name: 'test',
   kind: 'public',
-  mtls: false,
+  trustXfcc: false,
   challenge: 'Bearer realm="test"',
   routes: [],
   defaultRoute: { name: 'default', matches: () => true, stages: [], failureMode: 'closed' },
@@ -162,7 +139,7 @@ export function configWith(passport: unknown, stages: unknown[] = ['passport'], 
     defaultGateway: 'public',
     passport,
     ...extra,
-  });
+  }, undefined, testComposition());
 }
 
 export function passportSection(overrides: Record<string, unknown> = {}): Record<string, unknown> {
@@ -180,8 +157,10 @@ export function passportSection(overrides: Record<string, unknown> = {}): Record
   };
 }
 
-export function factory(config: PassgateConfig, services = new ServiceRegistry(), metrics = new Metrics(false)): StageFactoryContext {
-  return { config, logger: silent, metrics, services, path: 'gateways.public.routes[0].stages[0]' };
+/** A stage factory context with the passport state prepared for `config`, as the service would (passport prepares synchronously). */
+export function factory(config: PassgateConfig, metrics = new Metrics(false)): StageFactoryContext<PassportState | undefined> {
+  const prepared = passportCapability.prepare(config, { logger: silent, metrics, previous: undefined, dependency: () => undefined as never }) as Prepared<PassportState | undefined>;
+  return { config, logger: silent, metrics, state: prepared.state, path: 'gateways.public.routes[0].stages[0]' };
 }
 
 /** Writes key files (PEM private, JWK private, PEM public, garbage) into a temp dir. */

@@ -2,7 +2,6 @@
 import assert from 'node:assert/strict';
 import { relayStage, RELAY_MISSING_HEADER } from '../../ext-authz/src/passport/relay-stage.js';
 import { passportStage } from '../../ext-authz/src/passport/passport-stage.js';
-import { passportRuntime } from '../../ext-authz/src/passport/runtime.js';
 import { RelayProvider } from '../../ext-authz/src/passport/relay-provider.js';
 import { createPassportVerifier } from '../../ext-authz/src/passport/consumer/index.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
@@ -34,7 +33,7 @@ describe('relay stage', () => {
     const f = factory(config);
     const relay = relayStage.create(relayStage.schema.parse({ type: 'relay', providers: ['terms'], ...relayOptions }), f);
     const passport = passportStage.create(passportStage.schema.parse({ type: 'passport' }), f);
-    const ring = passportRuntime(f.services, f.metrics.registry).state!.ring;
+    const ring = f.state!.ring;
     const verifier = createPassportVerifier({ keys: JSON.parse(ring.jwksBody), issuer: 'https://passgate.test', audience: 'orders' });
     return { relay, passport, verifier };
   }

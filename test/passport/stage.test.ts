@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { passportStage } from '../../ext-authz/src/passport/passport-stage.js';
-import { passportRuntime } from '../../ext-authz/src/passport/runtime.js';
 import { createPassportVerifier } from '../../ext-authz/src/passport/consumer/index.js';
 import type { Stage } from '../../ext-authz/src/stages/stage.js';
 import type { StageResult } from '../../ext-authz/src/pipeline/decision.js';
@@ -18,7 +17,7 @@ import { AuthService, configWith, ctxFor, factory, header, identity, keyFiles, p
 function build(config: PassgateConfig, options: Record<string, unknown> = {}) {
   const f = factory(config);
   const stage = passportStage.create(passportStage.schema.parse({ type: 'passport', ...options }), f);
-  const state = passportRuntime(f.services, f.metrics.registry).state!;
+  const state = f.state!;
   const verifier = createPassportVerifier({ keys: JSON.parse(state.ring.jwksBody), issuer: 'https://passgate.test', audience: 'orders' });
   return { stage, state, verifier, metrics: f.metrics };
 }

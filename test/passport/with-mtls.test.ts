@@ -28,7 +28,7 @@ describe('passport after the mtls identity stage (gRPC)', () => {
           ],
         },
       },
-      gateways: { secure: { kind: 'secure', mtls: true, routes: [{ name: 'api', stages: ['mtls', 'passport'] }] } },
+      gateways: { secure: { kind: 'secure', trustXfcc: true, routes: [{ name: 'api', stages: ['mtls', 'passport'] }] } },
       passport: {
         issuer: 'https://passgate.test',
         audience: 'orders',

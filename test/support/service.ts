@@ -9,6 +9,13 @@ import { PassgateService } from '../../ext-authz/src/server/service.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import { createAuthorizationClient, type AuthorizationClient } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
+import { buildCheckRequest, type CheckRequestOptions } from '../../ext-authz/src/proto/check-request.js';
+import { testCapability, testComposition } from './test-stages.js';
+
+/** Parses a test config with the built-in capabilities plus the test stage types. */
+export function testConfig(yaml: string, source = 'test.yaml') {
+  return parseConfigText(yaml, source, testComposition());
+}
 
 export interface LogCapture {
   readonly logger: Logger;
@@ -49,9 +56,10 @@ export interface Running {
 
 export async function startService(yaml: string, options: { configPath?: string; watchConfig?: boolean } = {}): Promise<Running> {
   const logs = captureLogs();
-  const config = parseConfigText(yaml, 'test.yaml');
+  const config = testConfig(yaml);
   const svc = await PassgateService.start({
     config,
+    capabilities: [testCapability],
     logger: logs.logger,
     grpcPort: 0,
     adminPort: 0,
@@ -72,42 +80,8 @@ export async function startService(yaml: string, options: { configPath?: string;
   };
 }
 
-/** A CheckRequest as Envoy sends it for an HTTP request. */
-export function httpCheck(opts: {
-  method?: string;
-  host?: string;
-  path?: string;
-  headers?: Record<string, string>;
-  gateway?: string;
-  sourceAddress?: string;
-  destinationPort?: number;
-  principal?: string;
-}): CheckRequest {
-  const method = opts.method ?? 'GET';
-  const host = opts.host ?? 'www.example.com';
-  const path = opts.path ?? '/';
-  return {
-    attributes: {
-      source: {
-        address: { socket_address: { address: opts.sourceAddress ?? '203.0.113.7', port_value: 52311 } },
-        ...(opts.principal ? { principal: opts.principal } : {}),
-      },
-      destination: { address: { socket_address: { address: '10.0.0.5', port_value: opts.destinationPort ?? 8443 } } },
-      request: {
-        http: {
-          id: '1234567890',
-          method,
-          host,
-          path,
-          scheme: 'https',
-          protocol: 'HTTP/2',
-          headers: { ':method': method, ':path': path, ':authority': host, ':scheme': 'https', 'user-agent': 'curl/8.5.0', ...opts.headers },
-        },
-      },
-      ...(opts.gateway ? { context_extensions: { gateway: opts.gateway } } : {}),
-    },
-  };
-}
+/** A CheckRequest as Envoy sends it for an HTTP request (the shared builder). */
+export const httpCheck = (opts: CheckRequestOptions): CheckRequest => buildCheckRequest(opts);
 
 export function headerMap(list: Array<{ header?: { key?: string; value?: string } }> | undefined): Record<string, string> {
   const out: Record<string, string> = {};

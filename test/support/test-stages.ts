@@ -3,13 +3,42 @@
  * paths (slow, throwing, failing) through the real service.
  */
 import { z } from 'zod';
-import { registerStageDefinition, stageDefinition } from '../../ext-authz/src/stages/catalog.js';
 import { CONTINUE, fail } from '../../ext-authz/src/pipeline/decision.js';
+import type { StageDefinition } from '../../ext-authz/src/stages/stage.js';
+import { STATELESS, type Capability } from '../../ext-authz/src/capabilities/capability.js';
+import { compose, type Composition } from '../../ext-authz/src/capabilities/index.js';
 
-export function registerTestStages(): void {
-  if (stageDefinition('test-sleep')) return;
+/**
+ * TEST-ONLY stage type: sets the identity an identity stage (mTLS, JWT...)
+ * would have established, from `x-test-subject` (and `x-test-device`).
+ * Put it before `passport` in a route; it never ships.
+ */
+export const TEST_IDENTITY = 'test-passport-identity';
+
+const definitions: StageDefinition<any>[] = [];
+function addTestStage<O extends { type: string }>(def: StageDefinition<O>): void {
+  definitions.push(def as StageDefinition<any>);
+}
+
+{
+  addTestStage({
+    type: TEST_IDENTITY,
+    schema: z.strictObject({ type: z.literal(TEST_IDENTITY) }),
+    description: 'test: identity from x-test-subject / x-test-device',
+    create: () => ({
+      type: TEST_IDENTITY,
+      run(ctx) {
+        const subject = ctx.request.headers['x-test-subject'];
+        if (subject !== undefined) {
+          const device = ctx.request.headers['x-test-device'];
+          ctx.identity = { subject, kind: 'user', source: 'mtls', attributes: {}, groups: [], ...(device ? { deviceId: device } : {}) };
+        }
+        return CONTINUE;
+      },
+    }),
+  });
   const sleep = z.strictObject({ type: z.literal('test-sleep'), ms: z.number() });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-sleep',
     schema: sleep,
     description: 'test: wait, then continue',
@@ -19,7 +48,7 @@ export function registerTestStages(): void {
     }),
   });
   const thrower = z.strictObject({ type: z.literal('test-throw'), async: z.boolean().default(false) });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-throw',
     schema: thrower,
     description: 'test: throw',
@@ -32,14 +61,14 @@ export function registerTestStages(): void {
     }),
   });
   const failer = z.strictObject({ type: z.literal('test-fail') });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-fail',
     schema: failer,
     description: 'test: cannot decide',
     create: () => ({ type: 'test-fail', run: () => fail('dependency_unavailable', 'test dependency down') }),
   });
   const slowFinish = z.strictObject({ type: z.literal('test-slow-finish'), ms: z.number() });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-slow-finish',
     schema: slowFinish,
     description: 'test: a finish hook that takes its time',
@@ -50,7 +79,7 @@ export function registerTestStages(): void {
     }),
   });
   const setter = z.strictObject({ type: z.literal('test-set-header'), name: z.string(), value: z.string() });
-  registerStageDefinition({
+  addTestStage({
     type: 'test-set-header',
     schema: setter,
     description: 'test: set an upstream header',
@@ -63,4 +92,14 @@ export function registerTestStages(): void {
       },
     }),
   });
+}
+
+/** The stage types above as one capability, passed to the service the way an embedder passes its own. */
+export const testCapability: Capability<undefined> = { name: 'test', stages: definitions, prepare: () => STATELESS };
+
+let composition: Composition | undefined;
+/** The built-in capabilities plus the test one: parse test configs with it. */
+export function testComposition(): Composition {
+  composition ??= compose([testCapability]);
+  return composition;
 }

@@ -5,10 +5,10 @@
  */
 import type { Logger } from 'pino';
 import type { CheckRequest, CheckResponse } from '../proto/types.js';
-import { toRequestView, type RequestView } from './request-view.js';
+import { toRequestView, type RequestView } from '../pipeline/request-view.js';
 import { deniedResponse, internalErrorResponse, okResponse } from './response.js';
 import { InternalHeaderPolicy } from './internal-headers.js';
-import { CheckContext } from '../pipeline/context.js';
+import { CheckContext, type GatewayInfo, type RouteInfo } from '../pipeline/context.js';
 import { runChain } from '../pipeline/run-chain.js';
 import type { Decision, Denial } from '../pipeline/decision.js';
 import type { RouteTable, CompiledGateway, CompiledRoute } from '../routing/route-table.js';
@@ -35,7 +35,7 @@ interface TableState {
 const NO_GATEWAY: CompiledGateway = Object.freeze({
   name: '(none)',
   kind: 'public',
-  mtls: false,
+  trustXfcc: false,
   challenge: DEFAULT_CHALLENGE,
   routes: [],
   defaultRoute: { name: '(none)', matches: () => true, stages: [], failureMode: 'closed' as const },
@@ -45,7 +45,7 @@ export class Checker {
   private state: TableState;
   private readonly audit: Logger;
   /** route → verdict → reason → labelled child: no label hashing or key building per Check. */
-  private readonly counterCache = new WeakMap<CompiledRoute, Map<string, Map<string, { inc(): void }>>>();
+  private readonly counterCache = new WeakMap<RouteInfo, Map<string, Map<string, { inc(): void }>>>();
   private readonly durationCache = new Map<string, { observe(v: number): void }>();
 
   constructor(
@@ -137,7 +137,7 @@ export class Checker {
       const upstream = ctx?.upstreamHeaders ?? [];
       if (decision.degraded && ctx) ctx.setUpstreamHeader(state.degradedHeader, 'true');
       // XFCC is only believed on mTLS gateways; elsewhere a client could have forged it.
-      const extra = !gateway.mtls && view.headers[XFCC] !== undefined ? XFCC : undefined;
+      const extra = !gateway.trustXfcc && view.headers[XFCC] !== undefined ? XFCC : undefined;
       const remove = state.internal.headersToRemove(view.headers, upstream, extra);
       response = okResponse(upstream, remove, ctx?.responseHeaders ?? []);
     } else {
@@ -151,13 +151,14 @@ export class Checker {
     state: TableState,
     view: RequestView,
     ctx: CheckContext | undefined,
-    gateway: CompiledGateway,
+    gateway: GatewayInfo,
     decision: Decision,
     traceId: string,
     startedAt: number,
   ): void {
     const seconds = (performance.now() - startedAt) / 1000;
-    const route = ctx?.route ?? gateway.defaultRoute;
+    // No context means no gateway was selected: NO_GATEWAY's default route.
+    const route: RouteInfo = ctx?.route ?? NO_GATEWAY.defaultRoute;
     const verdict = decision.kind === 'allow' ? (decision.degraded ? 'allow_degraded' : 'allow') : 'deny';
     const reason = decision.kind === 'allow' ? decision.reason : decision.denial.reason;
     this.counter(gateway, route, verdict, reason).inc();
@@ -190,7 +191,7 @@ export class Checker {
   }
 
   /** Labelled counter children are cached per route so the hot path does no label hashing. */
-  private counter(gateway: CompiledGateway, route: CompiledRoute, verdict: string, reason: string): { inc(): void } {
+  private counter(gateway: GatewayInfo, route: RouteInfo, verdict: string, reason: string): { inc(): void } {
     let byVerdict = this.counterCache.get(route);
     if (byVerdict === undefined) {
       byVerdict = new Map();

@@ -7,19 +7,12 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type PassgateConfig } from './schema.js';
-import { stageDefinition } from '../stages/catalog.js';
+import type { PassgateConfig } from './schema.js';
 import { issueMessage } from './common.js';
+import { ConfigError } from './errors.js';
+import { defaultComposition, type Composition } from '../capabilities/index.js';
 
-export class ConfigError extends Error {
-  constructor(
-    readonly source: string,
-    readonly problems: readonly string[],
-  ) {
-    super(`invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('./default.yaml', import.meta.url));
 
@@ -37,8 +30,9 @@ function describe(issue: z.core.$ZodIssue): string {
   return `${formatPath(issue.path)}: ${issueMessage(issue)}`;
 }
 
-export function validateConfig(raw: unknown, source = '(inline)'): PassgateConfig {
-  const result = configSchema.safeParse(raw ?? {});
+/** Validates against the schema of `composition` (the built-in capabilities by default). */
+export function validateConfig(raw: unknown, source = '(inline)', composition: Composition = defaultComposition()): PassgateConfig {
+  const result = composition.schema.safeParse(raw ?? {});
   if (!result.success) throw new ConfigError(source, result.error.issues.map(describe));
   const config = result.data;
   const problems: string[] = [];
@@ -47,7 +41,7 @@ export function validateConfig(raw: unknown, source = '(inline)'): PassgateConfi
     if (gw.defaultRoute) chains.push({ path: `gateways.${gwName}.defaultRoute`, stages: gw.defaultRoute.stages });
     for (const chain of chains) {
       chain.stages.forEach((stage, i) => {
-        const def = stageDefinition(String(stage.type));
+        const def = composition.stageTypes.get(String(stage.type))?.definition;
         for (const message of def?.validate?.(stage, config) ?? []) problems.push(`${chain.path}.stages[${i}]: ${message}`);
       });
     }
@@ -56,7 +50,7 @@ export function validateConfig(raw: unknown, source = '(inline)'): PassgateConfi
   return config;
 }
 
-export function parseConfigText(text: string, source: string): PassgateConfig {
+export function parseConfigText(text: string, source: string, composition?: Composition): PassgateConfig {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
@@ -64,17 +58,17 @@ export function parseConfigText(text: string, source: string): PassgateConfig {
       doc.errors.map((e) => `YAML ${e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : ''}: ${e.message.split('\n')[0]}`),
     );
   }
-  return validateConfig(doc.toJS({ maxAliasCount: 100 }), source);
+  return validateConfig(doc.toJS({ maxAliasCount: 100 }), source, composition);
 }
 
-export function loadConfigFile(path: string): PassgateConfig {
+export function loadConfigFile(path: string, composition?: Composition): PassgateConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new ConfigError(path, [`cannot read the file: ${(err as Error).message}`]);
   }
-  return parseConfigText(text, path);
+  return parseConfigText(text, path, composition);
 }
 
 /** `--config PATH`, else PASSGATE_CONFIG, else the embedded default. */

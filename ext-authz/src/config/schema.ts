@@ -1,13 +1,21 @@
 /**
  * The configuration schema. Every object is strict so a typo'd key is a
  * startup error that names it, never a silently ignored setting.
+ *
+ * This file holds the core sections (server, logging, headers, gateways)
+ * and builds the root schema from what the composition hands it: each
+ * capability's section and stage option schemas (see capabilities/index.ts).
+ * It imports no capability, so loading it loads no Redis client.
  */
 import { z } from 'zod';
-import { stageSchema } from '../stages/catalog.js';
-import { headerNameSchema, regexSchema } from './common.js';
-import { identityConfigSchema } from '../identity/config.js';
-import { fdsConfigSchema } from '../fds/config.js';
-import { passportConfigSchema } from '../passport/config.js';
+import { headerNameSchema, issueMessage, regexSchema } from './common.js';
+
+/**
+ * Capability sections, typed by the capability that owns them
+ * (`declare module '../config/schema.js' { interface ConfigSections { fds?: ... } }`).
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface ConfigSections {}
 
 const port = z.number().int().min(0).max(65535);
 const headerName = headerNameSchema;
@@ -57,9 +65,31 @@ export const routeMatch = z.strictObject({
   headers: z.array(headerMatch).optional(),
 });
 
-const stages = z.array(stageSchema).min(1, 'a route needs at least one stage');
+export type StageConfig = { type: string } & Record<string, unknown>;
 
-export const routeSchema = z.strictObject({
+/**
+ * `- allow` is shorthand for `- type: allow`; an unknown `type` names the known ones.
+ */
+function stageSchemaOf(stageSchemas: readonly z.ZodType[]): z.ZodType<StageConfig> {
+  const known = stageSchemas.map((s) => String(((s as z.ZodObject<any>).shape as { type: z.ZodLiteral<string> }).type.value));
+  const union = z.discriminatedUnion('type', stageSchemas as unknown as [z.ZodObject<any>, ...z.ZodObject<any>[]], {
+    error: (issue) => (issue.code === 'invalid_union' ? `unknown stage type; known types: ${known.join(', ')}` : undefined),
+  });
+  return z.unknown().transform((raw, ctx) => {
+    const value = typeof raw === 'string' ? { type: raw } : raw;
+    const result = union.safeParse(value);
+    if (result.success) return result.data as StageConfig;
+    for (const issue of result.error.issues) {
+      ctx.addIssue({ code: 'custom', message: issueMessage(issue), path: issue.path as PropertyKey[] });
+    }
+    return z.NEVER;
+  }) as unknown as z.ZodType<StageConfig>;
+}
+
+function coreObject(stageSchemas: readonly z.ZodType[]) {
+const stages = z.array(stageSchemaOf(stageSchemas)).min(1, 'a route needs at least one stage');
+
+const routeSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits, _ . : -'),
   match: routeMatch.prefault({}),
   failureMode: failureMode.optional(),
@@ -75,8 +105,10 @@ const gatewaySchema = z.strictObject({
       ports: z.array(port.min(1)).default([]),
     })
     .prefault({}),
-  /** Only mTLS gateways believe x-forwarded-client-cert. */
-  mtls: z.boolean().optional(),
+  /** Whether x-forwarded-client-cert from the proxy in front is believed (default: only `secure` gateways). */
+  trustXfcc: z.boolean().optional(),
+  /** The old name of trustXfcc: refused with a hint, since "mtls" read like "this gateway requires client certificates". */
+  mtls: z.unknown().optional().refine((v) => v === undefined, { message: 'renamed: use trustXfcc (it says whether x-forwarded-client-cert is believed)' }),
   failureMode: failureMode.default('closed'),
   /** WWW-Authenticate value on 401 answers. */
   challenge: z.string().min(1).default(DEFAULT_CHALLENGE),
@@ -88,7 +120,7 @@ const gatewaySchema = z.strictObject({
 const listen = (defaultPort: number) =>
   z.strictObject({ host: z.string().min(1).default('0.0.0.0'), port: port.default(defaultPort) }).prefault({});
 
-export const configSchema = z
+return z
   .strictObject({
     server: z
       .strictObject({
@@ -124,14 +156,10 @@ export const configSchema = z
     ),
     /** Gateway used when nothing else selects one; unset means an unknown gateway is denied. */
     defaultGateway: z.string().optional(),
-    /** Identity sources (mTLS mapping rules, ...). */
-    identity: identityConfigSchema,
-    /** Fraud detection: Redis, block lists, detection rules. */
-    fds: fdsConfigSchema,
-    /** Passport issuing: keys, sources, TTL. */
-    passport: passportConfigSchema,
-  })
-  .superRefine((config, ctx) => {
+  });
+}
+
+function crossChecks(config: { gateways: Record<string, { select: { hosts: string[]; ports: number[] }; routes: Array<{ name: string }> }>; defaultGateway?: string | undefined }, ctx: z.RefinementCtx): void {
     const names = Object.keys(config.gateways);
     if (config.defaultGateway !== undefined && !names.includes(config.defaultGateway)) {
       ctx.addIssue({
@@ -162,9 +190,23 @@ export const configSchema = z
         seen.add(r.name);
       });
     }
-  });
+}
 
-export type PassgateConfig = z.infer<typeof configSchema>;
+type CoreConfig = z.infer<ReturnType<typeof coreObject>>;
+export type PassgateConfig = CoreConfig & ConfigSections;
 export type GatewayConfig = PassgateConfig['gateways'][string];
-export type RouteConfig = z.infer<typeof routeSchema>;
+export type RouteConfig = GatewayConfig['routes'][number];
 export type RouteMatchConfig = z.infer<typeof routeMatch>;
+
+/**
+ * The root schema: the core sections, plus one optional section per
+ * capability (`sections`), with stages drawn from `stageSchemas`.
+ */
+export function buildConfigSchema(
+  sections: ReadonlyArray<{ readonly key: string; readonly schema: z.ZodType }>,
+  stageSchemas: readonly z.ZodType[],
+): z.ZodType<PassgateConfig> {
+  const extra: Record<string, z.ZodType> = {};
+  for (const s of sections) extra[s.key] = s.schema;
+  return coreObject(stageSchemas).extend(extra).superRefine(crossChecks as never) as unknown as z.ZodType<PassgateConfig>;
+}

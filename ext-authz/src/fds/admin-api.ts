@@ -9,9 +9,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { sendJson, type AdminHandler } from '../server/admin-server.js';
-import type { ServiceRegistry } from '../stages/services.js';
-import { FDS_ENGINE, type FdsHandle } from './engine.js';
+import { sendJson, type AdminHandler } from '../capabilities/admin-http.js';
+import type { FdsEngine } from './engine.js';
 import { blockTtl } from './config.js';
 import { SUBJECT_KINDS, isSubjectKind, normalizeSubject, type SubjectKind } from './subjects.js';
 import type { BlockRecord } from './store/store.js';
@@ -85,9 +84,8 @@ function text(v: unknown, field: string, max: number, required: boolean): string
   return v;
 }
 
-export function createFdsAdminHandler(services: ServiceRegistry, logger: Logger): AdminHandler {
+export function createFdsAdminHandler(engine: FdsEngine | undefined, logger: Logger): AdminHandler {
   return async (req: IncomingMessage, res: ServerResponse, url: URL) => {
-    const engine = services.peek<FdsHandle>(FDS_ENGINE)?.engine;
     if (!engine) return sendJson(res, 404, { error: 'fds_disabled', reason: 'FDS is not configured on this instance (no fds: section and no fds stage)' });
     const token = engine.adminToken;
     if (!token)

@@ -190,3 +190,10 @@ export type FdsSettings = NonNullable<FdsConfig>;
 export function defaultFdsSettings(): FdsSettings {
   return fdsConfigSchema.parse({})!;
 }
+
+declare module '../config/schema.js' {
+  interface ConfigSections {
+    /** Fraud detection: Redis, block lists, detection rules. */
+    fds?: FdsConfig;
+  }
+}

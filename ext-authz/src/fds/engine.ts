@@ -1,8 +1,8 @@
 /**
  * The long-lived FDS component shared by every fds stage: the store, the
  * in-process cache of known-blocked subjects, the CIDR set, compiled rules
- * and metrics. Lives in the service registry under FDS_ENGINE so it survives
- * config reloads.
+ * and metrics. Held by the fds capability's state; a reload that keeps the
+ * store keeps the engine (and its Redis connection).
  */
 import { readFileSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
@@ -18,8 +18,7 @@ import { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { TIMED_OUT, within } from '../resilience/within.js';
 import type { SubjectKind } from './subjects.js';
 
-export const FDS_ENGINE = 'fds.engine';
-export const FDS_METRICS = 'fds.metrics';
+export { BLOCKED_DENIAL } from './blocked.js';
 
 /** prom-client metrics, created once per registry (engines come and go with reloads). */
 export class FdsMetrics {
@@ -73,23 +72,16 @@ export class FdsMetrics {
   }
 }
 
-/** A stable reference to the current engine (see engineFor); closing it closes the engine. */
-export class FdsHandle {
-  constructor(public engine: FdsEngine) {}
-
-  /** Puts `next` in service, then closes the previous engine. */
-  async swap(next: FdsEngine): Promise<void> {
-    const old = this.engine;
-    this.engine = next;
-    await old.close();
+/** One set of metrics per registry (engines come and go with reloads; prom-client refuses a second registration). */
+const metricsByRegistry = new WeakMap<Registry, FdsMetrics>();
+export function fdsMetrics(registry: Registry): FdsMetrics {
+  let m = metricsByRegistry.get(registry);
+  if (m === undefined) {
+    m = new FdsMetrics(registry);
+    metricsByRegistry.set(registry, m);
   }
-
-  close(): Promise<void> {
-    return this.engine.close();
-  }
+  return m;
 }
-
-export const BLOCKED_DENIAL = Object.freeze({ status: 403 as const, reason: 'blocked' });
 
 export class FdsEngine {
   readonly store: FdsStore;
@@ -134,20 +126,26 @@ export class FdsEngine {
     this.cidrTimer.unref();
   }
 
-  /** Settings that can change without reconnecting (rules, cache, token); false when the store itself changed. */
-  update(settings: FdsSettings): boolean {
-    if (!sameStore(this.settings, settings)) return false;
-    const token = resolveAdminToken(settings); // throws (rejecting the reload) before anything changes
-    this.rules = compileRules(settings.rules);
-    this.adminToken = token;
-    if (settings.blockedCacheMs !== this.settings.blockedCacheMs || settings.blockedCacheMax !== this.settings.blockedCacheMax) this.cache = makeCache(settings);
-    if (settings.cidrRefreshMs !== this.settings.cidrRefreshMs) {
-      clearInterval(this.cidrTimer);
-      this.cidrTimer = setInterval(() => void this.reloadCidrs(), settings.cidrRefreshMs);
-      this.cidrTimer.unref();
-    }
-    this.settings = settings;
-    return true;
+  /**
+   * For settings that can change without reconnecting (rules, cache, token):
+   * everything that can fail is computed now and the returned function
+   * applies it (it cannot fail). Undefined when the store itself changed.
+   */
+  prepareUpdate(settings: FdsSettings): (() => void) | undefined {
+    if (!sameStore(this.settings, settings)) return undefined;
+    const token = resolveAdminToken(settings); // throws (rejecting the config) before anything changes
+    const rules = compileRules(settings.rules);
+    return () => {
+      this.rules = rules;
+      this.adminToken = token;
+      if (settings.blockedCacheMs !== this.settings.blockedCacheMs || settings.blockedCacheMax !== this.settings.blockedCacheMax) this.cache = makeCache(settings);
+      if (settings.cidrRefreshMs !== this.settings.cidrRefreshMs) {
+        clearInterval(this.cidrTimer);
+        this.cidrTimer = setInterval(() => void this.reloadCidrs(), settings.cidrRefreshMs);
+        this.cidrTimer.unref();
+      }
+      this.settings = settings;
+    };
   }
 
   get cacheSize(): number {

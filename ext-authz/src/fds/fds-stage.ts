@@ -24,14 +24,11 @@ import { z } from 'zod';
 import { CONTINUE, fail, type Decision, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext } from '../pipeline/context.js';
 import type { FinishResult, Stage, StageDefinition } from '../stages/stage.js';
-import { BLOCKED_DENIAL, FDS_ENGINE, FDS_METRICS, FdsEngine, FdsHandle, FdsMetrics } from './engine.js';
-import { defaultFdsSettings } from './config.js';
+import { BLOCKED_DENIAL } from './blocked.js';
+import type { FdsState } from './state.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
 import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
 import type { CompiledRules } from './rules.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { ServiceRegistry } from '../stages/services.js';
-import type { Logger } from 'pino';
 
 const schema = z.strictObject({
   type: z.literal('fds'),
@@ -44,16 +41,6 @@ export type FdsStageOptions = z.infer<typeof schema>;
 
 const BLOCKED_RESULT: StageResult = Object.freeze({ kind: 'deny', denial: BLOCKED_DENIAL });
 const BLOCKED_DECISION: Decision = Object.freeze({ kind: 'deny', denial: BLOCKED_DENIAL });
-
-/**
- * The shared engine handle, created on first use (the capability normally creates it from `fds:` first).
- * Stages keep the handle, not the engine: a reload that changes the store swaps the engine inside it, and
- * stages compiled before that swap (the core compiles before capabilities reload) follow at once.
- */
-export function engineFor(services: ServiceRegistry, metrics: Metrics, logger: Logger, settings = defaultFdsSettings()): FdsHandle {
-  const fdsMetrics = services.get(FDS_METRICS, () => new FdsMetrics(metrics.registry));
-  return services.get(FDS_ENGINE, () => new FdsHandle(new FdsEngine(settings, logger.child({ component: 'fds' }), fdsMetrics)));
-}
 
 function certSubject(v: unknown): string | undefined {
   if (typeof v !== 'string' || v === '') return undefined;
@@ -91,12 +78,15 @@ function attr(ctx: CheckContext, name: string): unknown {
   return ctx.attributes.get(name) ?? ctx.identity?.attributes[name];
 }
 
-export const fdsStage: StageDefinition<FdsStageOptions> = {
+export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
   type: 'fds',
   schema,
   description: 'Fraud detection: deny blocked users, devices, IPs (and CIDR ranges), client ids and certificates; count outcomes and block on thresholds.',
   create(options, factory): Stage {
-    const handle = engineFor(factory.services, factory.metrics, factory.logger, factory.config.fds ?? undefined);
+    // The capability prepared an engine for this config (any fds stage makes one, with defaults when `fds:` is absent).
+    const engine = factory.state.engine;
+    if (engine === undefined) throw new Error(`${factory.path}: no FDS engine was prepared`);
+    const handle = { engine };
     const checks = new Set<SubjectKind>(options.check);
     const checkIp = checks.has('ip');
 

@@ -118,3 +118,10 @@ export const identityConfigSchema = z
   })
   .optional();
 export type IdentityConfig = z.infer<typeof identityConfigSchema>;
+
+declare module '../config/schema.js' {
+  interface ConfigSections {
+    /** Identity sources (mTLS mapping rules, ...). */
+    identity?: IdentityConfig;
+  }
+}

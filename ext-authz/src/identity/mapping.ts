@@ -5,6 +5,7 @@
  * group templates. Rules are compiled once per config load; templates are
  * checked then, so an unknown `{name}` is a startup error, not a silent ''.
  */
+import { ConfigError } from '../config/errors.js';
 import type { Identity } from '../pipeline/context.js';
 import type { CertificateFacts } from './certificate.js';
 import { SAN_FIELDS, type MappingRuleConfig, type SanField, type StringMatchConfig } from './config.js';
@@ -89,14 +90,8 @@ function placeholders(parts: readonly TemplatePart[]): string[] {
   return parts.filter((p): p is { name: string } => typeof p !== 'string').map((p) => p.name);
 }
 
-export class MappingConfigError extends Error {
-  constructor(readonly problems: readonly string[]) {
-    super(problems.join('; '));
-    this.name = 'MappingConfigError';
-  }
-}
 
-/** Compiles the rules; throws MappingConfigError listing every `path: problem`. */
+/** Compiles the rules; throws a ConfigError listing every `path: problem`. */
 export function compileRules(rules: readonly MappingRuleConfig[], path: string): CompiledRule[] {
   const problems: string[] = [];
   const out: CompiledRule[] = [];
@@ -121,7 +116,7 @@ export function compileRules(rules: readonly MappingRuleConfig[], path: string):
       groups: rule.identity.groups.map((g, j) => check(compileTemplate(g), `identity.groups[${j}]`)),
     });
   });
-  if (problems.length > 0) throw new MappingConfigError(problems);
+  if (problems.length > 0) throw new ConfigError('identity.mtls.rules', problems);
   return out;
 }
 

@@ -20,10 +20,12 @@ import { z } from 'zod';
 import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext } from '../pipeline/context.js';
 import type { StageDefinition } from '../stages/stage.js';
+import type { IdentityState } from './state.js';
 import { parseXfcc, selectClientElement, type ForwardingMode, type XfccElement, type XfccParseOptions } from './xfcc.js';
-import { CertificateCache, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
+import { type CertificateCache, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
 import { mapIdentity, sanSourceOf, type MappingResult, type SanSource } from './mapping.js';
-import { compileMtls, MtlsConfigError, type CompiledMtls } from './profile.js';
+import { compileMtls, type CompiledMtls } from './profile.js';
+import { ConfigError } from '../config/errors.js';
 
 const XFCC = 'x-forwarded-client-cert';
 
@@ -105,7 +107,7 @@ class MtlsStage {
   run(ctx: CheckContext): StageResult | Promise<StageResult> {
     const req = ctx.request;
     const principal = req.source.principal;
-    const raw = ctx.gateway.mtls ? req.headers[XFCC] : undefined;
+    const raw = ctx.gateway.trustXfcc ? req.headers[XFCC] : undefined;
     const xfcc = raw === '' ? undefined : raw;
     if (principal !== '' && this.profile.trustedProxies.has(principal)) return this.fromTrustedProxy(ctx, principal, xfcc);
     if (req.source.certificate !== '') return this.fromPeerCertificate(ctx, req.source.certificate, principal, xfcc);
@@ -114,7 +116,7 @@ class MtlsStage {
       ctx.audit['mtls_via'] = 'xfcc';
       return this.fromXfcc(ctx, xfcc);
     }
-    if (!ctx.gateway.mtls && req.headers[XFCC] !== undefined) ctx.audit['mtls_xfcc'] = 'ignored_not_mtls_gateway';
+    if (!ctx.gateway.trustXfcc && req.headers[XFCC] !== undefined) ctx.audit['mtls_xfcc'] = 'ignored_not_mtls_gateway';
     return this.required;
   }
 
@@ -127,7 +129,7 @@ class MtlsStage {
     if (this.options.optional) return CONTINUE;
     // The proxy (not the client) left the certificate out: a setup problem, not an authentication failure to count.
     ctx.audit['mtls'] = { peer_principal: principal, error: 'client_certificate_required' };
-    return deny(401, 'client_certificate_required', `peer ${principal} is a trusted proxy but sent no XFCC${ctx.gateway.mtls ? '' : ` (gateway ${ctx.gateway.name} is not mtls: XFCC ignored)`}`);
+    return deny(401, 'client_certificate_required', `peer ${principal} is a trusted proxy but sent no XFCC${ctx.gateway.trustXfcc ? '' : ` (gateway ${ctx.gateway.name} does not trustXfcc: XFCC ignored)`}`);
   }
 
   /** The peer certificate is the client; an XFCC beside it must describe the same certificate. */
@@ -327,20 +329,15 @@ class MtlsStage {
   }
 }
 
-/** Key under which the certificate cache lives in the service registry (one per service; survives reloads, resized by them). */
-export const CERTIFICATE_CACHE_KEY = 'identity.mtls.certificate-cache';
-
-export const mtlsStage: StageDefinition<Options> = {
+export const mtlsStage: StageDefinition<Options, IdentityState> = {
   type: 'mtls',
   schema,
   description: 'Identify the caller by its mTLS client certificate (peer or x-forwarded-client-cert), mapped by identity.mtls.rules.',
   create(options, ctx) {
-    const cfg = ctx.config.identity?.mtls;
-    if (cfg === undefined) throw new Error(`${ctx.path}: the mtls stage needs an identity.mtls section (rules, trust settings)`);
-    const profile = compileMtls(cfg);
-    const cache = ctx.services.get(CERTIFICATE_CACHE_KEY, () => new CertificateCache(profile.cacheSize));
-    cache.resize(profile.cacheSize);
-    return new MtlsStage(profile, cache, options);
+    const profile = ctx.state.mtls;
+    if (profile === undefined) throw new Error(`${ctx.path}: the mtls stage needs an identity.mtls section (rules, trust settings)`);
+    // The cache is the identity capability's (one per service, resized when the config is committed).
+    return new MtlsStage(profile, ctx.state.certificates, options);
   },
   validate(options, config) {
     const problems: string[] = [];
@@ -350,7 +347,7 @@ export const mtlsStage: StageDefinition<Options> = {
       try {
         compileMtls(cfg);
       } catch (e) {
-        if (e instanceof MtlsConfigError) problems.push(...e.problems);
+        if (e instanceof ConfigError) problems.push(...e.problems);
         else throw e;
       }
     }

@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { MtlsConfig, XfccOptions } from './config.js';
-import { compileRules, MappingConfigError, type CompiledRule } from './mapping.js';
+import { compileRules, type CompiledRule } from './mapping.js';
+import { ConfigError } from '../config/errors.js';
 import { decodeChain, type TrustAnchors } from './certificate.js';
 
 export interface CompiledMtls {
@@ -20,13 +21,6 @@ export interface CompiledMtls {
   readonly rules: readonly CompiledRule[];
 }
 
-/** Config problems as `key.path: what is wrong` lines (the ConfigError style). */
-export class MtlsConfigError extends Error {
-  constructor(readonly problems: readonly string[]) {
-    super(`invalid identity.mtls config:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'MtlsConfigError';
-  }
-}
 
 const memo = new WeakMap<MtlsConfig, CompiledMtls>();
 
@@ -52,7 +46,7 @@ function loadAnchors(ca: NonNullable<MtlsConfig['ca']>, path: string, problems: 
   return roots.length > 0 ? { roots } : undefined;
 }
 
-/** Compiles (memoized per config object); throws MtlsConfigError naming each bad key. */
+/** Compiles (memoized per config object); throws a ConfigError naming each bad key. */
 export function compileMtls(cfg: MtlsConfig, path = 'identity.mtls'): CompiledMtls {
   const cached = memo.get(cfg);
   if (cached) return cached;
@@ -61,11 +55,11 @@ export function compileMtls(cfg: MtlsConfig, path = 'identity.mtls'): CompiledMt
   try {
     rules = compileRules(cfg.rules, `${path}.rules`);
   } catch (e) {
-    if (e instanceof MappingConfigError) problems.push(...e.problems);
+    if (e instanceof ConfigError) problems.push(...e.problems);
     else throw e;
   }
   const anchors = cfg.ca ? loadAnchors(cfg.ca, path, problems) : undefined;
-  if (problems.length > 0) throw new MtlsConfigError(problems);
+  if (problems.length > 0) throw new ConfigError('identity.mtls', problems);
   const compiled: CompiledMtls = {
     xfcc: cfg.xfcc,
     trustedProxies: new Set(cfg.trustedProxies),

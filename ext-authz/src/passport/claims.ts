@@ -5,7 +5,6 @@
  */
 import type { AuthLevel, PassportClaims, PassportDevice, PassportUser, RelayClaims } from './model.js';
 import { PASSPORT_TYP } from './model.js';
-import type { PassportConfig } from './config.js';
 
 /** Claim strings need no JSON escaping (printable ASCII without `"` and `\`), so sizes are exact. */
 const CLAIM_VALUE = /^[\x20\x21\x23-\x5b\x5d-\x7e]+$/;
@@ -48,8 +47,17 @@ const b64len = (bytes: number) => Math.ceil((bytes * 4) / 3);
 /** Both EdDSA (Ed25519) and ES256 (P-256, IEEE P1363) signatures are 64 bytes. */
 const SIGNATURE_BYTES = 64;
 
+/** What the worst case depends on: the passport section's shape, declared here so config.ts can call this without an import cycle. */
+export interface PassportSizeInputs {
+  readonly issuer: string;
+  readonly audience: Parameters<typeof buildClaims>[0]['audience'];
+  readonly limits: { readonly maxValueLength: number; readonly maxRoles: number; readonly maxScopes: number };
+  readonly relay: { readonly providers: Readonly<Record<string, { readonly maxValueLength: number }>> };
+  readonly keys: { readonly entries: ReadonlyArray<{ readonly id: string }> };
+}
+
 /** The longest Passport header value this config can produce. */
-export function worstCasePassportBytes(p: Pick<PassportConfig, 'issuer' | 'audience' | 'limits' | 'relay' | 'keys' | 'authLevels'>): number {
+export function worstCasePassportBytes(p: PassportSizeInputs): number {
   const L = p.limits.maxValueLength;
   const s = (n = L) => 'x'.repeat(n);
   const t = 9_999_999_999; // ten-digit NumericDate: good until 2286

@@ -192,3 +192,10 @@ export type PassportKeyConfig = PassportConfig['keys']['entries'][number];
 export type HttpSourceConfig = z.infer<typeof httpSourceSchema>;
 export type StaticSourceConfig = z.infer<typeof staticSourceSchema>;
 export type RelayProviderConfig = z.infer<typeof relayProviderSchema>;
+
+declare module '../config/schema.js' {
+  interface ConfigSections {
+    /** Passport issuing: keys, sources, TTL. */
+    passport?: PassportConfig | undefined;
+  }
+}

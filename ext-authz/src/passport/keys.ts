@@ -3,6 +3,7 @@
  * or generated at start, several at once for rotation with exactly one
  * signing. The public halves form the JWKS served on the admin port.
  */
+import { ConfigError } from '../config/errors.js';
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { PassportAlgorithm } from './model.js';
@@ -28,13 +29,7 @@ export interface PassportKey {
   readonly origin: string;
 }
 
-/** A key file or generation problem, naming the config key and file. */
-export class KeyLoadError extends Error {
-  constructor(readonly problems: readonly string[]) {
-    super(problems.join('; '));
-    this.name = 'KeyLoadError';
-  }
-}
+
 
 export class KeyRing {
   readonly byKid: ReadonlyMap<string, PassportKey>;
@@ -105,21 +100,21 @@ function loadOne(entry: PassportKeyConfig, where: string, previous: KeyRing | un
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new KeyLoadError([`${where}.file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    throw new ConfigError('passport.keys', [`${where}.file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
   }
   let parsed: { privateKey?: KeyObject; publicKey: KeyObject };
   try {
     parsed = parseKeyFile(text);
   } catch (err) {
-    throw new KeyLoadError([`${where}.file: ${file} is not a PEM or JWK key (${(err as Error).message.split('\n')[0]}); mount a PKCS#8 PEM or a JWK with "d"`]);
+    throw new ConfigError('passport.keys', [`${where}.file: ${file} is not a PEM or JWK key (${(err as Error).message.split('\n')[0]}); mount a PKCS#8 PEM or a JWK with "d"`]);
   }
   if (parsed.publicKey.type !== 'public' || !matchesAlg(parsed.publicKey, entry.alg)) {
-    throw new KeyLoadError([`${where}.file: ${file} holds a ${parsed.publicKey.asymmetricKeyType ?? parsed.publicKey.type} key, but alg ${entry.alg} needs ${expectedType(entry.alg)}`]);
+    throw new ConfigError('passport.keys', [`${where}.file: ${file} holds a ${parsed.publicKey.asymmetricKeyType ?? parsed.publicKey.type} key, but alg ${entry.alg} needs ${expectedType(entry.alg)}`]);
   }
   return { kid: entry.id, alg: entry.alg, privateKey: parsed.privateKey, jwk: toJwk(parsed.publicKey, entry.id, entry.alg), origin: `file:${file}` };
 }
 
-/** Loads every configured key; throws KeyLoadError listing each bad entry. */
+/** Loads every configured key; throws a ConfigError listing each bad entry. */
 export function loadKeyRing(keys: PassportConfig['keys'], previous?: KeyRing): KeyRing {
   const path = 'passport.keys';
   const loaded: PassportKey[] = [];
@@ -128,15 +123,15 @@ export function loadKeyRing(keys: PassportConfig['keys'], previous?: KeyRing): K
     try {
       loaded.push(loadOne(entry, `${path}.entries[${i}]`, previous));
     } catch (err) {
-      problems.push(...(err instanceof KeyLoadError ? err.problems : [`${path}.entries[${i}]: ${(err as Error).message}`]));
+      problems.push(...(err instanceof ConfigError ? err.problems : [`${path}.entries[${i}]: ${(err as Error).message}`]));
     }
   });
-  if (problems.length > 0) throw new KeyLoadError(problems);
+  if (problems.length > 0) throw new ConfigError('passport.keys', problems);
   const active = loaded.find((k) => k.kid === keys.active);
-  if (!active) throw new KeyLoadError([`${path}.active: names no key`]);
+  if (!active) throw new ConfigError('passport.keys', [`${path}.active: names no key`]);
   if (active.privateKey === undefined) {
     const i = keys.entries.findIndex((e) => e.id === keys.active);
-    throw new KeyLoadError([`${path}.active: key "${keys.active}" (${path}.entries[${i}].file) holds only a public key; the signing key needs its private key`]);
+    throw new ConfigError('passport.keys', [`${path}.active: key "${keys.active}" (${path}.entries[${i}].file) holds only a public key; the signing key needs its private key`]);
   }
   return new KeyRing(active as PassportKey & { privateKey: KeyObject }, loaded);
 }

@@ -13,7 +13,7 @@ import { checkClaimValue } from './claims.js';
 import type { IssuedPassport } from './issuer.js';
 import type { LookupResult } from './sources/cached-http.js';
 import type { SourceFacts } from './sources/source.js';
-import { passportStateFor, type PassportState } from './runtime.js';
+import { requirePassportState, type PassportState } from './runtime.js';
 
 /** ctx.attributes key under which the relay stage leaves facts for the Passport. */
 export const RELAY_ATTRIBUTE = 'passport.relay';
@@ -180,11 +180,11 @@ class PassportStage {
   }
 }
 
-export const passportStage: StageDefinition<Options> = {
+export const passportStage: StageDefinition<Options, PassportState | undefined> = {
   type: 'passport',
   schema,
   description: 'Issue a signed Passport (user + device facts) for ctx.identity and set it on the upstream request.',
-  create: (options, f) => new PassportStage(options, passportStateFor(f, 'passport')),
+  create: (options, f) => new PassportStage(options, requirePassportState(f, 'passport')),
   validate(_options, config) {
     const p = config.passport;
     if (p === undefined) return ['the passport stage needs the top-level "passport" section (issuer, audience, keys, source)'];

@@ -11,7 +11,7 @@ import type { CheckContext } from '../pipeline/context.js';
 import type { StageDefinition } from '../stages/stage.js';
 import type { LookupResult } from './sources/cached-http.js';
 import type { RelayProvider, RelayValue } from './relay-provider.js';
-import { passportStateFor } from './runtime.js';
+import { requirePassportState, type PassportState } from './runtime.js';
 import { RELAY_ATTRIBUTE, type RelayAttribute } from './passport-stage.js';
 
 /** Lists the providers that failed and were omitted, for upstreams that care. */
@@ -86,12 +86,12 @@ class RelayStage {
   }
 }
 
-export const relayStage: StageDefinition<Options> = {
+export const relayStage: StageDefinition<Options, PassportState | undefined> = {
   type: 'relay',
   schema,
   description: 'Fetch per-user facts from HTTP providers (cached) and inject them as x-passgate-relay-<name> headers or Passport claims.',
   create(options, f) {
-    const state = passportStateFor(f, 'relay');
+    const state = requirePassportState(f, 'relay');
     const providers = options.providers.map((n, i) => {
       const p = state.relays.get(n);
       if (!p) throw new Error(`${f.path}.providers[${i}]: no relay provider "${n}"`);

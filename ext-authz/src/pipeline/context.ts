@@ -2,8 +2,23 @@
  * Per-Check state shared by the stages of one chain. Created once per Check;
  * the arrays start empty and are only filled by stages that need them.
  */
-import type { RequestView } from '../check/request-view.js';
-import type { CompiledGateway, CompiledRoute } from '../routing/route-table.js';
+import type { RequestView } from './request-view.js';
+import type { FailureMode, GatewayConfig } from '../config/schema.js';
+
+/** What a stage may know of the gateway judging the request (routing compiles the full one). */
+export interface GatewayInfo {
+  readonly name: string;
+  readonly kind: GatewayConfig['kind'];
+  /** Whether x-forwarded-client-cert may be believed on this gateway (`trustXfcc`). */
+  readonly trustXfcc: boolean;
+  readonly challenge: string;
+}
+
+/** What a stage may know of the route it runs on. */
+export interface RouteInfo {
+  readonly name: string;
+  readonly failureMode: FailureMode;
+}
 
 /** Who the caller is, as decided by an identity stage (mTLS, JWT, ...). */
 export interface Identity {
@@ -45,8 +60,8 @@ export class CheckContext {
 
   constructor(
     readonly request: RequestView,
-    readonly gateway: CompiledGateway,
-    readonly route: CompiledRoute,
+    readonly gateway: GatewayInfo,
+    readonly route: RouteInfo,
     /** Epoch ms by which the answer must be on the wire. */
     readonly deadline: number,
     readonly traceId: string,

@@ -3,7 +3,7 @@
  * (host AND path AND method AND every header rule); an absent predicate
  * matches everything.
  */
-import type { RequestView } from '../check/request-view.js';
+import type { RequestView } from '../pipeline/request-view.js';
 import type { RouteMatchConfig } from '../config/schema.js';
 import { compileHosts } from './host-match.js';
 

@@ -3,27 +3,22 @@
  * predicates and stage instances, and the gateway selector. A reload builds
  * a new table and swaps one reference, so a Check always sees one table.
  */
-import type { RequestView } from '../check/request-view.js';
+import type { RequestView } from '../pipeline/request-view.js';
 import type { FailureMode, GatewayConfig, PassgateConfig } from '../config/schema.js';
-import type { Stage, StageFactoryContext } from '../stages/stage.js';
-import { stageDefinition } from '../stages/catalog.js';
+import type { Logger } from 'pino';
+import type { Metrics } from '../observability/metrics.js';
+import type { Stage, StageDefinition } from '../stages/stage.js';
+import type { GatewayInfo, RouteInfo } from '../pipeline/context.js';
 import { compileRouteMatch, type RoutePredicate } from './route-match.js';
 import { compileHosts, type HostMatcher } from './host-match.js';
 import { deny } from '../pipeline/decision.js';
 
-export interface CompiledRoute {
-  readonly name: string;
+export interface CompiledRoute extends RouteInfo {
   readonly matches: RoutePredicate;
   readonly stages: readonly Stage[];
-  readonly failureMode: FailureMode;
 }
 
-export interface CompiledGateway {
-  readonly name: string;
-  readonly kind: GatewayConfig['kind'];
-  /** Whether x-forwarded-client-cert may be believed on this gateway. */
-  readonly mtls: boolean;
-  readonly challenge: string;
+export interface CompiledGateway extends GatewayInfo {
   readonly routes: readonly CompiledRoute[];
   readonly defaultRoute: CompiledRoute;
 }
@@ -37,7 +32,18 @@ export interface RouteTable {
   selectRoute(gateway: CompiledGateway, req: RequestView): CompiledRoute;
 }
 
-type Factory = Omit<StageFactoryContext, 'path' | 'config'>;
+/** A stage type with the prepared state of the capability that declares it. */
+export interface BoundStageType {
+  readonly definition: StageDefinition<any, any>;
+  readonly state: unknown;
+}
+
+export interface Factory {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** The stage types of the composition, bound to the states prepared for this config. */
+  readonly stageType: (type: string) => BoundStageType | undefined;
+}
 
 function buildStages(
   stages: ReadonlyArray<{ type: string }>,
@@ -46,10 +52,10 @@ function buildStages(
   factory: Factory,
 ): Stage[] {
   return stages.map((options, i) => {
-    const def = stageDefinition(options.type);
+    const bound = factory.stageType(options.type);
     // The schema already rejected unknown types; this guards programmatic configs.
-    if (!def) throw new Error(`${path}.stages[${i}].type: unknown stage type "${options.type}"`);
-    return def.create(options, { ...factory, config, path: `${path}.stages[${i}]` });
+    if (!bound) throw new Error(`${path}.stages[${i}].type: unknown stage type "${options.type}"`);
+    return bound.definition.create(options, { logger: factory.logger, metrics: factory.metrics, state: bound.state, config, path: `${path}.stages[${i}]` });
   });
 }
 
@@ -81,7 +87,7 @@ export function compileRouteTable(config: PassgateConfig, factory: Factory): Rou
     const compiled: CompiledGateway = {
       name,
       kind: gw.kind,
-      mtls: gw.mtls ?? gw.kind === 'secure',
+      trustXfcc: gw.trustXfcc ?? gw.kind === 'secure',
       challenge: gw.challenge,
       routes,
       defaultRoute,

@@ -1,18 +1,22 @@
 /**
- * The admin HTTP port: Prometheus metrics, liveness and readiness. Later
- * capabilities mount their own endpoints (JWKS, FDS admin) with `route`.
+ * The admin HTTP port: Prometheus metrics, liveness and readiness, plus the
+ * endpoints of the committed capability states (JWKS, FDS admin), swapped
+ * as one table with each committed config.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
+import { sendJson, type AdminHandler, type AdminRoute } from '../capabilities/admin-http.js';
 
-export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
+export { sendJson, type AdminHandler };
 
 export class AdminServer {
   private readonly server: Server;
   private readonly routes = new Map<string, AdminHandler>();
   private readonly prefixRoutes: Array<{ prefix: string; handler: AdminHandler }> = [];
+  /** The committed capabilities' routes; replaced whole, never edited. */
+  private capabilityRoutes: { exact: Map<string, AdminHandler>; prefix: readonly AdminRoute[] } = { exact: new Map(), prefix: [] };
 
   constructor(
     private readonly metrics: Metrics,
@@ -42,12 +46,22 @@ export class AdminServer {
     this.prefixRoutes.push({ prefix, handler });
   }
 
+  /** Replaces the capabilities' endpoints (one assignment, at commit). */
+  setCapabilityRoutes(routes: readonly AdminRoute[]): void {
+    const exact = new Map<string, AdminHandler>();
+    for (const r of routes) if (!r.prefix) exact.set(`${r.method} ${r.path}`, r.handler);
+    this.capabilityRoutes = { exact, prefix: routes.filter((r) => r.prefix) };
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://admin.local');
-      const exact = this.routes.get(`${req.method} ${url.pathname}`);
+      const key = `${req.method} ${url.pathname}`;
+      const caps = this.capabilityRoutes;
+      const exact = this.routes.get(key) ?? caps.exact.get(key) ?? caps.exact.get(`* ${url.pathname}`);
       if (exact) return await exact(req, res, url);
       for (const r of this.prefixRoutes) if (url.pathname.startsWith(r.prefix)) return await r.handler(req, res, url);
+      for (const r of caps.prefix) if ((r.method === '*' || r.method === req.method) && url.pathname.startsWith(r.path)) return await r.handler(req, res, url);
       sendJson(res, 404, { error: 'not_found', reason: `no admin endpoint ${req.method} ${url.pathname}` });
     } catch (err) {
       this.logger.error({ err: (err as Error).message, path: req.url }, 'admin request failed');
@@ -72,10 +86,4 @@ export class AdminServer {
       this.server.closeAllConnections();
     });
   }
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
 }

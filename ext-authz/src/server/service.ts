@@ -1,21 +1,27 @@
 /**
- * Assembles the running service: config → route table → checker, the gRPC
- * and admin servers, reload on SIGHUP and file change, graceful shutdown.
+ * Assembles the running service: config → prepared capability states →
+ * route table → checker, the gRPC and admin servers, reload on SIGHUP and
+ * file change, graceful shutdown.
+ *
+ * Start and reload are two-phase: every capability prepares its state for
+ * the new config (nothing serving changes); if any of them, or building a
+ * stage, fails, every prepared state is discarded and the old config keeps
+ * serving untouched. Only then are all committed at once (table, admin
+ * routes, capability states), and the replaced states retired.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { PassgateConfig } from '../config/schema.js';
 import { loadConfigFile, ConfigError } from '../config/load.js';
-import { compileRouteTable } from '../routing/route-table.js';
 import { Checker } from '../check/checker.js';
 import { Metrics } from '../observability/metrics.js';
 import { createLogger } from '../observability/logger.js';
-import { ServiceRegistry } from '../stages/services.js';
+import type { Capability } from '../capabilities/capability.js';
+import { prepareGeneration, type Generation } from './assemble.js';
+import { compose, defaultComposition, type Composition } from '../capabilities/index.js';
 import { AdminServer } from './admin-server.js';
 import { GrpcServer } from './grpc-server.js';
-import type { Capability, CapabilityHost } from './capability.js';
-import { createCapabilities } from './capabilities.js';
 
 export interface ServiceOptions {
   readonly config: PassgateConfig;
@@ -26,7 +32,8 @@ export interface ServiceOptions {
   readonly grpcPort?: number;
   readonly adminPort?: number;
   readonly watchConfig?: boolean;
-  readonly capabilities?: Capability[];
+  /** Capabilities added to the built-in ones (an embedder's stage types, config sections, admin routes). */
+  readonly capabilities?: readonly Capability<any>[];
   /** Register default process metrics (off in tests that start many services). */
   readonly processMetrics?: boolean;
 }
@@ -34,12 +41,12 @@ export interface ServiceOptions {
 export class PassgateService {
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly services = new ServiceRegistry();
   readonly admin: AdminServer;
   readonly grpc: GrpcServer;
-  private checker: Checker;
+  readonly composition: Composition;
+  private checker: Checker | undefined;
   private config: PassgateConfig;
-  private readonly capabilities: Capability[];
+  private current: Generation | undefined;
   private draining = false;
   private started = false;
   private watcher: FSWatcher | undefined;
@@ -52,11 +59,10 @@ export class PassgateService {
     this.config = options.config;
     this.logger = options.logger ?? createLogger(options.config.logging.level);
     this.metrics = new Metrics(options.processMetrics ?? true);
-    this.capabilities = options.capabilities ?? createCapabilities();
+    this.composition = options.capabilities?.length ? compose(options.capabilities) : defaultComposition();
     this.admin = new AdminServer(this.metrics, () => this.readiness(), this.logger);
-    this.checker = new Checker(this.compile(this.config), { logger: this.logger, metrics: this.metrics });
     this.grpc = new GrpcServer(
-      () => this.checker,
+      () => this.checker!,
       () => ({ defaultMs: this.config.server.defaultDeadlineMs, marginMs: this.config.server.deadlineMarginMs }),
       this.metrics,
       this.logger,
@@ -64,15 +70,22 @@ export class PassgateService {
     );
   }
 
-  /** Starts everything; throws (naming the problem) when a port or a capability cannot start. */
+  /**
+   * Starts everything; throws (naming the problem) when a capability, a
+   * stage or a port cannot start, after closing whatever it had opened.
+   */
   static async start(options: ServiceOptions): Promise<PassgateService> {
     const svc = new PassgateService(options);
-    for (const cap of svc.capabilities) await cap.start?.(svc.host());
-    // Stages are compiled after capabilities started, so they can find the services capabilities made.
-    svc.checker.setTable(svc.compile(svc.config));
-    const { server } = svc.config;
-    svc.grpcPort = await svc.grpc.listen(server.grpc.host, options.grpcPort ?? server.grpc.port);
-    svc.adminPort = await svc.admin.listen(server.admin.host, options.adminPort ?? server.admin.port);
+    try {
+      const next = await svc.prepare(svc.config);
+      svc.commit(next);
+      const { server } = svc.config;
+      svc.grpcPort = await listening('server.grpc', server.grpc.host, options.grpcPort ?? server.grpc.port, (h, p) => svc.grpc.listen(h, p));
+      svc.adminPort = await listening('server.admin', server.admin.host, options.adminPort ?? server.admin.port, (h, p) => svc.admin.listen(h, p));
+    } catch (err) {
+      await svc.closeAfterFailedStart();
+      throw err;
+    }
     svc.grpc.setServing(true);
     svc.started = true;
     svc.metrics.configInfo.setToCurrentTime();
@@ -88,22 +101,64 @@ export class PassgateService {
     return this.config;
   }
 
-  private host(config = this.config): CapabilityHost {
-    return { config, logger: this.logger, metrics: this.metrics, services: this.services, admin: this.admin };
+  /** The state a capability committed for the serving config (tests and admin tooling read it). */
+  stateOf<State>(capability: Capability<State>): State | undefined {
+    return this.current?.prepared.get(capability)?.state as State | undefined;
   }
 
-  /** Builds the route table; any failure to build a stage becomes a ConfigError naming its key. */
-  private compile(config: PassgateConfig) {
+  /** Phase one (see assemble.ts): nothing serving changes; on failure a ConfigError naming the key. */
+  private async prepare(config: PassgateConfig): Promise<Generation> {
     try {
-      return compileRouteTable(config, { logger: this.logger, metrics: this.metrics, services: this.services });
+      return await prepareGeneration(this.composition, config, { logger: this.logger, metrics: this.metrics, previous: this.current });
     } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      const problems = (err as { problems?: unknown }).problems;
-      throw new ConfigError(
-        this.options.configPath ?? '(inline)',
-        Array.isArray(problems) ? problems.map(String) : [(err as Error).message],
-      );
+      throw this.asConfigError(err);
     }
+  }
+
+  /** Phase two: swap everything in at once (cannot fail), then retire what was replaced. */
+  private commit(next: Generation): void {
+    const prev = this.current;
+    for (const p of next.prepared.values()) p.commit?.();
+    this.current = next;
+    this.config = next.config;
+    if (this.checker === undefined) this.checker = new Checker(next.table, { logger: this.logger, metrics: this.metrics });
+    else this.checker.setTable(next.table);
+    this.admin.setCapabilityRoutes(next.adminRoutes);
+    if (prev === undefined) return;
+    for (const [cap, old] of prev.prepared) {
+      const replacement = next.prepared.get(cap);
+      void this.quietly('retire', () => old.retire?.(replacement?.state));
+    }
+  }
+
+  private async closeAll(): Promise<void> {
+    const gen = this.current;
+    this.current = undefined;
+    if (gen === undefined) return;
+    for (const p of [...gen.prepared.values()].reverse()) await this.quietly('close', () => p.close?.());
+  }
+
+  private async closeAfterFailedStart(): Promise<void> {
+    this.draining = true;
+    await this.closeAll();
+    await this.grpc.shutdown(0);
+    await this.admin.close();
+  }
+
+  private async quietly(what: string, fn: () => void | Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, `capability state did not ${what} cleanly`);
+    }
+  }
+
+  /** Any failure to prepare a capability or build a stage becomes a ConfigError naming its key. */
+  private asConfigError(err: unknown): ConfigError {
+    const source = this.options.configPath ?? '(inline)';
+    if (err instanceof ConfigError && err.source === source) return err;
+    const problems = (err as { problems?: unknown }).problems;
+    return new ConfigError(source, Array.isArray(problems) ? problems.map(String) : [(err as Error).message]);
   }
 
   private readiness(): { ready: boolean; why?: string } {
@@ -114,16 +169,14 @@ export class PassgateService {
 
   /** Validates and swaps in a new config; on any problem the old one keeps serving. */
   async applyConfig(config: PassgateConfig): Promise<void> {
-    // Compile first: a config whose stages cannot be built changes nothing at all,
-    // not even a capability's state (new Passport keys in the JWKS, new FDS rules).
-    const table = this.compile(config);
-    for (const cap of this.capabilities) await cap.reload?.(config, this.host(config));
+    // A config that any capability or stage rejects changes nothing at all
+    // (JWKS, FDS rules and connection, caches, admin routes stay as they are).
+    const next = await this.prepare(config);
     const old = this.config.server;
     if (JSON.stringify(old) !== JSON.stringify(config.server)) {
       this.logger.warn('server.* settings changed: ports and limits apply after a restart; routes apply now');
     }
-    this.config = config;
-    this.checker.setTable(table);
+    this.commit(next);
     this.metrics.configInfo.setToCurrentTime();
   }
 
@@ -134,7 +187,7 @@ export class PassgateService {
     // Serialize reloads so two quick file events cannot interleave.
     this.reloading = this.reloading.then(async () => {
       try {
-        const config = loadConfigFile(path);
+        const config = loadConfigFile(path, this.composition);
         await this.applyConfig(config);
         this.metrics.configReloads.inc({ result: 'success' });
         this.logger.info({ config: path }, 'config reloaded');
@@ -180,15 +233,17 @@ export class PassgateService {
     this.grpc.setServing(false);
     this.logger.info({ inFlight: this.grpc.checksInFlight, graceMs }, 'draining: NOT_SERVING, finishing in-flight checks');
     await this.grpc.shutdown(graceMs);
-    for (const cap of [...this.capabilities].reverse()) {
-      try {
-        await cap.stop?.();
-      } catch (err) {
-        this.logger.warn({ capability: cap.name, err: (err as Error).message }, 'capability did not stop cleanly');
-      }
-    }
-    await this.services.closeAll();
+    await this.closeAll();
     await this.admin.close();
     this.logger.info('stopped');
+  }
+}
+
+/** Opens a port, naming the config key and address when it cannot (e.g. the port is taken). */
+async function listening(key: string, host: string, port: number, listen: (host: string, port: number) => Promise<number>): Promise<number> {
+  try {
+    return await listen(host, port);
+  } catch (err) {
+    throw new Error(`${key}: cannot listen on ${host}:${port} (${(err as Error).message}); is another process using the port?`);
   }
 }

@@ -7,12 +7,11 @@ import type { z } from 'zod';
 import type { Logger } from 'pino';
 import type { CheckContext } from '../pipeline/context.js';
 import type { Decision, FailResult, StageResult } from '../pipeline/decision.js';
+import type { PassgateConfig } from '../config/schema.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /** What a finish hook may answer: nothing (keep), a new decision, or "could not decide". */
 export type FinishResult = void | Decision | FailResult;
-import type { PassgateConfig } from '../config/schema.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { ServiceRegistry } from './services.js';
 
 export interface Stage {
   /** The stage type, for audit and metrics labels. */
@@ -33,12 +32,12 @@ export interface Stage {
   finish?(ctx: CheckContext, decision: Decision): FinishResult | Promise<FinishResult>;
 }
 
-export interface StageFactoryContext {
+export interface StageFactoryContext<State = unknown> {
   readonly config: PassgateConfig;
   readonly logger: Logger;
   readonly metrics: Metrics;
-  /** Long-lived shared components (Redis store, key sets, caches) that outlive a config reload. */
-  readonly services: ServiceRegistry;
+  /** The prepared state of the capability that declares this stage type (its engine, key ring, cache...). */
+  readonly state: State;
   /** Where in the config this stage sits, for error messages: `gateways.secure.routes[2].stages[0]`. */
   readonly path: string;
 }
@@ -47,11 +46,11 @@ export interface StageFactoryContext {
  * A stage type: its options schema (validated at config load, so a typo is a
  * startup error naming the key) and its factory.
  */
-export interface StageDefinition<Options extends { type: string } = { type: string }> {
+export interface StageDefinition<Options extends { type: string } = { type: string }, State = unknown> {
   readonly type: string;
   readonly schema: z.ZodType<Options>;
   readonly description: string;
-  create(options: Options, ctx: StageFactoryContext): Stage;
+  create(options: Options, ctx: StageFactoryContext<State>): Stage;
   /** Cross-checks against the whole config (e.g. a referenced key set exists). Return messages, empty when fine. */
   validate?(options: Options, config: PassgateConfig): string[];
 }

@@ -80,7 +80,7 @@ gateways:
       - { name: public, match: { path: { prefix: /public } }, stages: [allow] }
   secure:
     kind: secure
-    mtls: true
+    trustXfcc: true
     challenge: 'Mutual realm="passgate"'
     routes:
       - name: partner

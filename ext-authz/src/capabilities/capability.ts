@@ -1,0 +1,57 @@
+/**
+ * The contract of a capability (core stages, identity, FDS, passport, ...):
+ * one object per capability folder, listed once in `capabilities/index.ts`.
+ * It declares its config section, its stage types and the capabilities it
+ * needs, and builds its state in two phases so a reload is all-or-nothing:
+ *
+ * - `prepare(config, ctx)` builds everything for one config (and may open
+ *   connections, which `discard` can close) without touching the state that
+ *   serves now; it throws (a ConfigError naming the key) to reject it.
+ *   Long-lived parts (a Redis connection whose settings did not change, a
+ *   cache) are taken over from `ctx.previous` without mutating it.
+ * - `commit()` swaps the prepared state in; it cannot fail.
+ * - `discard()` when the config was rejected (this or another capability
+ *   failed): closes only what this prepare opened.
+ * - `retire(next)` once `next` serves instead: closes what `next` did not take over.
+ * - `close()` at shutdown (or a failed start): closes everything it holds.
+ */
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { PassgateConfig } from '../config/schema.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { StageDefinition } from '../stages/stage.js';
+import type { AdminRoute } from './admin-http.js';
+
+export interface PrepareContext<State> {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** The state serving now (undefined at start); read it, never change it. */
+  readonly previous: State | undefined;
+  /** The prepared state of a capability this one `needs` (checked at composition). */
+  dependency<T>(capability: Capability<T>): T;
+}
+
+export interface Prepared<State> {
+  readonly state: State;
+  /** Admin endpoints served while this state is committed. */
+  readonly adminRoutes?: readonly AdminRoute[];
+  commit?(): void;
+  discard?(): void | Promise<void>;
+  retire?(next: State): void | Promise<void>;
+  close?(): void | Promise<void>;
+}
+
+export interface Capability<State = unknown> {
+  /** Unique; other capabilities name it in `needs`. */
+  readonly name: string;
+  /** Names of capabilities whose state `prepare` uses; a missing or cyclic one is a startup error. */
+  readonly needs?: readonly string[];
+  /** Its top-level config section (optional in the file). */
+  readonly section?: { readonly key: string; readonly schema: z.ZodType };
+  /** Stage types it contributes; their factories receive this capability's prepared state. */
+  readonly stages?: readonly StageDefinition<any, State>[];
+  prepare(config: PassgateConfig, ctx: PrepareContext<State>): Prepared<State> | Promise<Prepared<State>>;
+}
+
+/** For a capability with stages only (no state of its own). */
+export const STATELESS: Prepared<undefined> = Object.freeze({ state: undefined });

@@ -1,0 +1,69 @@
+/**
+ * The fds capability: the fds stage, the `fds` section and the admin API
+ * under /admin/fds/. Prepare keeps the serving engine (and its Redis
+ * connection) when the store settings did not change, and only computes
+ * the new rules and token, applied on commit; a changed store gets a new
+ * engine, connected in prepare and closed again if the config is rejected.
+ *
+ * The engine (and with it ioredis) is imported when first prepared, so
+ * loading the config schema, e.g. in the offline manifest checks, loads no
+ * Redis client.
+ */
+import type { Capability, Prepared } from '../capabilities/capability.js';
+import type { PassgateConfig } from '../config/schema.js';
+import { defaultFdsSettings, fdsConfigSchema, type FdsSettings } from './config.js';
+import { fdsStage } from './fds-stage.js';
+import type { FdsState } from './state.js';
+
+function usesFdsStage(config: PassgateConfig): boolean {
+  for (const gw of Object.values(config.gateways)) {
+    for (const r of gw.routes) if (r.stages.some((s) => s.type === 'fds')) return true;
+    if (gw.defaultRoute?.stages.some((s) => s.type === 'fds')) return true;
+  }
+  return false;
+}
+
+export const fdsCapability: Capability<FdsState> = {
+  name: 'fds',
+  section: { key: 'fds', schema: fdsConfigSchema },
+  stages: [fdsStage],
+  async prepare(config, ctx): Promise<Prepared<FdsState>> {
+    const { FdsEngine, fdsMetrics } = await import('./engine.js');
+    const { createFdsAdminHandler } = await import('./admin-api.js');
+    const old = ctx.previous?.engine;
+    const settings: FdsSettings | undefined = config.fds ?? (old === undefined && usesFdsStage(config) ? defaultFdsSettings() : undefined);
+    let engine = old;
+    let apply: (() => void) | undefined;
+    let created = false;
+    if (settings !== undefined) {
+      apply = old?.prepareUpdate(settings);
+      if (apply === undefined) {
+        // No engine yet, or the store itself changed (Redis address, mode, prefix): connect anew.
+        engine = new FdsEngine(settings, ctx.logger.child({ component: 'fds' }), fdsMetrics(ctx.metrics.registry));
+        created = true;
+        // Give Redis one connect timeout so the first Checks find it; a Redis that is down does not reject the config.
+        const up = await engine.store.ready(settings.redis?.connectTimeoutMs ?? 0);
+        if (!up) ctx.logger.warn('FDS store not reachable yet; routes apply their failure mode until it is');
+      }
+    }
+    const state: FdsState = { engine };
+    const mine = created ? engine : undefined;
+    return {
+      state,
+      adminRoutes: [{ method: '*', path: '/admin/fds/', prefix: true, handler: createFdsAdminHandler(engine, ctx.logger) }],
+      commit: () => {
+        apply?.();
+        if (engine !== undefined) engine.metrics.engine = engine;
+      },
+      discard: async () => {
+        await mine?.close();
+      },
+      retire: async (next) => {
+        if (engine !== undefined && next.engine !== engine) await engine.close();
+      },
+      close: async () => {
+        await engine?.close();
+      },
+    };
+  },
+};
