@@ -8,6 +8,7 @@ import { headerNameSchema, regexSchema } from './common.js';
 import { identityConfigSchema } from '../identity/config.js';
 import { fdsConfigSchema } from '../fds/config.js';
 import { passportConfigSchema } from '../passport/config.js';
+import { tokensConfigSchema } from '../tokens/config.js';
 
 const port = z.number().int().min(0).max(65535);
 const headerName = headerNameSchema;
@@ -130,6 +131,8 @@ export const configSchema = z
     fds: fdsConfigSchema,
     /** Passport issuing: keys, sources, TTL. */
     passport: passportConfigSchema,
+    /** Bearer JWT issuers, request-JWT clients, proof key cache and DPoP nonces. */
+    tokens: tokensConfigSchema,
   })
   .superRefine((config, ctx) => {
     const names = Object.keys(config.gateways);

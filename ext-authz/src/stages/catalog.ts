@@ -13,6 +13,7 @@ import { requireHeadersStage } from './require-headers.js';
 import { identityStages } from '../identity/stages.js';
 import { fdsStages } from '../fds/stages.js';
 import { passportStages } from '../passport/stages.js';
+import { tokensStages } from '../tokens/stages.js';
 
 const definitions: StageDefinition<any>[] = [
   allowStage,
@@ -21,6 +22,7 @@ const definitions: StageDefinition<any>[] = [
   ...identityStages,
   ...fdsStages,
   ...passportStages,
+  ...tokensStages,
 ];
 const byType = new Map(definitions.map((d) => [d.type, d]));
 

@@ -1,0 +1,79 @@
+/**
+ * Long-lived token state shared by every jwt/proof stage: issuer and client
+ * key sets (kept across reloads while their key source is unchanged, so a
+ * reload does not refetch every JWKS), the proof key cache and the nonce mint.
+ */
+import type { ServiceRegistry } from '../stages/services.js';
+import type { TokensConfig } from './config.js';
+import { KeySet } from './key-set.js';
+import { ProofKeyCache } from './key-cache.js';
+import { NonceMint } from './nonce.js';
+import type { IssuerRuntime } from './jwt-verifier.js';
+import type { ClientRuntime } from './request-jwt.js';
+
+export const TOKENS_RUNTIME = 'tokens.runtime';
+
+type KeySource = { keys?: readonly Record<string, unknown>[] | undefined; jwksUri?: string | undefined; jwks: { refresh: number; minRefresh: number; timeout: number; maxBytes: number; maxKeys: number } };
+
+export class TokensRuntime {
+  private keySets = new Map<string, KeySet>();
+  proofKeys: ProofKeyCache | undefined;
+  private proofKeySettings = '';
+  nonce: NonceMint | undefined;
+  private nonceSettings = '';
+
+  private keySet(name: string, source: KeySource, discoveryIssuer: string | undefined): KeySet {
+    const id = JSON.stringify([name, source, discoveryIssuer]);
+    let set = this.keySets.get(id);
+    if (!set) {
+      set = new KeySet(name, {
+        ...(source.keys ? { staticKeys: source.keys } : {}),
+        ...(source.jwksUri ? { jwksUri: source.jwksUri } : {}),
+        ...(discoveryIssuer ? { discoveryIssuer } : {}),
+        refreshMs: source.jwks.refresh,
+        minRefreshMs: source.jwks.minRefresh,
+        timeoutMs: source.jwks.timeout,
+        maxBytes: source.jwks.maxBytes,
+        maxKeys: source.jwks.maxKeys,
+      });
+      this.keySets.set(id, set);
+    }
+    return set;
+  }
+
+  issuer(config: TokensConfig, name: string): IssuerRuntime {
+    const c = config.issuers[name];
+    if (!c) throw new Error(`tokens.issuers.${name} is not defined`);
+    const discovery = c.discovery ?? (c.keys === undefined && c.jwksUri === undefined);
+    const keys = this.keySet(`tokens.issuers.${name}`, c, discovery ? c.issuer : undefined);
+    return { name, config: c, keys, algorithms: new Set(c.algorithms) };
+  }
+
+  client(config: TokensConfig, name: string): ClientRuntime {
+    const c = config.clients[name];
+    if (!c) throw new Error(`tokens.clients.${name} is not defined`);
+    return { name, issuer: c.issuer ?? name, config: c, keys: this.keySet(`tokens.clients.${name}`, c, undefined), algorithms: new Set(c.algorithms) };
+  }
+
+  proofKeyCache(config: TokensConfig): ProofKeyCache {
+    const id = JSON.stringify(config.proofKeys);
+    if (!this.proofKeys || id !== this.proofKeySettings) {
+      this.proofKeys = new ProofKeyCache(config.proofKeys.maxEntries, config.proofKeys.maxBytes);
+      this.proofKeySettings = id;
+    }
+    return this.proofKeys;
+  }
+
+  nonceMint(config: TokensConfig): NonceMint {
+    const id = JSON.stringify(config.nonce);
+    if (!this.nonce || id !== this.nonceSettings) {
+      this.nonce = new NonceMint(process.env[config.nonce.secretEnv], config.nonce.window);
+      this.nonceSettings = id;
+    }
+    return this.nonce;
+  }
+}
+
+export function tokensRuntime(services: ServiceRegistry): TokensRuntime {
+  return services.get(TOKENS_RUNTIME, () => new TokensRuntime());
+}
