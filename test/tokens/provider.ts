@@ -22,7 +22,7 @@ function signingJwk(): Record<string, unknown> {
 
 export class TestProvider {
   private server: Server;
-  private current: Provider | undefined;
+  private current: { callback(): (req: unknown, res: unknown) => void } | undefined;
   private keys: Record<string, unknown>[] = [signingJwk()];
   issuer = '';
   port = 0;
@@ -39,7 +39,7 @@ export class TestProvider {
     return this;
   }
 
-  private build(): Provider {
+  private build(): { callback(): (req: unknown, res: unknown) => void } {
     const p = new Provider(this.issuer, {
       clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'read write', id_token_signed_response_alg: 'ES256' }],
       jwks: { keys: this.keys as never },
