@@ -92,11 +92,12 @@ for (const kind of ['memory', 'redis'] as const) {
   describe(`fds ${kind} store: single-use claims`, () => {
     let store: FdsStore;
     const prefix = testPrefix();
-    before(() => {
+    before(async () => {
       store =
         kind === 'memory'
           ? new MemoryStore()
           : new RedisStore(fdsConfigSchema.parse({ store: 'redis', redis: { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 1000 } })!.redis!, pino({ level: 'silent' }), { onError: () => undefined });
+      assert.equal(await store.ready(5000), true, 'store connects');
     });
     after(async () => {
       await store.close();

@@ -86,6 +86,14 @@ export type ClientConfig = z.infer<typeof clientSchema>;
 const sectionSchema = z.strictObject({
   issuers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), issuerSchema).default({}),
   clients: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), clientSchema).default({}),
+  /** Bearer tokens whose signature verified (claims are still checked per request). maxEntries 0 turns it off. */
+  verifiedTokens: z
+    .strictObject({
+      maxEntries: z.number().int().min(0).max(1_000_000).default(10_000),
+      maxBytes: z.number().int().min(64 * 1024).max(512 * 1024 * 1024).default(32 * 1024 * 1024),
+      ttl: duration(1_000, 600_000).default(60_000),
+    })
+    .prefault({}),
   /** DPoP keys imported from proof headers, reused by their text. */
   proofKeys: z
     .strictObject({

@@ -57,6 +57,7 @@ export const jwtStage: StageDefinition<Options> = {
     const tokens = factory.config.tokens;
     if (!tokens) throw new Error(`${factory.path}: a jwt stage needs a tokens.issuers section`);
     const issuers: IssuerRuntime[] = options.issuers.map((n) => runtime.issuer(tokens, n));
+    const verified = runtime.verifiedTokens(tokens);
     // Warm the key sets so the first Check does not wait for a fetch.
     for (const i of issuers) if (i.keys.remote && i.keys.size === 0) void i.keys.refresh();
     const missing = deny(401, 'token_missing', 'no bearer token in the request', { challenge: BEARER_CHALLENGE });
@@ -126,7 +127,7 @@ export const jwtStage: StageDefinition<Options> = {
           return malformedAuth;
         }
         if (found === undefined) return options.whenMissing === 'deny' ? missing : CONTINUE;
-        const r = verifyJwt(found.token, issuers);
+        const r = verifyJwt(found.token, issuers, Date.now(), verified);
         if ((r as Promise<JwtResult>).then === undefined) return accepted(ctx, found, r as JwtResult);
         return (r as Promise<JwtResult>).then((v) => accepted(ctx, found, v));
       },

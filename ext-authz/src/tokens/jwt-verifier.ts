@@ -12,6 +12,7 @@ import { parseCompactJws, type ParsedJws } from './jws.js';
 import { audienceMatches, checkTimes, claimMatches } from './claims.js';
 import type { IssuerConfig } from './config.js';
 import type { KeyLookup, KeySet } from './key-set.js';
+import type { VerifiedTokenCache } from './token-cache.js';
 
 export interface IssuerRuntime {
   readonly name: string;
@@ -40,7 +41,10 @@ function no(reason: string, detail: string, unavailable = false): JwtFailure {
   return unavailable ? { ok: false, reason, detail, unavailable } : { ok: false, reason, detail };
 }
 
-export function verifyJwt(token: string, issuers: readonly IssuerRuntime[], now = Date.now()): JwtResult | Promise<JwtResult> {
+export function verifyJwt(token: string, issuers: readonly IssuerRuntime[], now = Date.now(), cache?: VerifiedTokenCache): JwtResult | Promise<JwtResult> {
+  // A bearer token is reused for many requests: its signature is verified once, its claims on every request.
+  const hit = cache?.get(token);
+  if (hit !== undefined && issuers.includes(hit.issuer)) return checkClaims(hit, now);
   const maxBytes = issuers.length === 1 ? issuers[0]!.config.maxTokenBytes : Math.max(...issuers.map((i) => i.config.maxTokenBytes));
   const parsed = parseCompactJws(token, maxBytes);
   if (!parsed.ok) return no(parsed.reason, parsed.detail);
@@ -59,11 +63,11 @@ export function verifyJwt(token: string, issuers: readonly IssuerRuntime[], now 
   const kid = jws.header['kid'];
   if (kid !== undefined && typeof kid !== 'string') return no('malformed_header', 'kid is not a string');
   const keys = issuer.keys.lookup(kid, now);
-  if (Array.isArray(keys)) return finish(jws, issuer, alg, keys as KeyLookup, kid, now);
-  return (keys as Promise<KeyLookup>).then((k) => finish(jws, issuer, alg, k, kid, Date.now()));
+  if (Array.isArray(keys)) return finish(token, jws, issuer, alg, keys as KeyLookup, kid, now, cache);
+  return (keys as Promise<KeyLookup>).then((k) => finish(token, jws, issuer, alg, k, kid, Date.now(), cache));
 }
 
-function finish(jws: ParsedJws, issuer: IssuerRuntime, alg: string & Parameters<typeof keyFits>[0], keys: KeyLookup, kid: string | undefined, now: number): JwtResult {
+function finish(token: string, jws: ParsedJws, issuer: IssuerRuntime, alg: string & Parameters<typeof keyFits>[0], keys: KeyLookup, kid: string | undefined, now: number, cache: VerifiedTokenCache | undefined): JwtResult {
   if (keys.length === 0) {
     if (issuer.keys.size === 0 && issuer.keys.lastError !== undefined) return no('jwks_unavailable', `issuer ${issuer.name}: no keys (${issuer.keys.lastError})`, true);
     return no('unknown_key', `issuer ${issuer.name} has no key ${kid === undefined ? '(token names no kid)' : JSON.stringify(kid)}`);
@@ -78,12 +82,20 @@ function finish(jws: ParsedJws, issuer: IssuerRuntime, alg: string & Parameters<
     }
   }
   if (!verified) return no('bad_signature', `signature does not verify with issuer ${issuer.name}'s ${alg} key ${kid ?? ''}`.trim());
-  const c = issuer.config;
-  const p = jws.payload;
+  const v: VerifiedJwt = { issuer, header: jws.header, claims: jws.payload };
+  const r = checkClaims(v, now);
+  if (r.ok && cache) cache.set(token, v, now);
+  return r;
+}
+
+/** Everything after the signature: checked on every request, cached or not (time moves). */
+function checkClaims(v: VerifiedJwt, now: number): JwtResult {
+  const c = v.issuer.config;
+  const p = v.claims;
   const time = checkTimes(p, Math.floor(now / 1000), c.clockSkew / 1000, true);
   if (time) return no(time.reason, time.detail);
   if (!audienceMatches(p['aud'], c.audience)) return no('wrong_audience', `aud ${JSON.stringify(p['aud'])} names none of ${c.audience.join(', ')}`);
   for (const name of c.requiredClaims) if (p[name] === undefined) return no('missing_claim', `claim ${name} is required`);
   for (const name in c.claims) if (!claimMatches(p[name], c.claims[name]!)) return no('claim_mismatch', `claim ${name} has none of the accepted values`);
-  return { ok: true, token: { issuer, header: jws.header, claims: p } };
+  return { ok: true, token: v };
 }

@@ -31,6 +31,7 @@ import { accessToken, stripHeader } from './access-token.js';
 import { identityFromClaims } from './identity.js';
 import type { ProofFailure, ProofResult, VerifiedProof } from './proof-result.js';
 import { tokensRuntime } from './runtime.js';
+import { tokensConfigSchema } from './config.js';
 
 const schema = z
   .strictObject({
@@ -82,7 +83,8 @@ export const proofStage: StageDefinition<Options> = {
   },
   create(options, factory): Stage {
     const runtime = tokensRuntime(factory.services);
-    const tokens = factory.config.tokens ?? { issuers: {}, clients: {}, proofKeys: { maxEntries: 10_000, maxBytes: 8 * 1024 * 1024 }, nonce: { secretEnv: 'PASSGATE_DPOP_NONCE_SECRET', window: 300_000 } };
+    // Without a tokens section (a DPoP-only route) the section's defaults apply.
+    const tokens = factory.config.tokens ?? tokensConfigSchema.parse({})!;
     const handle = engineFor(factory.services, factory.metrics, factory.logger, factory.config.fds ?? undefined);
     const dpop = options.mode === 'dpop';
     const header = options.header ?? (dpop ? 'dpop' : 'request-jwt');
@@ -105,7 +107,7 @@ export const proofStage: StageDefinition<Options> = {
       ctx.audit['proof'] = { reason: r.reason };
       const extra: Partial<Denial> = { challenge: challenge(r.error, r.error === 'use_dpop_nonce' ? 'nonce required' : undefined) };
       if (r.error === 'use_dpop_nonce' && nonce) (extra as { headers: [string, string][] }).headers = [['dpop-nonce', nonce.current()]];
-      return deny(r.error === 'invalid_request' && r.reason === 'proof_missing' && !dpop ? 401 : 401, r.reason, `proof: ${r.detail}`, extra);
+      return deny(401, r.reason, `proof: ${r.detail}`, extra);
     }
 
     function accepted(ctx: CheckContext, r: ProofResult): StageResult {

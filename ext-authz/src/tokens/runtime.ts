@@ -8,6 +8,7 @@ import type { TokensConfig } from './config.js';
 import { KeySet } from './key-set.js';
 import { ProofKeyCache } from './key-cache.js';
 import { NonceMint } from './nonce.js';
+import { VerifiedTokenCache } from './token-cache.js';
 import type { IssuerRuntime } from './jwt-verifier.js';
 import type { ClientRuntime } from './request-jwt.js';
 
@@ -21,6 +22,20 @@ export class TokensRuntime {
   private proofKeySettings = '';
   nonce: NonceMint | undefined;
   private nonceSettings = '';
+  private tokens: VerifiedTokenCache | undefined;
+  private tokenSettings = '';
+
+  /** Undefined when turned off (maxEntries 0). Rebuilt when its settings change: entries refer to issuer runtimes of a config. */
+  verifiedTokens(config: TokensConfig): VerifiedTokenCache | undefined {
+    const s = config.verifiedTokens;
+    if (s.maxEntries === 0) return undefined;
+    const id = JSON.stringify(s);
+    if (!this.tokens || id !== this.tokenSettings) {
+      this.tokens = new VerifiedTokenCache(s.maxEntries, s.maxBytes, s.ttl);
+      this.tokenSettings = id;
+    }
+    return this.tokens;
+  }
 
   private keySet(name: string, source: KeySource, discoveryIssuer: string | undefined): KeySet {
     const id = JSON.stringify([name, source, discoveryIssuer]);
