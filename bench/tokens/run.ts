@@ -17,6 +17,7 @@ import { verifyJwt } from '../../ext-authz/src/tokens/jwt-verifier.js';
 import { verifyDpop } from '../../ext-authz/src/tokens/dpop.js';
 import { verifyRequestJwt } from '../../ext-authz/src/tokens/request-jwt.js';
 import { ProofKeyCache } from '../../ext-authz/src/tokens/key-cache.js';
+import { VerifiedTokenCache } from '../../ext-authz/src/tokens/token-cache.js';
 import { TokensRuntime } from '../../ext-authz/src/tokens/runtime.js';
 import { jwkThumbprint } from '../../ext-authz/src/tokens/jwk.js';
 import { validateConfig } from '../../ext-authz/src/config/load.js';
@@ -63,8 +64,13 @@ async function inProcess(): Promise<void> {
   const rt = new TokensRuntime();
   const issuer = rt.issuer(cfg.tokens!, 'bench');
   const client = rt.client(cfg.tokens!, 'device');
-  perCall('jwt (cached key)', 5000, [accessToken], (t) => {
+  perCall('jwt (cached key, signature checked)', 5000, [accessToken], (t) => {
     const r = verifyJwt(t, [issuer]);
+    if (!('ok' in r) || !r.ok) throw new Error('jwt bench token did not verify');
+  });
+  const verified = new VerifiedTokenCache(10_000, 32 << 20, 60_000);
+  perCall('jwt (verified-token cache hit)', 20000, [accessToken], (t) => {
+    const r = verifyJwt(t, [issuer], Date.now(), verified);
     if (!('ok' in r) || !r.ok) throw new Error('jwt bench token did not verify');
   });
   const cache = new ProofKeyCache(10_000, 8 << 20);

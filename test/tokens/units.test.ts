@@ -12,7 +12,11 @@ import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import type { CounterOp, FdsStore } from '../../ext-authz/src/fds/store/store.js';
 import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
 import { cleanup, REDIS_URL, testPrefix } from '../fds/helpers.js';
-import { ecKey } from './helpers.js';
+import { ecKey, signEs256 } from './helpers.js';
+import { verifyJwt, type JwtResult } from '../../ext-authz/src/tokens/jwt-verifier.js';
+import { VerifiedTokenCache } from '../../ext-authz/src/tokens/token-cache.js';
+import { TokensRuntime } from '../../ext-authz/src/tokens/runtime.js';
+import { validateConfig } from '../../ext-authz/src/config/load.js';
 
 describe('tokens: pure parts', () => {
   it('decodes only canonical base64url', () => {
@@ -62,6 +66,22 @@ describe('tokens: pure parts', () => {
     assert.equal(!priv.ok && priv.reason, 'private_jwk');
     const sym = importPublicJwk({ kty: 'oct', k: 'c2VjcmV0' });
     assert.equal(!sym.ok && sym.reason, 'private_jwk');
+  });
+
+  it('the verified-token cache skips only the signature: expiry and claims are checked on every use', () => {
+    const k = ecKey();
+    const cfg = validateConfig({ gateways: { g: { kind: 'public', routes: [] } }, tokens: { issuers: { i: { issuer: 'https://i', keys: [{ ...k.jwk, kid: 'a' }], algorithms: ['ES256'], audience: ['x'] } } } });
+    const issuer = new TokensRuntime().issuer(cfg.tokens!, 'i');
+    const cache = new VerifiedTokenCache(100, 1 << 20, 60_000);
+    const now = 1_800_000_000_000;
+    const t = signEs256({ alg: 'ES256', kid: 'a' }, { iss: 'https://i', aud: 'x', sub: 's', exp: now / 1000 + 10 }, k.privateKey);
+    assert.equal((verifyJwt(t, [issuer], now, cache) as JwtResult).ok, true);
+    assert.equal(cache.size, 1);
+    const late = verifyJwt(t, [issuer], now + 60_000, cache) as JwtResult;
+    assert.equal(!late.ok && late.reason, 'token_expired');
+    const forged = `${t.slice(0, -2)}${t.endsWith('AA') ? 'BA' : 'AA'}`;
+    const f = verifyJwt(forged, [issuer], now, cache) as JwtResult;
+    assert.equal(f.ok, false, 'a changed byte is a cache miss and fails verification');
   });
 
   it('mints nonces valid for this and the previous window only', () => {
