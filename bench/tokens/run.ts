@@ -10,7 +10,7 @@
  *    same service, same run.
  * Redis: PASSGATE_TEST_REDIS_URL (default redis://127.0.0.1:6379).
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { startService, httpCheck, type Running } from '../../test/support/service.js';
 import { verifyJwt } from '../../ext-authz/src/tokens/jwt-verifier.js';
@@ -49,12 +49,13 @@ const tokensSection = {
   clients: { device: { keys: [{ ...browser.jwk, kid: 'd1' }], algorithms: ['ES256'] } },
 };
 
+let baseline = 0;
 function perCall(name: string, n: number, inputs: string[], f: (input: string) => unknown): number {
   for (let i = 0; i < Math.min(200, n); i++) f(inputs[i % inputs.length]!);
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) f(inputs[i % inputs.length]!);
   const us = Number(process.hrtime.bigint() - t0) / 1e3 / n;
-  console.log(`  ${name.padEnd(34)} ${us.toFixed(1).padStart(7)} µs`);
+  console.log(`  ${name.padEnd(36)} ${us.toFixed(1).padStart(7)} µs${baseline ? `  (${(us / baseline).toFixed(2)}× one crypto.verify)` : ''}`);
   return us;
 }
 
@@ -64,6 +65,10 @@ async function inProcess(): Promise<void> {
   const rt = new TokensRuntime();
   const issuer = rt.issuer(cfg.tokens!, 'bench');
   const client = rt.client(cfg.tokens!, 'device');
+  const data = Buffer.from(accessToken.slice(0, accessToken.lastIndexOf('.')));
+  const sig = Buffer.from(accessToken.slice(accessToken.lastIndexOf('.') + 1), 'base64url');
+  const pub = createPublicKey({ key: issuerKey.jwk as never, format: 'jwk' });
+  baseline = perCall('baseline: one ES256 crypto.verify', 5000, [''], () => verify('sha256', data, { key: pub, dsaEncoding: 'ieee-p1363' }, sig));
   perCall('jwt (cached key, signature checked)', 5000, [accessToken], (t) => {
     const r = verifyJwt(t, [issuer]);
     if (!('ok' in r) || !r.ok) throw new Error('jwt bench token did not verify');
@@ -128,14 +133,25 @@ async function overGrpc(): Promise<void> {
     // Redis commands per Check.
     const N = 200;
     const proofs = Array.from({ length: N }, () => proofFor());
+    // MONITOR tells commands sent by clients from those a script runs (source "lua").
+    const monitor = await redis.monitor();
+    const sent = new Map<string, number>();
+    let inScript = 0;
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source === 'lua') inScript++;
+      else sent.set(args[0]!.toLowerCase(), (sent.get(args[0]!.toLowerCase()) ?? 0) + 1);
+    });
+    await new Promise((r) => setTimeout(r, 100));
     const before = commandCalls(await redis.info('commandstats'));
     for (const p of proofs) await svc.check(req('/v1/items', p));
     const after = commandCalls(await redis.info('commandstats'));
-    console.log(`\nRedis commands per Check on [fds, jwt, proof, passport] (${N} Checks, INFO commandstats delta, in-script commands listed apart):`);
-    for (const [name, calls] of after) {
-      const d = calls - (before.get(name) ?? 0);
-      if (d > 0 && name !== 'info') console.log(`  ${name.padEnd(10)} ${(d / N).toFixed(2)} per Check`);
-    }
+    await new Promise((r) => setTimeout(r, 200));
+    monitor.disconnect();
+    console.log(`\nRedis commands per Check on [fds, jwt, proof, passport] (${N} Checks):`);
+    for (const [name, n] of sent) if (name !== 'info') console.log(`  sent by Passgate (MONITOR): ${name.padEnd(8)} ${(n / N).toFixed(2)} per Check`);
+    console.log(`  run inside that script (MONITOR source lua): ${(inScript / N).toFixed(2)} per Check`);
+    const evals = (after.get('evalsha') ?? 0) - (before.get('evalsha') ?? 0);
+    console.log(`  INFO commandstats evalsha delta: ${(evals / N).toFixed(2)} per Check`);
 
     // Throughput: same service, bare allow vs full route, closed loop with 32 in flight.
     const run = async (label: string, make: () => ReturnType<typeof req>, ms: number) => {
