@@ -84,6 +84,20 @@ describe('tokens: pure parts', () => {
     assert.equal(f.ok, false, 'a changed byte is a cache miss and fails verification');
   });
 
+  it('keeps key sets across reloads while their source is unchanged, and drops the ones a new config no longer names', () => {
+    const k = ecKey();
+    const section = (audience: string, extra: Record<string, unknown> = {}) =>
+      validateConfig({ gateways: { g: { kind: 'public', routes: [] } }, tokens: { issuers: { i: { issuer: 'https://i', keys: [{ ...k.jwk, kid: 'a' }], algorithms: ['ES256'], audience: [audience] }, ...extra } } }).tokens!;
+    const rt = new TokensRuntime();
+    const other = { j: { issuer: 'https://j', keys: [{ ...k.jwk, kid: 'b' }], algorithms: ['ES256'], audience: ['x'] } };
+    const first = section('x', other);
+    const a = rt.issuer(first, 'i').keys;
+    const j = rt.issuer(first, 'j').keys;
+    const second = section('y');
+    assert.equal(rt.issuer(second, 'i').keys, a, 'an audience change keeps the fetched keys');
+    assert.notEqual(rt.issuer(section('x', other), 'j').keys, j, 'j was dropped when a config stopped naming it');
+  });
+
   it('mints nonces valid for this and the previous window only', () => {
     const m = new NonceMint('a-shared-secret-of-16+', 60_000);
     const t = 1_800_000_000_000;

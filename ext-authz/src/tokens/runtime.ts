@@ -37,8 +37,20 @@ export class TokensRuntime {
     return this.tokens;
   }
 
+  private seen: TokensConfig | undefined;
+
+  /** On a new config, drop key sets it no longer names (reloads must not accumulate them). */
+  private sync(config: TokensConfig): void {
+    if (config === this.seen) return;
+    this.seen = config;
+    const live = new Set<string>();
+    for (const [n, c] of Object.entries(config.issuers)) live.add(keySetId(`tokens.issuers.${n}`, c, (c.discovery ?? (c.keys === undefined && c.jwksUri === undefined)) ? c.issuer : undefined));
+    for (const [n, c] of Object.entries(config.clients)) live.add(keySetId(`tokens.clients.${n}`, c, undefined));
+    for (const id of this.keySets.keys()) if (!live.has(id)) this.keySets.delete(id);
+  }
+
   private keySet(name: string, source: KeySource, discoveryIssuer: string | undefined): KeySet {
-    const id = JSON.stringify([name, source, discoveryIssuer]);
+    const id = keySetId(name, source, discoveryIssuer);
     let set = this.keySets.get(id);
     if (!set) {
       set = new KeySet(name, {
@@ -57,6 +69,7 @@ export class TokensRuntime {
   }
 
   issuer(config: TokensConfig, name: string): IssuerRuntime {
+    this.sync(config);
     const c = config.issuers[name];
     if (!c) throw new Error(`tokens.issuers.${name} is not defined`);
     const discovery = c.discovery ?? (c.keys === undefined && c.jwksUri === undefined);
@@ -65,6 +78,7 @@ export class TokensRuntime {
   }
 
   client(config: TokensConfig, name: string): ClientRuntime {
+    this.sync(config);
     const c = config.clients[name];
     if (!c) throw new Error(`tokens.clients.${name} is not defined`);
     return { name, issuer: c.issuer ?? name, config: c, keys: this.keySet(`tokens.clients.${name}`, c, undefined), algorithms: new Set(c.algorithms) };
@@ -87,6 +101,10 @@ export class TokensRuntime {
     }
     return this.nonce;
   }
+}
+
+function keySetId(name: string, source: KeySource, discoveryIssuer: string | undefined): string {
+  return JSON.stringify([name, source.keys ?? null, source.jwksUri ?? null, source.jwks, discoveryIssuer ?? null]);
 }
 
 export function tokensRuntime(services: ServiceRegistry): TokensRuntime {
