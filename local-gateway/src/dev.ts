@@ -109,6 +109,8 @@ async function main(): Promise<void> {
   say(`    curl -si ${tls('blocked')} ${h}/orders`);
   say('    # public gateway over plain HTTP');
   say(`    curl -si http://${host}:${stack.httpPort}/public/hello`);
+  say('    # web flow: a single-use request JWT (npm run proof); the second curl with the same proof gets 401 proof_replayed');
+  say(`    P=$(npm run -s proof -- http://localhost:${stack.httpPort}/web/hello); for i in 1 2; do curl -si -H "request-jwt: $P" http://localhost:${stack.httpPort}/web/hello; echo; done`);
   if (blocked) say(`\n  note: could not block mallory (${blocked}); the 403 example will answer 200`);
   say(`\n  FDS admin: curl -s -H "authorization: Bearer ${tokenWasSet ? '$PASSGATE_FDS_ADMIN_TOKEN' : token}" http://127.0.0.1:${stack.service.adminPort}/admin/fds/blocks`);
   say('  Ctrl-C stops everything.\n');

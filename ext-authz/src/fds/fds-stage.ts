@@ -28,6 +28,8 @@ import { BLOCKED_DENIAL } from './blocked.js';
 import type { FdsState } from './state.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
 import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
+import { pendingClaims } from './claims.js';
+import type { Outcome } from '../pipeline/context.js';
 import type { CompiledRules } from './rules.js';
 
 const schema = z.strictObject({
@@ -129,13 +131,13 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
       };
     }
 
-    function counterOps(ctx: CheckContext, decision: Decision, subjects: readonly SubjectRef[]): readonly CounterOp[] {
+    function counterOps(ctx: CheckContext, decision: Decision, subjects: readonly SubjectRef[], extra?: readonly Outcome[]): readonly CounterOp[] {
       const rules = handle.engine.rules;
       if (rules.all.length === 0) return NO_OPS;
       const ops: CounterOp[] = [];
       const route = ctx.route.name;
       let ipFailure = false;
-      for (const o of ctx.outcomes) {
+      for (const o of extra === undefined ? ctx.outcomes : [...ctx.outcomes, ...extra]) {
         let subject = o.subject;
         if (o.subjectKind === 'ip') {
           subject = canonicalIp(subject) ?? '';
@@ -196,17 +198,33 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
           }
           check.push(s);
         }
-        const ops = options.count ? counterOps(ctx, decision, subjects) : [];
-        if (check.length === 0 && ops.length === 0) return;
+        // Proof jtis are burned only when everything else allowed; the counters of both outcomes (fresh, replayed) ride along.
+        const pending = decision.kind === 'allow' ? pendingClaims(ctx) : undefined;
+        let ops = options.count ? counterOps(ctx, decision, subjects) : NO_OPS;
+        let replayDecision: Decision | undefined;
+        if (pending) {
+          pending.sent = true;
+          replayDecision = { kind: 'deny', denial: pending.replayDenial };
+          if (options.count) {
+            const replayOps = counterOps(ctx, replayDecision, subjects, pending.replayOutcomes);
+            ops = [...ops.map((o): CounterOp => ({ ...o, when: 'fresh' })), ...replayOps.map((o): CounterOp => ({ ...o, when: 'replay' }))];
+          }
+        }
+        if (check.length === 0 && ops.length === 0 && !pending) return;
         const left = ctx.remainingMs();
         if (left <= 1) return unavailable(ctx, new Error('no time left before the Check deadline'));
         // Give up a little before the core's own deadline timer, so the answer names FDS.
         const bound = Math.max(1, left - Math.max(2, Math.floor(left / 20)));
-        return handle.engine.evaluate(check, ops, bound).then(
+        return handle.engine.evaluate(check, ops, bound, pending?.claims).then(
           (res): Decision | undefined => {
             if (res.blocked) {
               blocked(ctx, res.blocked, false);
               return BLOCKED_DECISION;
+            }
+            if (res.replayed && pending) {
+              for (const o of pending.replayOutcomes) ctx.report(o.event, o.subjectKind, o.subject);
+              if (res.created.length > 0) ctx.audit['fds'] = { created: res.created.map((c) => ({ kind: c.kind, subject: c.subject, rule: c.rule, level: c.level, ttlMs: c.ttlMs })) };
+              return replayDecision;
             }
             if (res.created.length > 0) {
               ctx.audit['fds'] = { created: res.created.map((c) => ({ kind: c.kind, subject: c.subject, rule: c.rule, level: c.level, ttlMs: c.ttlMs })) };

@@ -18,6 +18,8 @@ export interface GatewayInfo {
 export interface RouteInfo {
   readonly name: string;
   readonly failureMode: FailureMode;
+  /** The route's stages in order (a stage may need to know what runs around it). */
+  readonly stages: readonly { readonly type: string }[];
 }
 
 /** Who the caller is, as decided by an identity stage (mTLS, JWT, ...). */
@@ -50,6 +52,8 @@ export class CheckContext {
   readonly attributes = new Map<string, unknown>();
   /** Headers to set on the upstream request (overwrite semantics). */
   readonly upstreamHeaders: HeaderPair[] = [];
+  /** Request headers to remove before upstream (e.g. a verified token); undefined until a stage asks. */
+  removeUpstream: string[] | undefined = undefined;
   /** Headers to add to the response the client gets. */
   readonly responseHeaders: HeaderPair[] = [];
   /** Extra fields for the audit line. */

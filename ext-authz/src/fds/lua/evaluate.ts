@@ -5,11 +5,21 @@
  *
  * KEYS: [1..nb]            block keys of the request's subjects (checked in order)
  *       then per counter op 3 keys: counter (sorted set), offense (int), block (string)
+ *       then one key per claim (single-use proof jti)
  * ARGV: [1] nonce (unique per call, makes sorted-set members unique)
- *       [2] nb  [3] number of ops
- *       then per op 7 values: increment, windowMs, threshold, ttls (comma list, ms),
- *       memoryMs, rule name, record JSON prefix ('{"kind":...,"reason":...,' without the time fields)
- * Returns: [blocked record JSON or '', created record JSON...]
+ *       [2] nb  [3] number of ops  [4] number of claims
+ *       then per op 8 values: increment, windowMs, threshold, ttls (comma list, ms),
+ *       memoryMs, rule name, record JSON prefix ('{"kind":...,"reason":...,' without the time fields),
+ *       when ('' always, 'f' only when no claim was replayed, 'r' only when one was)
+ *       then per claim 2 values: expiresAt (epoch ms), minimum TTL (ms)
+ * Returns: [blocked record JSON or '', '1' when a claim was replayed else '', created record JSON...]
+ *
+ * Claims run after the block checks and before the counters: a blocked
+ * subject burns no jti, and a replay is counted in this same call. All claim
+ * keys are checked before any is set, so a replayed claim burns none of the
+ * others. The TTL is `expiresAt - now` by Redis's clock, never below the
+ * minimum (the verifier's clock skew), so a skewed replica cannot make an
+ * entry that expires before the proof does, nor a zero/negative TTL.
  *
  * Time is the server's (TIME), so replicas with skewed clocks share one window.
  * Scripts replicate by effects (Redis ≥ 5 default, 7 only), so TIME is fine before writes.
@@ -19,12 +29,30 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nb = tonumber(ARGV[2])
 local nops = tonumber(ARGV[3])
-local out = {''}
+local nclaims = tonumber(ARGV[4])
+local out = {'', ''}
 for i = 1, nb do
   local v = redis.call('GET', KEYS[i])
   if v then out[1] = v break end
 end
-local a = 4
+local replayed = false
+if nclaims > 0 and out[1] == '' then
+  local k0 = nb + 3 * nops
+  for c = 1, nclaims do
+    if redis.call('EXISTS', KEYS[k0 + c]) == 1 then replayed = true break end
+  end
+  if replayed then
+    out[2] = '1'
+  else
+    local ca = 5 + 8 * nops
+    for c = 1, nclaims do
+      local ttl = math.max(tonumber(ARGV[ca]) - now, tonumber(ARGV[ca + 1]))
+      redis.call('SET', KEYS[k0 + c], '1', 'PX', ttl, 'NX')
+      ca = ca + 2
+    end
+  end
+end
+local a = 5
 for o = 0, nops - 1 do
   local k = nb + 3 * o
   local ck, okey, bk = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
@@ -35,9 +63,10 @@ for o = 0, nops - 1 do
   local mem = tonumber(ARGV[a + 4])
   local rule = ARGV[a + 5]
   local head = ARGV[a + 6]
-  a = a + 7
+  local when = ARGV[a + 7]
+  a = a + 8
   -- An already blocked subject is not counted: its block stands, and counting would only grow memory.
-  if redis.call('EXISTS', bk) == 0 then
+  if (when == '' or (when == 'r') == replayed) and redis.call('EXISTS', bk) == 0 then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - win)
     for j = 1, inc do
       redis.call('ZADD', ck, now, ARGV[1] .. ':' .. o .. ':' .. j)

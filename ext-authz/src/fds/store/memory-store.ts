@@ -8,6 +8,7 @@ import {
   isCidr,
   ttlForLevel,
   type BlockRecord,
+  type Claim,
   type CounterOp,
   type EvaluateResult,
   type FdsStore,
@@ -18,6 +19,9 @@ import {
   type SubjectRef,
 } from './store.js';
 
+/** Map entry overhead plus the key's UTF-16 text. */
+const claimSize = (k: string) => 64 + 2 * k.length;
+
 const key = (kind: string, subject: string) => `${kind}\u0000${subject}`;
 
 export class MemoryStore implements FdsStore {
@@ -27,9 +31,16 @@ export class MemoryStore implements FdsStore {
   private readonly counters = new Map<string, { times: number[]; windowMs: number; expiresAt: number }>();
   private readonly offenses = new Map<string, { level: number; expiresAt: number }>();
   private readonly listeners: Array<(e: StoreEvent) => void> = [];
+  /** Single-use claims (proof jtis) → expiry. Never evicted early (that would allow a replay): full means refuse. */
+  private readonly claims = new Map<string, number>();
+  private claimBytes = 0;
   private sweeper: NodeJS.Timeout;
 
-  constructor(private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly now: () => number = Date.now,
+    /** Bound of the claim map, by bytes of key text (+ per-entry overhead). */
+    private readonly maxClaimBytes = 16 * 1024 * 1024,
+  ) {
     // Expired entries are dropped lazily on read; this sweep bounds memory for subjects never seen again.
     this.sweeper = setInterval(() => this.sweep(), 30_000);
     this.sweeper.unref();
@@ -45,21 +56,52 @@ export class MemoryStore implements FdsStore {
     for (const [k, r] of this.cidrs) if (!this.live(r, now)) this.cidrs.delete(k);
     for (const [k, c] of this.counters) if (c.expiresAt <= now) this.counters.delete(k);
     for (const [k, o] of this.offenses) if (o.expiresAt <= now) this.offenses.delete(k);
+    this.sweepClaims(now);
+  }
+
+  private sweepClaims(now: number): void {
+    for (const [k, exp] of this.claims) {
+      if (exp <= now) {
+        this.claims.delete(k);
+        this.claimBytes -= claimSize(k);
+      }
+    }
+  }
+
+  /** Same semantics as the Redis script: none set when one is taken; throws when full (the route's failure mode applies). */
+  private claim(claims: readonly Claim[], now: number): boolean {
+    for (const c of claims) {
+      const exp = this.claims.get(c.key);
+      if (exp !== undefined && exp > now) return true;
+    }
+    let need = 0;
+    for (const c of claims) need += claimSize(c.key);
+    if (this.claimBytes + need > this.maxClaimBytes) {
+      this.sweepClaims(now);
+      if (this.claimBytes + need > this.maxClaimBytes) throw new Error(`replay cache is full (${this.maxClaimBytes} bytes of unexpired proof ids)`);
+    }
+    for (const c of claims) {
+      if (!this.claims.has(c.key)) this.claimBytes += claimSize(c.key);
+      this.claims.set(c.key, now + Math.max(c.expiresAt - now, c.minTtlMs, 1));
+    }
+    return false;
   }
 
   async ready(): Promise<boolean> {
     return true;
   }
 
-  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[]): Promise<EvaluateResult> {
+  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims?: readonly Claim[]): Promise<EvaluateResult> {
     const now = this.now();
     let blocked: BlockRecord | undefined;
     for (const s of check) {
       blocked = this.live(this.blocks.get(key(s.kind, s.subject)), now);
       if (blocked) break;
     }
+    const replayed = claims !== undefined && claims.length > 0 && blocked === undefined ? this.claim(claims, now) : false;
     const created: BlockRecord[] = [];
     for (const op of ops) {
+      if (op.when !== undefined && (op.when === 'replay') !== replayed) continue;
       const bk = key(op.kind, op.subject);
       if (this.live(this.blocks.get(bk), now)) continue;
       const ck = `${op.rule}\u0000${bk}`;
@@ -92,7 +134,7 @@ export class MemoryStore implements FdsStore {
         created.push(record);
       }
     }
-    return { blocked, created };
+    return replayed ? { blocked, created, replayed } : { blocked, created };
   }
 
   async block(record: BlockRecord): Promise<void> {

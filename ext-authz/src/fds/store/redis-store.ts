@@ -15,6 +15,7 @@ import { EVALUATE_LUA } from '../lua/evaluate.js';
 import {
   isCidr,
   type BlockRecord,
+  type Claim,
   type CounterOp,
   type EvaluateResult,
   type FdsStore,
@@ -135,15 +136,19 @@ export class RedisStore implements FdsStore {
     return `${this.base}b:${kind}:${keySubject(subject)}`;
   }
 
-  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[]): Promise<EvaluateResult> {
+  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims: readonly Claim[] = NO_CLAIMS): Promise<EvaluateResult> {
     const keys: string[] = [];
     for (const s of check) keys.push(this.blockKey(s.kind, s.subject));
-    const args: Array<string | number> = [`${this.nonceBase}${(this.seq = (this.seq + 1) % 1e15)}`, check.length, ops.length];
+    const args: Array<string | number> = [`${this.nonceBase}${(this.seq = (this.seq + 1) % 1e15)}`, check.length, ops.length, claims.length];
     for (const op of ops) {
       const subject = keySubject(op.subject);
       keys.push(`${this.base}c:${op.rule}:${op.kind}:${subject}`, `${this.base}o:${op.kind}:${subject}`, this.blockKey(op.kind, op.subject));
       const head = `{"kind":${JSON.stringify(op.kind)},"subject":${JSON.stringify(op.subject)},"reason":${JSON.stringify(op.reason)},"createdBy":${JSON.stringify(`rule:${op.rule}`)},`;
-      args.push(op.increment, op.windowMs, op.threshold, op.ttls.join(','), op.memoryMs, op.rule, head);
+      args.push(op.increment, op.windowMs, op.threshold, op.ttls.join(','), op.memoryMs, op.rule, head, op.when === undefined ? '' : op.when === 'fresh' ? 'f' : 'r');
+    }
+    for (const c of claims) {
+      keys.push(`${this.base}j:${c.key}`);
+      args.push(Math.ceil(c.expiresAt), Math.max(1, Math.ceil(c.minTtlMs)));
     }
     let reply: string[];
     try {
@@ -154,11 +159,11 @@ export class RedisStore implements FdsStore {
     }
     const blocked = reply[0] ? parseRecord(reply[0]) : undefined;
     const created: BlockRecord[] = [];
-    for (let i = 1; i < reply.length; i++) {
+    for (let i = 2; i < reply.length; i++) {
       const r = parseRecord(reply[i]!);
       if (r) created.push(r);
     }
-    return { blocked, created };
+    return reply[1] === '1' ? { blocked, created, replayed: true } : { blocked, created };
   }
 
   private async run<T>(op: string, f: () => Promise<T>): Promise<T> {
@@ -339,6 +344,8 @@ export class RedisStore implements FdsStore {
     this.client.disconnect();
   }
 }
+
+const NO_CLAIMS: readonly Claim[] = Object.freeze([]);
 
 function parseRecord(json: string): BlockRecord | undefined {
   try {

@@ -42,6 +42,20 @@ export interface CounterOp {
   /** How long earlier offenses are remembered (recidive). */
   readonly memoryMs: number;
   readonly reason: string;
+  /** Only when no claim of the call was replayed (`fresh`), or only when one was (`replay`); always when unset. */
+  readonly when?: 'fresh' | 'replay';
+}
+
+/**
+ * A single-use claim (a proof's jti): set-if-absent in the same call as the
+ * block checks and counters, after the block checks. Kept until `expiresAt`
+ * by the store's clock, never shorter than `minTtlMs`.
+ */
+export interface Claim {
+  /** Scoped key, e.g. `dpop:<gateway>:<thumbprint>:<jti hash>`; the store adds its prefix. */
+  readonly key: string;
+  readonly expiresAt: number;
+  readonly minTtlMs: number;
 }
 
 export interface EvaluateResult {
@@ -49,6 +63,8 @@ export interface EvaluateResult {
   readonly blocked: BlockRecord | undefined;
   /** Blocks created by this call's counter updates. */
   readonly created: readonly BlockRecord[];
+  /** A claim was already taken (a replay); no claim of the call was set. */
+  readonly replayed?: boolean;
 }
 
 export interface RuleWindow {
@@ -82,7 +98,7 @@ export type StoreEvent =
 
 export interface FdsStore {
   readonly kind: 'memory' | 'redis';
-  evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[]): Promise<EvaluateResult>;
+  evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims?: readonly Claim[]): Promise<EvaluateResult>;
   /** Creates or replaces a block (CIDR ranges included). */
   block(record: BlockRecord): Promise<void>;
   /** Removes a block and tells every replica; false when there was none. */

@@ -1,0 +1,55 @@
+/**
+ * Public JWKs: import into a node:crypto KeyObject once, compute the RFC 7638
+ * thumbprint, and refuse anything with a private or symmetric part (a `jwk`
+ * header carrying `d` is a leaked key or an attack, never a proof key).
+ */
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+
+export type JwkFailure = 'invalid_jwk' | 'private_jwk';
+
+export type JwkImport = { readonly ok: true; readonly key: KeyObject; readonly thumbprint: string } | { readonly ok: false; readonly reason: JwkFailure; readonly detail: string };
+
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+
+/** Required members per key type, in the lexicographic order RFC 7638 §3.2 hashes them. */
+const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = {
+  EC: ['crv', 'kty', 'x', 'y'],
+  RSA: ['e', 'kty', 'n'],
+  OKP: ['crv', 'kty', 'x'],
+};
+
+export function jwkThumbprint(jwk: Readonly<Record<string, unknown>>): string | undefined {
+  const members = typeof jwk['kty'] === 'string' ? THUMBPRINT_MEMBERS[jwk['kty']] : undefined;
+  if (!members) return undefined;
+  const parts: string[] = [];
+  for (const m of members) {
+    const v = jwk[m];
+    if (typeof v !== 'string' || v === '') return undefined;
+    parts.push(`${JSON.stringify(m)}:${JSON.stringify(v)}`);
+  }
+  return createHash('sha256').update(`{${parts.join(',')}}`).digest('base64url');
+}
+
+export function importPublicJwk(jwk: unknown): JwkImport {
+  if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) return { ok: false, reason: 'invalid_jwk', detail: 'jwk is not a JSON object' };
+  const o = jwk as Record<string, unknown>;
+  for (const m of PRIVATE_MEMBERS) {
+    if (m in o) return { ok: false, reason: 'private_jwk', detail: `jwk carries the private or symmetric member "${m}"` };
+  }
+  const thumbprint = jwkThumbprint(o);
+  if (thumbprint === undefined) return { ok: false, reason: 'invalid_jwk', detail: 'jwk kty must be EC, RSA or OKP with its public members' };
+  try {
+    const members: Record<string, unknown> = {};
+    for (const m of THUMBPRINT_MEMBERS[o['kty'] as string]!) members[m] = o[m];
+    const key = createPublicKey({ key: members as never, format: 'jwk' });
+    return { ok: true, key, thumbprint };
+  } catch (err) {
+    return { ok: false, reason: 'invalid_jwk', detail: `jwk does not import: ${(err as Error).message}` };
+  }
+}
+
+/** Rough retained size of a key entry, for byte-bounded caches. */
+export function keyBytes(key: KeyObject): number {
+  const d = key.asymmetricKeyDetails;
+  return 256 + (d?.modulusLength ? d.modulusLength / 4 : 128);
+}

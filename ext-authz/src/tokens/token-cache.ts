@@ -1,0 +1,31 @@
+/**
+ * Bearer tokens whose signature verified, by their exact text (signature
+ * included, so a changed byte is a miss). Saves the crypto.verify of every
+ * reuse of a token; the time and claim checks still run per request. An entry
+ * lives at most `ttlMs` (so a key removed from the JWKS stops counting soon)
+ * and never past the token's `exp`. Bounded by entries and bytes.
+ */
+import { LRUCache } from 'lru-cache';
+
+/** Generic over what a verification yields, so this file needs nothing from the verifier (no import cycle). */
+export class VerifiedTokenCache<V extends { readonly claims: Readonly<Record<string, unknown>> } = { readonly claims: Readonly<Record<string, unknown>> }> {
+  private readonly cache: LRUCache<string, V>;
+
+  constructor(maxEntries: number, maxBytes: number, private readonly ttlMs: number) {
+    this.cache = new LRUCache({ max: maxEntries, maxSize: maxBytes, sizeCalculation: (_v, k) => 2 * k.length + 512, ttl: ttlMs, ttlAutopurge: false });
+  }
+
+  get(token: string): V | undefined {
+    return this.cache.get(token);
+  }
+
+  set(token: string, v: V, now: number): void {
+    const exp = v.claims['exp'];
+    const ttl = typeof exp === 'number' ? Math.min(this.ttlMs, exp * 1000 - now) : this.ttlMs;
+    if (ttl > 0) this.cache.set(token, v, { ttl });
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+}
