@@ -91,6 +91,11 @@ export class Checker {
       if (gateway === undefined) {
         return this.answer(state, view, undefined, { kind: 'deny', denial: UNKNOWN_GATEWAY }, traceId, startedAt);
       }
+      if (view.pathRefusal !== undefined) {
+        // Refused before any route: its meaning would depend on how the backend decodes it (docs/paths.md).
+        const denial: Denial = { status: 400, reason: view.pathRefusal.reason, detail: view.pathRefusal.detail };
+        return this.answer(state, view, undefined, { kind: 'deny', denial }, traceId, startedAt, gateway);
+      }
       const route = state.table.selectRoute(gateway, view);
       ctx = new CheckContext(view, gateway, route, deadline, traceId, startedAt);
       const decision = runChain(ctx, route.stages, this.options);
@@ -130,8 +135,9 @@ export class Checker {
     decision: Decision,
     traceId: string,
     startedAt: number,
+    selected?: CompiledGateway,
   ): CheckResponse {
-    const gateway = ctx?.gateway ?? NO_GATEWAY;
+    const gateway = ctx?.gateway ?? selected ?? NO_GATEWAY;
     let response: CheckResponse;
     if (decision.kind === 'allow') {
       const upstream = ctx?.upstreamHeaders ?? [];

@@ -24,11 +24,13 @@ export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'O
 const regex = regexSchema;
 const absolutePath = z.string().startsWith('/', 'must start with "/"');
 
+/** Opt-in per route: compare the path ignoring ASCII case (for backends on case-insensitive file systems). */
+const caseInsensitive = z.boolean().optional();
 const pathMatch = z.union(
   [
-    z.strictObject({ exact: absolutePath }),
-    z.strictObject({ prefix: absolutePath }),
-    z.strictObject({ regex }),
+    z.strictObject({ exact: absolutePath, caseInsensitive }),
+    z.strictObject({ prefix: absolutePath, caseInsensitive }),
+    z.strictObject({ regex, caseInsensitive }),
   ],
   { error: 'must be exactly one of {exact: "/p"}, {prefix: "/p"} or {regex: "^/p"}' },
 );
