@@ -20,7 +20,8 @@ import { z } from 'zod';
 import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext } from '../pipeline/context.js';
 import type { StageDefinition } from '../stages/stage.js';
-import { parseXfcc, selectClientElement, type ForwardingMode, type XfccElement, type XfccParseOptions } from './xfcc.js';
+import { parseXfcc, type ForwardingMode, type XfccElement, type XfccParseOptions } from './xfcc.js';
+import { isRejection, verifyXfcc, type VerifiedClient, type XfccRejection } from './xfcc-verify.js';
 import { CertificateCache, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
 import { mapIdentity, sanSourceOf, type MappingResult, type SanSource } from './mapping.js';
 import { compileMtls, MtlsConfigError, type CompiledMtls } from './profile.js';
@@ -138,7 +139,7 @@ class MtlsStage {
       const peer = entry.result.value.facts;
       const picked = this.clientElement(xfcc);
       let agrees = false;
-      if ('element' in picked) {
+      if (!isRejection(picked)) {
         const e = picked.element;
         if (e.hash !== '') agrees = e.hash.toLowerCase() === peer.fingerprint;
         else if (e.cert !== '') {
@@ -148,7 +149,7 @@ class MtlsStage {
       }
       if (!agrees) {
         if (this.profile.onPeerMismatch === 'deny') {
-          const why = 'error' in picked ? ` (${picked.error})` : '';
+          const why = isRejection(picked) ? ` (${picked.reason}: ${picked.detail})` : '';
           return this.fail(ctx, 401, 'xfcc_peer_mismatch', `XFCC does not describe the peer certificate${why}`, peer, principal === '' ? undefined : { peer_principal: principal });
         }
         ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
@@ -165,16 +166,16 @@ class MtlsStage {
   private fromPeerPrincipal(ctx: CheckContext, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
     if (xfcc !== undefined) {
       const picked = this.clientElement(xfcc);
-      if ('element' in picked) {
+      if (!isRejection(picked)) {
         const e = picked.element;
-        const entry = e.cert !== '' ? this.cache.get(e.cert, e.hash) : undefined;
+        const entry = picked.entry;
         if (elementPrincipal(e, entry?.result.ok ? entry.result.value.facts : undefined) === principal) {
           ctx.audit['mtls_via'] = 'xfcc_matching_peer';
           return this.fromElement(ctx, e, entry);
         }
       }
       if (this.profile.onPeerMismatch === 'deny') {
-        const why = 'error' in picked ? picked.error : `XFCC names ${elementPrincipal(picked.element, undefined) || '(nothing)'}`;
+        const why = isRejection(picked) ? `${picked.reason}: ${picked.detail}` : `XFCC names ${elementPrincipal(picked.element, undefined) || '(nothing)'}`;
         return this.fail(ctx, 401, 'xfcc_peer_mismatch', `peer principal ${principal} disagrees with XFCC: ${why}`, undefined, { peer_principal: principal });
       }
       ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
@@ -183,16 +184,19 @@ class MtlsStage {
     return this.mapAndSet(ctx, principalSource(principal), { principal });
   }
 
-  private clientElement(header: string): { element: XfccElement } | { error: string } {
+  /** Parses the header and validates every element (identity/xfcc-verify.ts) before the client's is believed. */
+  private clientElement(header: string): VerifiedClient | XfccRejection {
     const parsed = parseXfcc(header, this.parseOptions);
-    if (!parsed.ok) return { error: parsed.error };
-    return selectClientElement(parsed.elements, this.mode, this.trustedHops);
+    if (!parsed.ok) return { reason: 'malformed_xfcc', detail: parsed.error };
+    return verifyXfcc(parsed.elements, this.mode, this.trustedHops, this.lookup);
   }
+
+  private readonly lookup = (cert: string, hash: string): CacheEntry => this.cache.get(cert, hash);
 
   private fromXfcc(ctx: CheckContext, header: string): StageResult | Promise<StageResult> {
     const picked = this.clientElement(header);
-    if ('error' in picked) return this.fail(ctx, 401, 'malformed_xfcc', picked.error);
-    return this.fromElement(ctx, picked.element, undefined);
+    if (isRejection(picked)) return this.fail(ctx, 401, picked.reason, picked.detail, picked.facts);
+    return this.fromElement(ctx, picked.element, picked.entry);
   }
 
   /** Checks the chosen XFCC element against its own certificate (`entry` when already looked up), then the certificate itself. */
