@@ -5,7 +5,8 @@
  * config reloads.
  */
 import { readFileSync } from 'node:fs';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { byteLru, stringBytes } from '../resilience/byte-lru.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { FdsSettings } from './config.js';
@@ -94,6 +95,12 @@ export const BLOCKED_DENIAL = Object.freeze({ status: 403 as const, reason: 'blo
 export class FdsEngine {
   readonly store: FdsStore;
   private cache: LRUCache<string, BlockRecord> | undefined;
+  /**
+   * Every block this process has seen, kept until the block's own expiry:
+   * consulted only while the store is failing (stale-if-error), so a subject
+   * blocked before an outage stays blocked through it.
+   */
+  private known: LRUCache<string, BlockRecord>;
   private cidrs = new CidrSet([]);
   private cidrTimer: NodeJS.Timeout | undefined;
   private cidrLoading: Promise<void> | undefined;
@@ -119,11 +126,14 @@ export class FdsEngine {
     const b = useRedis ? settings.redis?.breaker : undefined;
     this.breaker = b ? new CircuitBreaker(b.failures, b.openMs) : undefined;
     this.cache = makeCache(settings);
+    this.known = makeKnown(settings);
     this.store.onEvent((e) => {
-      if (e.type === 'unblock') this.cache?.delete(cacheKey(e.kind, e.subject));
+      if (e.type === 'unblock') this.forget(e.kind, e.subject);
       else if (e.type === 'cidr') void this.reloadCidrs();
       else {
+        // The store answers again and unblocks may have been missed: start over from what it says.
         this.cache?.clear();
+        this.known.clear();
         void this.reloadCidrs();
       }
     });
@@ -140,7 +150,16 @@ export class FdsEngine {
     const token = resolveAdminToken(settings); // throws (rejecting the reload) before anything changes
     this.rules = compileRules(settings.rules);
     this.adminToken = token;
-    if (settings.blockedCacheMs !== this.settings.blockedCacheMs || settings.blockedCacheMax !== this.settings.blockedCacheMax) this.cache = makeCache(settings);
+    if (
+      settings.blockedCacheMs !== this.settings.blockedCacheMs ||
+      settings.blockedCacheMax !== this.settings.blockedCacheMax ||
+      settings.blockedCacheBytes !== this.settings.blockedCacheBytes
+    ) {
+      this.cache = makeCache(settings);
+      const known = makeKnown(settings);
+      for (const [k, v] of [...this.known.entries()].reverse()) if (v.expiresAt === null || v.expiresAt > Date.now()) known.set(k, v, ttlOf(v));
+      this.known = known;
+    }
     if (settings.cidrRefreshMs !== this.settings.cidrRefreshMs) {
       clearInterval(this.cidrTimer);
       this.cidrTimer = setInterval(() => void this.reloadCidrs(), settings.cidrRefreshMs);
@@ -184,13 +203,38 @@ export class FdsEngine {
   }
 
   remember(record: BlockRecord): void {
+    const key = cacheKey(record.kind, record.subject);
+    if (record.expiresAt === null || record.expiresAt > Date.now()) this.known.set(key, record, ttlOf(record));
     if (!this.cache) return;
     const ttl = record.expiresAt === null ? this.settings.blockedCacheMs : Math.min(this.settings.blockedCacheMs, record.expiresAt - Date.now());
-    if (ttl > 0) this.cache.set(cacheKey(record.kind, record.subject), record, { ttl });
+    if (ttl > 0) this.cache.set(key, record, { ttl });
   }
 
   forget(kind: SubjectKind, subject: string): void {
-    this.cache?.delete(cacheKey(kind, subject));
+    const key = cacheKey(kind, subject);
+    this.cache?.delete(key);
+    this.known.delete(key);
+  }
+
+  /** While the store fails: a block seen earlier that has not expired yet, for any of `subjects`. */
+  staleBlock(subjects: readonly SubjectRef[]): BlockRecord | undefined {
+    if (this.known.size === 0) return undefined;
+    const now = Date.now();
+    for (const s of subjects) {
+      const r = this.known.get(cacheKey(s.kind, s.subject));
+      if (r !== undefined && (r.expiresAt === null || r.expiresAt > now)) return r;
+    }
+    return undefined;
+  }
+
+  /** The store answered that none of `subjects` is blocked: drop what we remembered for them. */
+  confirmNotBlocked(subjects: readonly SubjectRef[]): void {
+    if (this.known.size === 0) return;
+    for (const s of subjects) this.known.delete(cacheKey(s.kind, s.subject));
+  }
+
+  get knownBlocks(): number {
+    return this.known.size;
   }
 
   /**
@@ -241,8 +285,23 @@ function cacheKey(kind: string, subject: string): string {
   return `${kind}\u0000${subject}`;
 }
 
+function recordBytes(r: BlockRecord): number {
+  return 160 + stringBytes(r.subject) + stringBytes(r.reason) + stringBytes(r.createdBy) + (r.rule === undefined ? 0 : stringBytes(r.rule));
+}
+
 function makeCache(settings: FdsSettings): LRUCache<string, BlockRecord> | undefined {
-  return settings.blockedCacheMs > 0 ? new LRUCache<string, BlockRecord>({ max: settings.blockedCacheMax, ttl: settings.blockedCacheMs }) : undefined;
+  return settings.blockedCacheMs > 0
+    ? byteLru<string, BlockRecord>({ max: settings.blockedCacheMax, maxBytes: settings.blockedCacheBytes, ttl: settings.blockedCacheMs, sizeOf: recordBytes })
+    : undefined;
+}
+
+function makeKnown(settings: FdsSettings): LRUCache<string, BlockRecord> {
+  return byteLru<string, BlockRecord>({ max: settings.blockedCacheMax, maxBytes: settings.blockedCacheBytes, sizeOf: recordBytes });
+}
+
+/** A known block lives until its own expiry (a permanent one until unblocked or evicted). */
+function ttlOf(r: BlockRecord): { ttl?: number } {
+  return r.expiresAt === null ? {} : { ttl: Math.max(1, r.expiresAt - Date.now()) };
 }
 
 function sameStore(a: FdsSettings, b: FdsSettings): boolean {

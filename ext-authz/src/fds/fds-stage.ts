@@ -228,9 +228,20 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
                 }
               }
             }
+            handle.engine.confirmNotBlocked(check);
             return undefined;
           },
-          (err: unknown) => unavailable(ctx, err),
+          (err: unknown) => {
+            // Stale-if-error: a block seen before the outage holds until its own expiry, whatever the failure mode.
+            const known = handle.engine.staleBlock(check);
+            if (known !== undefined) {
+              blocked(ctx, known, true);
+              ctx.audit['fds_stale'] = true;
+              handle.engine.metrics.degraded.inc({ mode: 'stale_block' });
+              return BLOCKED_DECISION;
+            }
+            return unavailable(ctx, err);
+          },
         );
       },
     };

@@ -31,7 +31,7 @@ function mtlsCapability(): Capability {
           rules: profile.rules.map((r) => r.name),
           trustedProxies: [...profile.trustedProxies],
           caRoots: profile.anchors?.roots.length ?? 0,
-          cache: cache ? { size: cache.size, max: cache.max, hits: cache.hits, misses: cache.misses } : undefined,
+          cache: cache ? { size: cache.size, max: cache.max, bytes: cache.bytes, maxBytes: cache.maxBytes, hits: cache.hits, misses: cache.misses } : undefined,
         });
       });
     },

@@ -133,6 +133,10 @@ class MtlsStage {
 
   /** The peer certificate is the client; an XFCC beside it must describe the same certificate. */
   private fromPeerCertificate(ctx: CheckContext, peerCert: string, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
+    // Bounded like XFCC before any hashing or decoding.
+    if (peerCert.length > this.profile.maxCertificateBytes) {
+      return this.fail(ctx, 401, 'certificate_too_large', `peer certificate is ${peerCert.length} characters, over identity.mtls.maxCertificateBytes (${this.profile.maxCertificateBytes})`);
+    }
     const entry = this.cache.get(peerCert);
     if (!entry.result.ok) return this.fail(ctx, 401, 'bad_certificate', `peer certificate: ${entry.result.error}`);
     if (xfcc !== undefined) {
@@ -342,8 +346,8 @@ export const mtlsStage: StageDefinition<Options> = {
     const cfg = ctx.config.identity?.mtls;
     if (cfg === undefined) throw new Error(`${ctx.path}: the mtls stage needs an identity.mtls section (rules, trust settings)`);
     const profile = compileMtls(cfg);
-    const cache = ctx.services.get(CERTIFICATE_CACHE_KEY, () => new CertificateCache(profile.cacheSize));
-    cache.resize(profile.cacheSize);
+    const cache = ctx.services.get(CERTIFICATE_CACHE_KEY, () => new CertificateCache(profile.cacheSize, profile.cacheBytes));
+    cache.resize(profile.cacheSize, profile.cacheBytes);
     return new MtlsStage(profile, cache, options);
   },
   validate(options, config) {

@@ -76,8 +76,15 @@ export class PassportRuntime {
     const issuer =
       prev && prev.ring.etag === ring.etag && prev.ring.active.kid === ring.active.kid && same(issuerSettings(prev.config), issuerSettings(config))
         ? prev.issuer
-        : new PassportIssuer(ring, config.issuer, config.audience, config.reuseFraction, config.cacheEntries, config.limits.maxHeaderBytes, () =>
-            this.metrics.signatures.inc(),
+        : new PassportIssuer(
+            ring,
+            config.issuer,
+            config.audience,
+            config.reuseFraction,
+            config.cacheEntries,
+            config.limits.maxHeaderBytes,
+            () => this.metrics.signatures.inc(),
+            config.cacheBytes,
           );
     const source = prev && same(prev.config.source, config.source) && same(prev.config.limits, config.limits) ? prev.source : this.buildSource(config);
     const relays = new Map<string, RelayProvider>();
