@@ -60,7 +60,8 @@ export class Checker {
     const h = table.config.headers;
     return {
       table,
-      internal: new InternalHeaderPolicy([...h.internal, h.degraded], h.internalPrefixes),
+      // The Passport header is stripped on every route of every gateway, passport stage or not.
+      internal: new InternalHeaderPolicy([...h.internal, h.degraded, ...(table.config.passport ? [table.config.passport.header] : [])], h.internalPrefixes),
       degradedHeader: h.degraded,
       audit: table.config.logging.audit,
     };

@@ -134,6 +134,15 @@ export const configSchema = z
     passport: passportConfigSchema,
   })
   .superRefine((config, ctx) => {
+    // Whatever the routes: a Passport header a client could send itself would be believed upstream.
+    const ph = config.passport?.header;
+    if (ph !== undefined && !config.headers.internal.includes(ph) && !config.headers.internalPrefixes.some((p) => ph.startsWith(p))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['passport', 'header'],
+        message: `"${ph}" is not an internal header: list it in headers.internal (or use a headers.internalPrefixes prefix) so it is stripped from every client request`,
+      });
+    }
     const names = Object.keys(config.gateways);
     if (config.defaultGateway !== undefined && !names.includes(config.defaultGateway)) {
       ctx.addIssue({
