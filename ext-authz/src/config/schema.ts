@@ -87,15 +87,16 @@ const gatewaySchema = z.strictObject({
   defaultRoute: z.strictObject({ failureMode: failureMode.optional(), stages }).optional(),
 });
 
-const listen = (defaultPort: number) =>
-  z.strictObject({ host: z.string().min(1).default('0.0.0.0'), port: port.default(defaultPort) }).prefault({});
+const listen = (defaultPort: number, defaultHost: string) =>
+  z.strictObject({ host: z.string().min(1).default(defaultHost), port: port.default(defaultPort) }).prefault({});
 
 export const configSchema = z
   .strictObject({
     server: z
       .strictObject({
-        grpc: listen(9001),
-        admin: listen(9090),
+        grpc: listen(9001, '0.0.0.0'),
+        /** Loopback unless set: the admin port serves the FDS admin API and metrics; k8s sets 0.0.0.0 for probes and scraping. */
+        admin: listen(9090, '127.0.0.1'),
         /** Longest time SIGTERM waits for in-flight Checks before exiting. */
         shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
         /** Deadline assumed when the caller sends none (Envoy's default is 200 ms). */

@@ -5,6 +5,7 @@
  * config reloads.
  */
 import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config/load.js';
 import type { LRUCache } from 'lru-cache';
 import { byteLru, stringBytes } from '../resilience/byte-lru.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -30,6 +31,7 @@ export class FdsMetrics {
   readonly blockedChecks: Counter<'kind' | 'cached'>;
   readonly active: Gauge;
   readonly cacheEntries: Gauge;
+  readonly adminAuthFailures: Counter<'api' | 'why'>;
   engine: FdsEngine | undefined;
 
   constructor(registry: Registry) {
@@ -43,6 +45,12 @@ export class FdsMetrics {
     });
     this.blocksCreated = new Counter({ name: 'passgate_fds_blocks_created_total', help: 'Blocks created, by subject kind and source (rule, admin)', labelNames: ['kind', 'source'], registers });
     this.blockedChecks = new Counter({ name: 'passgate_fds_blocked_checks_total', help: 'Checks denied as blocked, by subject kind and whether the in-process cache answered', labelNames: ['kind', 'cached'], registers });
+    this.adminAuthFailures = new Counter({
+      name: 'passgate_admin_auth_failures_total',
+      help: 'Admin API requests refused for a missing or wrong bearer token, by API and cause',
+      labelNames: ['api', 'why'],
+      registers,
+    });
     const self = this;
     let last = 0;
     let lastAt = 0;
@@ -308,20 +316,36 @@ function sameStore(a: FdsSettings, b: FdsSettings): boolean {
   return a.store === b.store && JSON.stringify(a.redis) === JSON.stringify(b.redis);
 }
 
-/** The admin bearer token: inline, else the environment variable, else the file. Undefined disables the admin API. */
+/** Shortest admin secret accepted from any source (inline, environment, file). */
+export const MIN_ADMIN_TOKEN_CHARS = 16;
+
+/**
+ * The admin bearer token: inline, else the environment variable, else the
+ * file. Undefined disables the admin API. Every source must give at least
+ * 16 characters; a bad source is a ConfigError naming its key (exit 2 at
+ * start, a rejected reload later).
+ */
 export function resolveAdminToken(settings: FdsSettings): Buffer | undefined {
   const a = settings.admin;
   if (a.token) return Buffer.from(a.token);
   const fromEnv = process.env[a.tokenEnv];
-  if (fromEnv && fromEnv.trim() !== '') return Buffer.from(fromEnv.trim());
+  if (fromEnv && fromEnv.trim() !== '') {
+    const t = fromEnv.trim();
+    if (t.length < MIN_ADMIN_TOKEN_CHARS) {
+      throw new ConfigError('fds.admin.tokenEnv', [`fds.admin.tokenEnv: the token in $${a.tokenEnv} is ${t.length} characters; use at least ${MIN_ADMIN_TOKEN_CHARS}`]);
+    }
+    return Buffer.from(t);
+  }
   if (a.tokenFile) {
     let text: string;
     try {
       text = readFileSync(a.tokenFile, 'utf8').trim();
     } catch (err) {
-      throw new Error(`fds.admin.tokenFile: cannot read ${a.tokenFile}: ${(err as Error).message}`);
+      throw new ConfigError('fds.admin.tokenFile', [`fds.admin.tokenFile: cannot read ${a.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
     }
-    if (text.length < 16) throw new Error(`fds.admin.tokenFile: the token in ${a.tokenFile} is shorter than 16 characters`);
+    if (text.length < MIN_ADMIN_TOKEN_CHARS) {
+      throw new ConfigError('fds.admin.tokenFile', [`fds.admin.tokenFile: the token in ${a.tokenFile} is shorter than ${MIN_ADMIN_TOKEN_CHARS} characters`]);
+    }
     return Buffer.from(text);
   }
   return undefined;
