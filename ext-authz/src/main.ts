@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     service.logger.info({ signal }, 'shutdown requested');
-    const hardStop = setTimeout(() => process.exit(1), config.server.shutdownGraceMs + 2_000);
+    const hardStop = setTimeout(() => process.exit(1), config.server.drainDelayMs + config.server.shutdownGraceMs + 2_000);
     hardStop.unref();
     service.stop().then(
       () => process.exit(0),

@@ -99,6 +99,11 @@ export const configSchema = z
         admin: listen(9090, '127.0.0.1'),
         /** Longest time SIGTERM waits for in-flight Checks before exiting. */
         shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
+        /**
+         * After SIGTERM, health reports NOT_SERVING but Checks keep being answered this long, so
+         * load balancers and endpoints stop sending before the listener closes; then the drain.
+         */
+        drainDelayMs: z.number().int().min(0).max(600_000).default(0),
         /** Deadline assumed when the caller sends none (Envoy's default is 200 ms). */
         defaultDeadlineMs: z.number().int().min(1).max(60_000).default(200),
         /** Answer this many ms before the deadline, so the reply still reaches Envoy in time. */
