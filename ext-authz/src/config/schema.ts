@@ -3,7 +3,8 @@
  * startup error that names it, never a silently ignored setting.
  */
 import { z } from 'zod';
-import { stageSchema } from '../stages/catalog.js';
+import { stageDefinitions, stageSchema } from '../stages/catalog.js';
+import { unknownRuleEvents } from '../fds/event-catalog.js';
 import { headerNameSchema, regexSchema } from './common.js';
 import { identityConfigSchema } from '../identity/config.js';
 import { fdsConfigSchema } from '../fds/config.js';
@@ -147,6 +148,14 @@ export const configSchema = z
         code: 'custom',
         path: ['passport', 'header'],
         message: `"${ph}" is not an internal header: list it in headers.internal (or use a headers.internalPrefixes prefix) so it is stripped from every client request`,
+      });
+    }
+    // FDS rules may only count events some stage type declares it can report.
+    for (const u of unknownRuleEvents(config.fds?.rules ?? [], stageDefinitions())) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['fds', 'rules', u.index, 'events', u.eventIndex],
+        message: `no stage type reports "${u.event}"; known events: ${u.known.join(', ')}`,
       });
     }
     const names = Object.keys(config.gateways);

@@ -95,6 +95,11 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
   type: 'fds',
   schema,
   description: 'Fraud detection: deny blocked users, devices, IPs (and CIDR ranges), client ids and certificates; count outcomes and block on thresholds.',
+  // `request` for every subject of a Check; `auth_failure` for the IP of a 401 no stage reported.
+  events: [
+    { event: 'request', kinds: SUBJECT_KINDS },
+    { event: 'auth_failure', kinds: ['ip'] },
+  ],
   create(options, factory): Stage {
     const handle = engineFor(factory.services, factory.metrics, factory.logger, factory.config.fds ?? undefined);
     const checks = new Set<SubjectKind>(options.check);

@@ -229,10 +229,12 @@ class MtlsStage {
   private fromEntry(ctx: CheckContext, entry: CacheEntry, parsed: ParsedCertificate, chain: string): StageResult | Promise<StageResult> {
     const facts = parsed.facts;
     const p = this.profile;
+    // Without a CA bundle the proxy in front verified the chain, so the certificate is authentic: failures count for its user too.
+    const authentic = p.anchors === undefined;
     if (p.denyFingerprints.has(facts.fingerprint) || p.denySerials.has(facts.serial)) {
-      return this.fail(ctx, 401, 'certificate_revoked', `certificate serial ${facts.serial} is on identity.mtls.deny`, facts);
+      return this.fail(ctx, 401, 'certificate_revoked', `certificate serial ${facts.serial} is on identity.mtls.deny`, facts, undefined, authentic);
     }
-    const validity = this.checkValidity(ctx, facts, facts.notBefore, facts.notAfter);
+    const validity = this.checkValidity(ctx, facts, facts.notBefore, facts.notAfter, authentic);
     if (validity !== undefined) return validity;
     if (p.anchors === undefined) return this.mapEntry(ctx, entry, facts);
     const v = entry.verified;
@@ -259,16 +261,16 @@ class MtlsStage {
   private afterVerify(ctx: CheckContext, entry: CacheEntry, facts: CertificateFacts, o: VerifyOutcome): StageResult {
     if (!o.ok) return this.fail(ctx, 401, 'untrusted_issuer', o.error, facts);
     // An intermediate can expire before the leaf does.
-    const validity = this.checkValidity(ctx, facts, o.notBefore, o.notAfter);
+    const validity = this.checkValidity(ctx, facts, o.notBefore, o.notAfter, true);
     if (validity !== undefined) return validity;
     return this.mapEntry(ctx, entry, facts);
   }
 
-  private checkValidity(ctx: CheckContext, facts: CertificateFacts, notBefore: number, notAfter: number): StageResult | undefined {
+  private checkValidity(ctx: CheckContext, facts: CertificateFacts, notBefore: number, notAfter: number, authentic: boolean): StageResult | undefined {
     const now = Date.now();
     const skew = this.profile.skewMs;
-    if (now + skew < notBefore) return this.fail(ctx, 401, 'certificate_not_yet_valid', `valid from ${new Date(notBefore).toISOString()}`, facts);
-    if (now - skew > notAfter) return this.fail(ctx, 401, 'certificate_expired', `expired ${new Date(notAfter).toISOString()}`, facts);
+    if (now + skew < notBefore) return this.fail(ctx, 401, 'certificate_not_yet_valid', `valid from ${new Date(notBefore).toISOString()}`, facts, undefined, authentic);
+    if (now - skew > notAfter) return this.fail(ctx, 401, 'certificate_expired', `expired ${new Date(notAfter).toISOString()}`, facts, undefined, authentic);
     return undefined;
   }
 
@@ -322,12 +324,16 @@ class MtlsStage {
     detail: string,
     facts?: CertificateFacts,
     extra?: Record<string, unknown>,
+    authentic = false,
   ): StageResult {
-    ctx.audit['mtls'] = { ...(facts ? certAudit(facts) : {}), ...extra, error: reason, error_detail: detail };
-    return this.reportFailure(ctx, facts?.fingerprint, deny(status, reason, detail));
+    // The user an authentic certificate stands for, so user rules (user-auth-failures) can fire.
+    const user = authentic && facts !== undefined ? mapIdentity(this.profile.rules, sanSourceOf(facts), facts)?.identity.subject : undefined;
+    ctx.audit['mtls'] = { ...(facts ? certAudit(facts) : {}), ...extra, error: reason, error_detail: detail, ...(user ? { failed_user: user } : {}) };
+    return this.reportFailure(ctx, facts?.fingerprint, deny(status, reason, detail), user);
   }
 
-  private reportFailure(ctx: CheckContext, fingerprint: string | undefined, result: StageResult): StageResult {
+  private reportFailure(ctx: CheckContext, fingerprint: string | undefined, result: StageResult, user?: string): StageResult {
+    if (user !== undefined && user !== '') ctx.report('auth_failure', 'user', user);
     if (fingerprint !== undefined) ctx.report('auth_failure', 'cert', fingerprint);
     const ip = ctx.request.source.address;
     if (ip !== '') ctx.report('auth_failure', 'ip', ip);
@@ -342,6 +348,8 @@ export const mtlsStage: StageDefinition<Options> = {
   type: 'mtls',
   schema,
   description: 'Identify the caller by its mTLS client certificate (peer or x-forwarded-client-cert), mapped by identity.mtls.rules.',
+  // user: the identity the rules give an authentic certificate that then failed (expired, revoked).
+  events: [{ event: 'auth_failure', kinds: ['cert', 'ip', 'user'] }],
   create(options, ctx) {
     const cfg = ctx.config.identity?.mtls;
     if (cfg === undefined) throw new Error(`${ctx.path}: the mtls stage needs an identity.mtls section (rules, trust settings)`);

@@ -2,6 +2,8 @@
  * Assembles the running service: config → route table → checker, the gRPC
  * and admin servers, reload on SIGHUP and file change, graceful shutdown.
  */
+import { untriggerableRules } from '../fds/event-catalog.js';
+import { stageDefinition } from '../stages/catalog.js';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -94,6 +96,9 @@ export class PassgateService {
 
   /** Builds the route table; any failure to build a stage becomes a ConfigError naming its key. */
   private compile(config: PassgateConfig) {
+    for (const w of untriggerableRules(config.fds?.rules ?? [], usedStageDefinitions(config))) {
+      this.logger.warn({ fds_rule: w.rule }, `fds.rules "${w.rule}" can never fire: ${w.why}`);
+    }
     try {
       return compileRouteTable(config, { logger: this.logger, metrics: this.metrics, services: this.services });
     } catch (err) {
@@ -196,4 +201,14 @@ export class PassgateService {
     await this.admin.close();
     this.logger.info('stopped');
   }
+}
+
+/** The stage definitions this config's routes use (the emitters of FDS events here). */
+function usedStageDefinitions(config: PassgateConfig): Array<NonNullable<ReturnType<typeof stageDefinition>>> {
+  const types = new Set<string>();
+  for (const gw of Object.values(config.gateways)) {
+    for (const r of gw.routes) for (const s of r.stages) types.add(s.type);
+    for (const s of gw.defaultRoute?.stages ?? []) types.add(s.type);
+  }
+  return [...types].map((t) => stageDefinition(t)).filter((d): d is NonNullable<typeof d> => d !== undefined);
 }
