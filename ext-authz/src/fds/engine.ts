@@ -5,7 +5,6 @@
  * config reloads.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../config/load.js';
 import type { LRUCache } from 'lru-cache';
 import { byteLru, stringBytes } from '../resilience/byte-lru.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -316,6 +315,17 @@ function sameStore(a: FdsSettings, b: FdsSettings): boolean {
   return a.store === b.store && JSON.stringify(a.redis) === JSON.stringify(b.redis);
 }
 
+/** A bad admin token source; the capability turns it into a ConfigError naming `key` (no import of config/load here: it would be a cycle). */
+export class AdminTokenError extends Error {
+  constructor(
+    readonly key: string,
+    readonly problems: readonly string[],
+  ) {
+    super(problems.join('; '));
+    this.name = 'AdminTokenError';
+  }
+}
+
 /** Shortest admin secret accepted from any source (inline, environment, file). */
 export const MIN_ADMIN_TOKEN_CHARS = 16;
 
@@ -332,7 +342,7 @@ export function resolveAdminToken(settings: FdsSettings): Buffer | undefined {
   if (fromEnv && fromEnv.trim() !== '') {
     const t = fromEnv.trim();
     if (t.length < MIN_ADMIN_TOKEN_CHARS) {
-      throw new ConfigError('fds.admin.tokenEnv', [`fds.admin.tokenEnv: the token in $${a.tokenEnv} is ${t.length} characters; use at least ${MIN_ADMIN_TOKEN_CHARS}`]);
+      throw new AdminTokenError('fds.admin.tokenEnv', [`fds.admin.tokenEnv: the token in $${a.tokenEnv} is ${t.length} characters; use at least ${MIN_ADMIN_TOKEN_CHARS}`]);
     }
     return Buffer.from(t);
   }
@@ -341,10 +351,10 @@ export function resolveAdminToken(settings: FdsSettings): Buffer | undefined {
     try {
       text = readFileSync(a.tokenFile, 'utf8').trim();
     } catch (err) {
-      throw new ConfigError('fds.admin.tokenFile', [`fds.admin.tokenFile: cannot read ${a.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+      throw new AdminTokenError('fds.admin.tokenFile', [`fds.admin.tokenFile: cannot read ${a.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
     }
     if (text.length < MIN_ADMIN_TOKEN_CHARS) {
-      throw new ConfigError('fds.admin.tokenFile', [`fds.admin.tokenFile: the token in ${a.tokenFile} is shorter than ${MIN_ADMIN_TOKEN_CHARS} characters`]);
+      throw new AdminTokenError('fds.admin.tokenFile', [`fds.admin.tokenFile: the token in ${a.tokenFile} is shorter than ${MIN_ADMIN_TOKEN_CHARS} characters`]);
     }
     return Buffer.from(text);
   }

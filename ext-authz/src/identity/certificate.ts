@@ -291,11 +291,44 @@ function isCa(c: x509.X509Certificate): boolean {
   return bc !== null && bc.ca;
 }
 
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const ANY_EKU = '2.5.29.37.0';
+
+/**
+ * RFC 5280 §6.1 checks beyond signatures, for one issuer at `below`
+ * intermediates above the leaf: it is a CA, may sign certificates
+ * (keyUsage keyCertSign when keyUsage is present) and its
+ * pathLenConstraint allows that many intermediates under it.
+ */
+export function issuerProblem(c: ParsedCertificate, below: number): string | undefined {
+  const bc = c.cert.getExtension(x509.BasicConstraintsExtension);
+  if (bc === null || !bc.ca) return `issuer "${c.facts.subject}" is not a CA (basicConstraints cA is not set)`;
+  const ku = c.cert.getExtension(x509.KeyUsagesExtension);
+  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) return `issuer "${c.facts.subject}" may not sign certificates (keyUsage lacks keyCertSign)`;
+  if (bc.pathLength !== undefined && below > bc.pathLength) {
+    return `issuer "${c.facts.subject}" allows ${bc.pathLength} intermediate(s) below it (pathLenConstraint), the path has ${below}`;
+  }
+  return undefined;
+}
+
+/** The leaf must be an end entity fit for client authentication. */
+export function leafProblem(c: ParsedCertificate): string | undefined {
+  if (isCa(c.cert)) return 'a CA certificate cannot authenticate a client';
+  const eku = c.cert.getExtension(x509.ExtendedKeyUsageExtension);
+  if (eku !== null) {
+    const usages = eku.usages.map(String);
+    if (!usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EKU)) return 'the certificate\'s extendedKeyUsage does not allow clientAuth';
+  }
+  return undefined;
+}
+
 /**
  * Verifies that `leaf` chains to one of the anchors, through intermediates
- * from `chain` (XFCC `Chain=`, may include the leaf) and the anchors bundle.
- * Checks each signature and that every issuer is a CA; returns the tightest
- * validity window over the path so callers can check time per request.
+ * from `chain` (XFCC `Chain=`, may include the leaf) and the anchors bundle,
+ * following RFC 5280 path validation: every signature, the leaf an end
+ * entity with clientAuth (when it has an EKU), every issuer a CA allowed to
+ * sign certificates within its pathLenConstraint. Returns the tightest
+ * validity window over the path so callers check every certificate's time.
  */
 export async function verifyChain(
   leaf: ParsedCertificate,
@@ -304,28 +337,40 @@ export async function verifyChain(
   maxDepth = 5,
 ): Promise<VerifyOutcome> {
   try {
+    const lp = leafProblem(leaf);
+    if (lp !== undefined) return { ok: false, error: lp };
     let current = leaf;
     let notBefore = leaf.facts.notBefore;
     let notAfter = leaf.facts.notAfter;
     const intermediates = chain.filter((c) => c.facts.fingerprint !== leaf.facts.fingerprint);
+    let lastProblem: string | undefined;
     for (let depth = 0; depth <= maxDepth; depth++) {
       const issuerName = current.facts.issuer;
-      // A trusted root that signed `current` ends the path.
+      // A trusted root that signed `current` ends the path (its constraints hold too: RFC 5280 lets
+      // an anchor carry them, and a bundle may hold intermediates used as anchors).
       for (const root of anchors.roots) {
         if (root.facts.subject !== issuerName) continue;
-        if (await current.cert.verify({ publicKey: root.cert.publicKey, signatureOnly: true })) {
-          return { ok: true, notBefore: Math.max(notBefore, root.facts.notBefore), notAfter: Math.min(notAfter, root.facts.notAfter) };
+        if (!(await current.cert.verify({ publicKey: root.cert.publicKey, signatureOnly: true }))) continue;
+        const problem = issuerProblem(root, depth);
+        if (problem !== undefined) {
+          lastProblem = problem;
+          continue;
         }
+        return { ok: true, notBefore: Math.max(notBefore, root.facts.notBefore), notAfter: Math.min(notAfter, root.facts.notAfter) };
       }
       let next: ParsedCertificate | undefined;
       for (const cand of intermediates) {
-        if (cand === current || cand.facts.subject !== issuerName || !isCa(cand.cert)) continue;
-        if (await current.cert.verify({ publicKey: cand.cert.publicKey, signatureOnly: true })) {
-          next = cand;
-          break;
+        if (cand === current || cand.facts.subject !== issuerName) continue;
+        if (!(await current.cert.verify({ publicKey: cand.cert.publicKey, signatureOnly: true }))) continue;
+        const problem = issuerProblem(cand, depth);
+        if (problem !== undefined) {
+          lastProblem = problem;
+          continue;
         }
+        next = cand;
+        break;
       }
-      if (next === undefined) return { ok: false, error: `issuer "${issuerName}" is not a trusted CA and no chain certificate links to one` };
+      if (next === undefined) return { ok: false, error: lastProblem ?? `issuer "${issuerName}" is not a trusted CA and no chain certificate links to one` };
       notBefore = Math.max(notBefore, next.facts.notBefore);
       notAfter = Math.min(notAfter, next.facts.notAfter);
       current = next;

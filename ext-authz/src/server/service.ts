@@ -2,14 +2,14 @@
  * Assembles the running service: config → route table → checker, the gRPC
  * and admin servers, reload on SIGHUP and file change, graceful shutdown.
  */
-import { untriggerableRules } from '../fds/event-catalog.js';
-import { stageDefinition } from '../stages/catalog.js';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { PassgateConfig } from '../config/schema.js';
 import { loadConfigFile, ConfigError } from '../config/load.js';
 import { compileRouteTable } from '../routing/route-table.js';
+import { untriggerableRules } from '../fds/event-catalog.js';
+import { stageDefinition } from '../stages/catalog.js';
 import { Checker } from '../check/checker.js';
 import { Metrics } from '../observability/metrics.js';
 import { createLogger } from '../observability/logger.js';
