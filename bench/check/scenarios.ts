@@ -126,7 +126,7 @@ export function envoyRequest(spec: EnvoyRequestSpec): CheckRequest {
   for (const h of spec.without ?? []) delete headers[h];
   Object.assign(headers, spec.headers);
   const qIndex = spec.path.indexOf('?');
-  const destinationPort = spec.destinationPort ?? 8443;
+  const destinationPort = spec.destinationPort ?? 8080;
   return {
     attributes: {
       source: {
@@ -405,7 +405,8 @@ function chainMix(pool: CertPool, kind: ChainKind): MixEntry[] {
     entries.push({ name: `partner cert ${c.subject} ${spec.method} ${spec.path.split('?')[0]}`, weight: POOL_WEIGHT / pool.good.length, request: envoyRequest(spec), expect: allow });
   });
   const bad: Array<[string, PoolCert, Expectation]> = [
-    ['bad: XFCC Hash= of another certificate', pool.wrongHash, { deny: 401, reason: 'xfcc_hash_mismatch' }],
+    // Beside a peer principal every XFCC element is validated first; a bad one is a disagreement with the peer.
+    ['bad: XFCC Hash= of another certificate', pool.wrongHash, { deny: 401, reason: 'xfcc_peer_mismatch' }],
     ['bad: certificate no rule maps', pool.unmapped, { deny: 403, reason: 'unknown_client_certificate' }],
     kind === 'mtls'
       ? ['bad: org not allowed by authorize', pool.foreignOrg, { deny: 403, reason: 'forbidden_identity' }]
@@ -485,7 +486,7 @@ function chainScenario(kind: ChainKind, description: string): BenchScenario {
           // Production-shaped rules, with thresholds no bench run reaches: the bench measures the
           // counting on every Check, not blocking (a block would change the answers verified up front).
           rules: [
-            { name: 'ip-auth-failures', events: ['auth_failure', 'bad_signature'], subject: 'ip', threshold: 100_000, window: '60s', block: '1h' },
+            { name: 'ip-auth-failures', events: ['auth_failure'], subject: 'ip', threshold: 100_000, window: '60s', block: '1h' },
             { name: 'cert-auth-failures', events: ['auth_failure'], subject: 'cert', threshold: 100_000, window: '60s', block: '1h', escalate: { ttls: ['6h', '1d'], memory: '1d' } },
             { name: 'partner-ip-flood', events: ['request'], subject: 'ip', threshold: 100_000, window: '60s', block: '10m' },
           ],

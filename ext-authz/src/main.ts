@@ -25,6 +25,11 @@ async function main(): Promise<void> {
   try {
     service = await PassgateService.start({ config, configPath });
   } catch (err) {
+    // A config problem found while starting (an unreadable key or token file) is still a config error.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`passgate: ${err.message}\nNothing was started. Fix the file and start again.\n`);
+      process.exit(2);
+    }
     process.stderr.write(`passgate: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
@@ -35,7 +40,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     service.logger.info({ signal }, 'shutdown requested');
-    const hardStop = setTimeout(() => process.exit(1), config.server.shutdownGraceMs + 2_000);
+    const hardStop = setTimeout(() => process.exit(1), config.server.drainDelayMs + config.server.shutdownGraceMs + 2_000);
     hardStop.unref();
     service.stop().then(
       () => process.exit(0),

@@ -47,6 +47,12 @@ gateways:
     routes:
       - name: all
         stages: [allow]
+  partner:
+    kind: app
+    select: { hosts: [partner.example.com] }
+    routes:
+      - name: all
+        stages: [allow]
 defaultGateway: public
 `;
 
@@ -125,16 +131,31 @@ describe('gateway selection', () => {
     const view = toRequestView(httpCheck({ gateway: 'nope' }));
     assert.equal(table.selectGateway(view), undefined);
   });
-  it('then the host, exact or wildcard', () => {
-    assert.equal(route({ host: 'app.example.com', destinationPort: 8080 }), 'app/all');
-    assert.equal(route({ host: 'shop.web.example.com', path: '/healthz' }), 'public/exact-health');
-    assert.equal(route({ host: 'a.b.web.example.com', path: '/healthz' }), 'public/exact-health');
+  it('then the destination port, whatever the Host says (a client cannot pick the profile by Host)', () => {
+    assert.equal(route({ host: 'app.example.com', destinationPort: 8080 }), 'public/default');
+    assert.equal(route({ host: 'www.example.com', destinationPort: 9443 }), 'app/all');
+    assert.equal(route({ host: 'partner.example.com', destinationPort: 9443 }), 'app/all');
+  });
+  it('on a port no profile binds, the host (exact or wildcard) selects only among profiles that bind no port', () => {
+    assert.equal(route({ host: 'partner.example.com', destinationPort: 1 }), 'partner/all');
+    // app and public bind ports: naming their hosts on another port does not reach them.
+    assert.equal(route({ host: 'app.example.com', destinationPort: 1, path: '/healthz' }), 'public/exact-health');
+    assert.equal(route({ host: 'shop.web.example.com', destinationPort: 1, path: '/healthz' }), 'public/exact-health');
+  });
+  it('SNI, when the Check carries it, selects before Host', () => {
+    const req = httpCheck({ host: 'www.example.com', destinationPort: 1 });
+    (req.attributes as Record<string, unknown>)['tls_session'] = { sni: 'partner.example.com' };
+    const view = toRequestView(req);
+    assert.equal(table.selectGateway(view)?.name, 'partner');
+    // ...but never over a bound port.
+    const bound = httpCheck({ host: 'www.example.com', destinationPort: 9443 });
+    (bound.attributes as Record<string, unknown>)['tls_session'] = { sni: 'partner.example.com' };
+    assert.equal(table.selectGateway(toRequestView(bound))?.name, 'app');
   });
   it('a wildcard does not match the bare domain', () => {
-    // web.example.com is not *.web.example.com; falls to the port, then the default
-    assert.equal(route({ host: 'web.example.com', destinationPort: 9443, path: '/' }), 'app/all');
+    assert.equal(route({ host: 'web.example.com', destinationPort: 1, path: '/' }), 'public/default');
   });
-  it('then the destination port, then the default gateway', () => {
+  it('then the default gateway', () => {
     assert.equal(route({ host: 'unknown.test', destinationPort: 9443 }), 'app/all');
     assert.equal(route({ host: 'unknown.test', destinationPort: 1, path: '/healthz' }), 'public/exact-health');
   });

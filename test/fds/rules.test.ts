@@ -44,7 +44,7 @@ function identity(user: string | undefined, fail: boolean): Stage {
 async function harness(fds: Record<string, unknown>): Promise<Harness> {
   const metrics = new Metrics(false);
   const cfg = config(fds, [{ name: 'login', prefix: '/', stages: ['fds', 'allow'] }]);
-  const prepared = await fdsCapability.prepare(cfg, { logger, metrics, previous: undefined, dependency: () => undefined as never });
+  const prepared = await fdsCapability.prepare(cfg, { logger, metrics, previous: undefined, stageDefinition: () => undefined, dependency: () => undefined as never });
   prepared.commit?.();
   const engine = prepared.state.engine!;
   const stage = fdsStage.create(fdsStage.schema.parse({ type: 'fds' }), { config: cfg, logger, metrics, state: prepared.state, path: 'test' });

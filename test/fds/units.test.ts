@@ -115,7 +115,7 @@ describe('fds config', () => {
         clientIp: { source: 'xff', xffTrustedHops: 1 },
         rules: [
           { name: 'user-auth', events: ['auth_failure'], subject: 'user', threshold: 5, window: '60s', block: '15m', escalate: { ttls: ['1h', '1d'], memory: '1d' } },
-          { name: 'ip-failures', events: ['auth_failure', 'bad_signature'], subject: 'ip', threshold: 100, window: '60s', block: '1h' },
+          { name: 'ip-failures', events: ['auth_failure'], subject: 'ip', threshold: 100, window: '60s', block: '1h' },
         ],
       }),
       [],

@@ -217,11 +217,12 @@ gateways:
       assert.equal(cache.misses, misses, 'second sight must be a cache hit');
     });
 
-    it('reports auth_failure for the certificate fingerprint and the source IP on a bad certificate', async () => {
+    it('reports auth_failure for the user (authentic certificate, no CA here), the certificate fingerprint and the source IP on a bad certificate', async () => {
       const expired = await issueCertificate({ ca: root, sans: { uri: ['spiffe://partners.example.com/org/acme/user/old'] }, notBefore: new Date(Date.now() - 5e8), notAfter: new Date(Date.now() - 4e8) });
       const { ctx, result } = runStage({ xfcc: toXfcc(expired) });
       assert.equal((result as { kind: string; denial?: { reason: string } }).denial?.reason, 'certificate_expired');
       assert.deepEqual(ctx.outcomes, [
+        { event: 'auth_failure', subjectKind: 'user', subject: 'old@acme' },
         { event: 'auth_failure', subjectKind: 'cert', subject: expired.fingerprint },
         { event: 'auth_failure', subjectKind: 'ip', subject: '198.51.100.9' },
       ]);

@@ -159,7 +159,7 @@ export function passportSection(overrides: Record<string, unknown> = {}): Record
 
 /** A stage factory context with the passport state prepared for `config`, as the service would (passport prepares synchronously). */
 export function factory(config: PassgateConfig, metrics = new Metrics(false)): StageFactoryContext<PassportState | undefined> {
-  const prepared = passportCapability.prepare(config, { logger: silent, metrics, previous: undefined, dependency: () => undefined as never }) as Prepared<PassportState | undefined>;
+  const prepared = passportCapability.prepare(config, { logger: silent, metrics, previous: undefined, stageDefinition: () => undefined, dependency: () => undefined as never }) as Prepared<PassportState | undefined>;
   return { config, logger: silent, metrics, state: prepared.state, path: 'gateways.public.routes[0].stages[0]' };
 }
 

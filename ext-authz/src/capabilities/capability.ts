@@ -17,7 +17,7 @@
  */
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { PassgateConfig } from '../config/schema.js';
+import type { ConfigIssue, PassgateConfig } from '../config/schema.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { StageDefinition } from '../stages/stage.js';
 import type { AdminRoute } from './admin-http.js';
@@ -27,6 +27,8 @@ export interface PrepareContext<State> {
   readonly metrics: Metrics;
   /** The state serving now (undefined at start); read it, never change it. */
   readonly previous: State | undefined;
+  /** A stage type of the composition, by name (e.g. to read what the stages a config uses declare). */
+  stageDefinition(type: string): StageDefinition<any, any> | undefined;
   /** The prepared state of a capability this one `needs` (checked at composition). */
   dependency<T>(capability: Capability<T>): T;
 }
@@ -50,6 +52,12 @@ export interface Capability<State = unknown> {
   readonly section?: { readonly key: string; readonly schema: z.ZodType };
   /** Stage types it contributes; their factories receive this capability's prepared state. */
   readonly stages?: readonly StageDefinition<any, State>[];
+  /**
+   * Rules that span sections, run when the config is parsed (so `validate`
+   * and a reload report them like any schema problem). `stages` is every
+   * stage type of the composition.
+   */
+  check?(config: PassgateConfig, stages: readonly StageDefinition<any, any>[]): readonly ConfigIssue[];
   prepare(config: PassgateConfig, ctx: PrepareContext<State>): Prepared<State> | Promise<Prepared<State>>;
 }
 

@@ -74,6 +74,12 @@ export function compose(extra: readonly Capability<any>[] = []): Composition {
   const schema = buildConfigSchema(
     all.flatMap((c) => (c.section ? [c.section] : [])),
     [...stageTypes.values()].map((t) => t.definition.schema),
+    all.flatMap((c) => {
+      const check = c.check;
+      if (check === undefined) return [];
+      const defs = [...stageTypes.values()].map((t) => t.definition);
+      return [(config: PassgateConfig) => check(config, defs)];
+    }),
   );
   return { capabilities: ordered, stageTypes, schema };
 }

@@ -60,7 +60,8 @@ export class Checker {
     const h = table.config.headers;
     return {
       table,
-      internal: new InternalHeaderPolicy([...h.internal, h.degraded], h.internalPrefixes),
+      // The Passport header is stripped on every route of every gateway, passport stage or not.
+      internal: new InternalHeaderPolicy([...h.internal, h.degraded, ...(table.config.passport ? [table.config.passport.header] : [])], h.internalPrefixes),
       degradedHeader: h.degraded,
       audit: table.config.logging.audit,
     };
@@ -90,6 +91,11 @@ export class Checker {
       const gateway = state.table.selectGateway(view);
       if (gateway === undefined) {
         return this.answer(state, view, undefined, { kind: 'deny', denial: UNKNOWN_GATEWAY }, traceId, startedAt);
+      }
+      if (view.pathRefusal !== undefined) {
+        // Refused before any route: its meaning would depend on how the backend decodes it (docs/paths.md).
+        const denial: Denial = { status: 400, reason: view.pathRefusal.reason, detail: view.pathRefusal.detail };
+        return this.answer(state, view, undefined, { kind: 'deny', denial }, traceId, startedAt, gateway);
       }
       const route = state.table.selectRoute(gateway, view);
       ctx = new CheckContext(view, gateway, route, deadline, traceId, startedAt);
@@ -130,8 +136,9 @@ export class Checker {
     decision: Decision,
     traceId: string,
     startedAt: number,
+    selected?: CompiledGateway,
   ): CheckResponse {
-    const gateway = ctx?.gateway ?? NO_GATEWAY;
+    const gateway = ctx?.gateway ?? selected ?? NO_GATEWAY;
     let response: CheckResponse;
     if (decision.kind === 'allow') {
       const upstream = ctx?.upstreamHeaders ?? [];

@@ -32,11 +32,13 @@ export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'O
 const regex = regexSchema;
 const absolutePath = z.string().startsWith('/', 'must start with "/"');
 
+/** Opt-in per route: compare the path ignoring ASCII case (for backends on case-insensitive file systems). */
+const caseInsensitive = z.boolean().optional();
 const pathMatch = z.union(
   [
-    z.strictObject({ exact: absolutePath }),
-    z.strictObject({ prefix: absolutePath }),
-    z.strictObject({ regex }),
+    z.strictObject({ exact: absolutePath, caseInsensitive }),
+    z.strictObject({ prefix: absolutePath, caseInsensitive }),
+    z.strictObject({ regex, caseInsensitive }),
   ],
   { error: 'must be exactly one of {exact: "/p"}, {prefix: "/p"} or {regex: "^/p"}' },
 );
@@ -117,17 +119,23 @@ const gatewaySchema = z.strictObject({
   defaultRoute: z.strictObject({ failureMode: failureMode.optional(), stages }).optional(),
 });
 
-const listen = (defaultPort: number) =>
-  z.strictObject({ host: z.string().min(1).default('0.0.0.0'), port: port.default(defaultPort) }).prefault({});
+const listen = (defaultPort: number, defaultHost: string) =>
+  z.strictObject({ host: z.string().min(1).default(defaultHost), port: port.default(defaultPort) }).prefault({});
 
 return z
   .strictObject({
     server: z
       .strictObject({
-        grpc: listen(9001),
-        admin: listen(9090),
+        grpc: listen(9001, '0.0.0.0'),
+        /** Loopback unless set: the admin port serves the FDS admin API and metrics; k8s sets 0.0.0.0 for probes and scraping. */
+        admin: listen(9090, '127.0.0.1'),
         /** Longest time SIGTERM waits for in-flight Checks before exiting. */
         shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
+        /**
+         * After SIGTERM, health reports NOT_SERVING but Checks keep being answered this long, so
+         * load balancers and endpoints stop sending before the listener closes; then the drain.
+         */
+        drainDelayMs: z.number().int().min(0).max(600_000).default(0),
         /** Deadline assumed when the caller sends none (Envoy's default is 200 ms). */
         defaultDeadlineMs: z.number().int().min(1).max(60_000).default(200),
         /** Answer this many ms before the deadline, so the reply still reaches Envoy in time. */
@@ -202,11 +210,28 @@ export type RouteMatchConfig = z.infer<typeof routeMatch>;
  * The root schema: the core sections, plus one optional section per
  * capability (`sections`), with stages drawn from `stageSchemas`.
  */
+/** A problem a cross-section check found: where (a key path) and what. */
+export interface ConfigIssue {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
+/** A check over the whole parsed config (a capability's rule that spans sections). */
+export type ConfigCheck = (config: PassgateConfig) => readonly ConfigIssue[];
+
 export function buildConfigSchema(
   sections: ReadonlyArray<{ readonly key: string; readonly schema: z.ZodType }>,
   stageSchemas: readonly z.ZodType[],
+  checks: readonly ConfigCheck[] = [],
 ): z.ZodType<PassgateConfig> {
   const extra: Record<string, z.ZodType> = {};
   for (const s of sections) extra[s.key] = s.schema;
-  return coreObject(stageSchemas).extend(extra).superRefine(crossChecks as never) as unknown as z.ZodType<PassgateConfig>;
+  return coreObject(stageSchemas)
+    .extend(extra)
+    .superRefine((config, ctx) => {
+      crossChecks(config as never, ctx);
+      for (const check of checks) {
+        for (const issue of check(config as unknown as PassgateConfig)) ctx.addIssue({ code: 'custom', path: [...issue.path], message: issue.message });
+      }
+    }) as unknown as z.ZodType<PassgateConfig>;
 }

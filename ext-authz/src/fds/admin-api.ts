@@ -93,8 +93,13 @@ export function createFdsAdminHandler(engine: FdsEngine | undefined, logger: Log
         error: 'admin_disabled',
         reason: `the FDS admin API is off because no token is configured; set fds.admin.token, fds.admin.tokenFile or the ${engine.settings.admin.tokenEnv} environment variable`,
       });
-    if (!tokenMatches(token, req.headers.authorization))
+    if (!tokenMatches(token, req.headers.authorization)) {
+      // Logged and counted, never with the token sent: a guessing client shows up in metrics and logs.
+      const why = req.headers.authorization === undefined ? 'missing' : 'invalid';
+      engine.metrics.adminAuthFailures.inc({ api: 'fds', why });
+      logger.warn({ admin: 'auth_failed', api: 'fds', why, method: req.method, path: url.pathname, remote: req.socket.remoteAddress }, 'FDS admin request refused: bad or missing bearer token');
       return sendJson(res, 401, { error: 'unauthorized', reason: 'send Authorization: Bearer <fds admin token>' }, { 'www-authenticate': 'Bearer realm="passgate-admin"' });
+    }
     try {
       const path = url.pathname;
       const q = url.searchParams;

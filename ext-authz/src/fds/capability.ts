@@ -9,11 +9,23 @@
  * loading the config schema, e.g. in the offline manifest checks, loads no
  * Redis client.
  */
-import type { Capability, Prepared } from '../capabilities/capability.js';
+import type { Capability, Prepared, PrepareContext } from '../capabilities/capability.js';
 import type { PassgateConfig } from '../config/schema.js';
 import { defaultFdsSettings, fdsConfigSchema, type FdsSettings } from './config.js';
 import { fdsStage } from './fds-stage.js';
 import type { FdsState } from './state.js';
+import { unknownRuleEvents, untriggerableRules, type EventSource } from './event-catalog.js';
+import { ConfigError } from '../config/errors.js';
+
+/** The stage types this config's routes use (the emitters of FDS events here). */
+function usedStageTypes(config: PassgateConfig): Set<string> {
+  const types = new Set<string>();
+  for (const gw of Object.values(config.gateways)) {
+    for (const r of gw.routes) for (const s of r.stages) types.add(s.type);
+    for (const s of gw.defaultRoute?.stages ?? []) types.add(s.type);
+  }
+  return types;
+}
 
 function usesFdsStage(config: PassgateConfig): boolean {
   for (const gw of Object.values(config.gateways)) {
@@ -27,8 +39,39 @@ export const fdsCapability: Capability<FdsState> = {
   name: 'fds',
   section: { key: 'fds', schema: fdsConfigSchema },
   stages: [fdsStage],
+  // FDS rules may only count events some stage type declares it can report.
+  check(config, stages) {
+    return unknownRuleEvents(config.fds?.rules ?? [], stages).map((u) => ({
+      path: ['fds', 'rules', u.index, 'events', u.eventIndex],
+      message: `no stage type reports "${u.event}"; known events: ${u.known.join(', ')}`,
+    }));
+  },
   async prepare(config, ctx): Promise<Prepared<FdsState>> {
-    const { FdsEngine, fdsMetrics } = await import('./engine.js');
+    const used: EventSource[] = [];
+    for (const t of usedStageTypes(config)) {
+      const d = ctx.stageDefinition(t);
+      if (d !== undefined) used.push(d);
+    }
+    for (const w of untriggerableRules(config.fds?.rules ?? [], used)) {
+      ctx.logger.warn({ fds_rule: w.rule }, `fds.rules "${w.rule}" can never fire: ${w.why}`);
+    }
+    const { FdsEngine, fdsMetrics, AdminTokenError } = await import('./engine.js');
+    try {
+      return await prepareFds(config, ctx, FdsEngine, fdsMetrics);
+    } catch (err) {
+      // A bad token source is a config error like any other (exit 2 at start, a rejected reload).
+      throw err instanceof AdminTokenError ? new ConfigError(err.key, err.problems) : err;
+    }
+  },
+};
+
+async function prepareFds(
+  config: PassgateConfig,
+  ctx: PrepareContext<FdsState>,
+  FdsEngine: typeof import('./engine.js').FdsEngine,
+  fdsMetrics: typeof import('./engine.js').fdsMetrics,
+): Promise<Prepared<FdsState>> {
+  {
     const { createFdsAdminHandler } = await import('./admin-api.js');
     const old = ctx.previous?.engine;
     const settings: FdsSettings | undefined = config.fds ?? (old === undefined && usesFdsStage(config) ? defaultFdsSettings() : undefined);
@@ -65,5 +108,5 @@ export const fdsCapability: Capability<FdsState> = {
         await engine?.close();
       },
     };
-  },
-};
+  }
+}

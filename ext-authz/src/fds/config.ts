@@ -164,6 +164,8 @@ export const fdsConfigSchema = z
     /** Known-blocked subjects are remembered in process this long (0 disables), so repeat offenders skip Redis. */
     blockedCacheMs: z.number().int().min(0).max(600_000).default(5000),
     blockedCacheMax: z.number().int().min(1).max(10_000_000).default(100_000),
+    /** Estimated heap bytes for each of the two block caches (fresh answers, and blocks kept through a store outage). */
+    blockedCacheBytes: z.number().int().min(64 * 1024).max(4 * 1024 * 1024 * 1024).default(16 * 1024 * 1024),
     /** CIDR blocks are kept in memory and reloaded this often (and at once on pub/sub). */
     cidrRefreshMs: z.number().int().min(100).max(3_600_000).default(30_000),
     /** A deny with one of these statuses counts as auth_failure for the source IP when no stage reported one; [] disables. */

@@ -5,7 +5,8 @@
  * store keeps the engine (and its Redis connection).
  */
 import { readFileSync } from 'node:fs';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { byteLru, stringBytes } from '../resilience/byte-lru.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { FdsSettings } from './config.js';
@@ -28,6 +29,7 @@ export class FdsMetrics {
   readonly blockedChecks: Counter<'kind' | 'cached'>;
   readonly active: Gauge;
   readonly cacheEntries: Gauge;
+  readonly adminAuthFailures: Counter<'api' | 'why'>;
   engine: FdsEngine | undefined;
 
   constructor(registry: Registry) {
@@ -41,6 +43,12 @@ export class FdsMetrics {
     });
     this.blocksCreated = new Counter({ name: 'passgate_fds_blocks_created_total', help: 'Blocks created, by subject kind and source (rule, admin)', labelNames: ['kind', 'source'], registers });
     this.blockedChecks = new Counter({ name: 'passgate_fds_blocked_checks_total', help: 'Checks denied as blocked, by subject kind and whether the in-process cache answered', labelNames: ['kind', 'cached'], registers });
+    this.adminAuthFailures = new Counter({
+      name: 'passgate_admin_auth_failures_total',
+      help: 'Admin API requests refused for a missing or wrong bearer token, by API and cause',
+      labelNames: ['api', 'why'],
+      registers,
+    });
     const self = this;
     let last = 0;
     let lastAt = 0;
@@ -86,6 +94,12 @@ export function fdsMetrics(registry: Registry): FdsMetrics {
 export class FdsEngine {
   readonly store: FdsStore;
   private cache: LRUCache<string, BlockRecord> | undefined;
+  /**
+   * Every block this process has seen, kept until the block's own expiry:
+   * consulted only while the store is failing (stale-if-error), so a subject
+   * blocked before an outage stays blocked through it.
+   */
+  private known: LRUCache<string, BlockRecord>;
   private cidrs = new CidrSet([]);
   private cidrTimer: NodeJS.Timeout | undefined;
   private cidrLoading: Promise<void> | undefined;
@@ -111,11 +125,14 @@ export class FdsEngine {
     const b = useRedis ? settings.redis?.breaker : undefined;
     this.breaker = b ? new CircuitBreaker(b.failures, b.openMs) : undefined;
     this.cache = makeCache(settings);
+    this.known = makeKnown(settings);
     this.store.onEvent((e) => {
-      if (e.type === 'unblock') this.cache?.delete(cacheKey(e.kind, e.subject));
+      if (e.type === 'unblock') this.forget(e.kind, e.subject);
       else if (e.type === 'cidr') void this.reloadCidrs();
       else {
+        // The store answers again and unblocks may have been missed: start over from what it says.
         this.cache?.clear();
+        this.known.clear();
         void this.reloadCidrs();
       }
     });
@@ -138,7 +155,17 @@ export class FdsEngine {
     return () => {
       this.rules = rules;
       this.adminToken = token;
-      if (settings.blockedCacheMs !== this.settings.blockedCacheMs || settings.blockedCacheMax !== this.settings.blockedCacheMax) this.cache = makeCache(settings);
+      if (
+        settings.blockedCacheMs !== this.settings.blockedCacheMs ||
+        settings.blockedCacheMax !== this.settings.blockedCacheMax ||
+        settings.blockedCacheBytes !== this.settings.blockedCacheBytes
+      ) {
+        this.cache = makeCache(settings);
+        // Known blocks outlive a cache resize: they answer while the store fails.
+        const known = makeKnown(settings);
+        for (const [k, v] of [...this.known.entries()].reverse()) if (v.expiresAt === null || v.expiresAt > Date.now()) known.set(k, v, ttlOf(v));
+        this.known = known;
+      }
       if (settings.cidrRefreshMs !== this.settings.cidrRefreshMs) {
         clearInterval(this.cidrTimer);
         this.cidrTimer = setInterval(() => void this.reloadCidrs(), settings.cidrRefreshMs);
@@ -182,13 +209,38 @@ export class FdsEngine {
   }
 
   remember(record: BlockRecord): void {
+    const key = cacheKey(record.kind, record.subject);
+    if (record.expiresAt === null || record.expiresAt > Date.now()) this.known.set(key, record, ttlOf(record));
     if (!this.cache) return;
     const ttl = record.expiresAt === null ? this.settings.blockedCacheMs : Math.min(this.settings.blockedCacheMs, record.expiresAt - Date.now());
-    if (ttl > 0) this.cache.set(cacheKey(record.kind, record.subject), record, { ttl });
+    if (ttl > 0) this.cache.set(key, record, { ttl });
   }
 
   forget(kind: SubjectKind, subject: string): void {
-    this.cache?.delete(cacheKey(kind, subject));
+    const key = cacheKey(kind, subject);
+    this.cache?.delete(key);
+    this.known.delete(key);
+  }
+
+  /** While the store fails: a block seen earlier that has not expired yet, for any of `subjects`. */
+  staleBlock(subjects: readonly SubjectRef[]): BlockRecord | undefined {
+    if (this.known.size === 0) return undefined;
+    const now = Date.now();
+    for (const s of subjects) {
+      const r = this.known.get(cacheKey(s.kind, s.subject));
+      if (r !== undefined && (r.expiresAt === null || r.expiresAt > now)) return r;
+    }
+    return undefined;
+  }
+
+  /** The store answered that none of `subjects` is blocked: drop what we remembered for them. */
+  confirmNotBlocked(subjects: readonly SubjectRef[]): void {
+    if (this.known.size === 0) return;
+    for (const s of subjects) this.known.delete(cacheKey(s.kind, s.subject));
+  }
+
+  get knownBlocks(): number {
+    return this.known.size;
   }
 
   /**
@@ -239,28 +291,70 @@ function cacheKey(kind: string, subject: string): string {
   return `${kind}\u0000${subject}`;
 }
 
+function recordBytes(r: BlockRecord): number {
+  return 160 + stringBytes(r.subject) + stringBytes(r.reason) + stringBytes(r.createdBy) + (r.rule === undefined ? 0 : stringBytes(r.rule));
+}
+
 function makeCache(settings: FdsSettings): LRUCache<string, BlockRecord> | undefined {
-  return settings.blockedCacheMs > 0 ? new LRUCache<string, BlockRecord>({ max: settings.blockedCacheMax, ttl: settings.blockedCacheMs }) : undefined;
+  return settings.blockedCacheMs > 0
+    ? byteLru<string, BlockRecord>({ max: settings.blockedCacheMax, maxBytes: settings.blockedCacheBytes, ttl: settings.blockedCacheMs, sizeOf: recordBytes })
+    : undefined;
+}
+
+function makeKnown(settings: FdsSettings): LRUCache<string, BlockRecord> {
+  return byteLru<string, BlockRecord>({ max: settings.blockedCacheMax, maxBytes: settings.blockedCacheBytes, sizeOf: recordBytes });
+}
+
+/** A known block lives until its own expiry (a permanent one until unblocked or evicted). */
+function ttlOf(r: BlockRecord): { ttl?: number } {
+  return r.expiresAt === null ? {} : { ttl: Math.max(1, r.expiresAt - Date.now()) };
 }
 
 function sameStore(a: FdsSettings, b: FdsSettings): boolean {
   return a.store === b.store && JSON.stringify(a.redis) === JSON.stringify(b.redis);
 }
 
-/** The admin bearer token: inline, else the environment variable, else the file. Undefined disables the admin API. */
+/** A bad admin token source; the capability turns it into a ConfigError naming `key` (no import of config/load here: it would be a cycle). */
+export class AdminTokenError extends Error {
+  constructor(
+    readonly key: string,
+    readonly problems: readonly string[],
+  ) {
+    super(problems.join('; '));
+    this.name = 'AdminTokenError';
+  }
+}
+
+/** Shortest admin secret accepted from any source (inline, environment, file). */
+export const MIN_ADMIN_TOKEN_CHARS = 16;
+
+/**
+ * The admin bearer token: inline, else the environment variable, else the
+ * file. Undefined disables the admin API. Every source must give at least
+ * 16 characters; a bad source is a ConfigError naming its key (exit 2 at
+ * start, a rejected reload later).
+ */
 export function resolveAdminToken(settings: FdsSettings): Buffer | undefined {
   const a = settings.admin;
   if (a.token) return Buffer.from(a.token);
   const fromEnv = process.env[a.tokenEnv];
-  if (fromEnv && fromEnv.trim() !== '') return Buffer.from(fromEnv.trim());
+  if (fromEnv && fromEnv.trim() !== '') {
+    const t = fromEnv.trim();
+    if (t.length < MIN_ADMIN_TOKEN_CHARS) {
+      throw new AdminTokenError('fds.admin.tokenEnv', [`fds.admin.tokenEnv: the token in $${a.tokenEnv} is ${t.length} characters; use at least ${MIN_ADMIN_TOKEN_CHARS}`]);
+    }
+    return Buffer.from(t);
+  }
   if (a.tokenFile) {
     let text: string;
     try {
       text = readFileSync(a.tokenFile, 'utf8').trim();
     } catch (err) {
-      throw new Error(`fds.admin.tokenFile: cannot read ${a.tokenFile}: ${(err as Error).message}`);
+      throw new AdminTokenError('fds.admin.tokenFile', [`fds.admin.tokenFile: cannot read ${a.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
     }
-    if (text.length < 16) throw new Error(`fds.admin.tokenFile: the token in ${a.tokenFile} is shorter than 16 characters`);
+    if (text.length < MIN_ADMIN_TOKEN_CHARS) {
+      throw new AdminTokenError('fds.admin.tokenFile', [`fds.admin.tokenFile: the token in ${a.tokenFile} is shorter than ${MIN_ADMIN_TOKEN_CHARS} characters`]);
+    }
     return Buffer.from(text);
   }
   return undefined;

@@ -84,6 +84,11 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
   type: 'fds',
   schema,
   description: 'Fraud detection: deny blocked users, devices, IPs (and CIDR ranges), client ids and certificates; count outcomes and block on thresholds.',
+  // `request` for every subject of a Check; `auth_failure` for the IP of a 401 no stage reported.
+  events: [
+    { event: 'request', kinds: SUBJECT_KINDS },
+    { event: 'auth_failure', kinds: ['ip'] },
+  ],
   create(options, factory): Stage {
     // The capability prepared an engine for this config (any fds stage makes one, with defaults when `fds:` is absent).
     const engine = factory.state.engine;
@@ -236,9 +241,20 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
                 }
               }
             }
+            handle.engine.confirmNotBlocked(check);
             return undefined;
           },
-          (err: unknown) => unavailable(ctx, err),
+          (err: unknown) => {
+            // Stale-if-error: a block seen before the outage holds until its own expiry, whatever the failure mode.
+            const known = handle.engine.staleBlock(check);
+            if (known !== undefined) {
+              blocked(ctx, known, true);
+              ctx.audit['fds_stale'] = true;
+              handle.engine.metrics.degraded.inc({ mode: 'stale_block' });
+              return BLOCKED_DECISION;
+            }
+            return unavailable(ctx, err);
+          },
         );
       },
     };

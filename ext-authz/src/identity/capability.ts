@@ -16,6 +16,7 @@ import { authorizeStage } from './authorize-stage.js';
 
 
 const DEFAULT_CACHE_SIZE = 10_000;
+const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
 
 export const identityCapability: Capability<IdentityState> = {
   name: 'identity',
@@ -25,11 +26,12 @@ export const identityCapability: Capability<IdentityState> = {
     // Throws a ConfigError (problems naming identity.mtls keys): the config is rejected.
     const mtls = config.identity?.mtls ? compileMtls(config.identity.mtls) : undefined;
     const size = mtls?.cacheSize ?? ctx.previous?.certificates.max ?? DEFAULT_CACHE_SIZE;
-    const certificates = ctx.previous?.certificates ?? new CertificateCache(size);
+    const bytes = mtls?.cacheBytes ?? ctx.previous?.certificates.maxBytes ?? DEFAULT_CACHE_BYTES;
+    const certificates = ctx.previous?.certificates ?? new CertificateCache(size, bytes);
     const state: IdentityState = { mtls, certificates };
     return {
       state,
-      commit: () => certificates.resize(size),
+      commit: () => certificates.resize(size, bytes),
       adminRoutes: [
         {
           method: 'GET',
@@ -42,7 +44,7 @@ export const identityCapability: Capability<IdentityState> = {
               rules: mtls.rules.map((r) => r.name),
               trustedProxies: [...mtls.trustedProxies],
               caRoots: mtls.anchors?.roots.length ?? 0,
-              cache: { size: c.size, max: c.max, hits: c.hits, misses: c.misses },
+              cache: { size: c.size, max: c.max, bytes: c.bytes, maxBytes: c.maxBytes, hits: c.hits, misses: c.misses },
             });
           },
         },

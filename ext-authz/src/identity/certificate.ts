@@ -1,13 +1,15 @@
 /**
  * Client certificate decoding (with @peculiar/x509) and the parse cache.
  *
- * A certificate is decoded once: the cache is keyed by the URL-encoded PEM
- * exactly as it arrives (XFCC `Cert=` or `source.certificate`), so a repeated
- * certificate costs one map lookup, not a URL-decode, an ASN.1 parse and a
- * SHA-256. Failures are cached too, so a flood of the same garbage is cheap.
+ * A certificate is decoded once: the cache is keyed by the SHA-256 of the
+ * URL-encoded PEM exactly as it arrives (XFCC `Cert=` or
+ * `source.certificate`), so a repeated certificate costs one hash and one map
+ * lookup, not a URL-decode and an ASN.1 parse. Failures are cached as a short
+ * reason, so a flood of the same garbage is cheap and distinct garbage small.
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { byteLru, ENTRY_OVERHEAD_BYTES, stringBytes } from '../resilience/byte-lru.js';
 import { x509 } from './x509.js';
 import { certificateNames } from './rfc2253.js';
 
@@ -155,8 +157,6 @@ export function decodeChain(encoded: string, maxCerts = 8): { ok: true; certs: P
 
 /** What the cache holds per certificate: the decode result plus per-certificate memos. */
 export interface CacheEntry {
-  /** The URL-encoded PEM this entry was decoded from. */
-  readonly encoded: string;
   readonly result: DecodeResult;
   /** Chain verification memo, valid for one trust-anchor set and one Chain value. */
   verified?: { readonly anchors: object; readonly chain: string; readonly outcome: VerifyOutcome | Promise<VerifyOutcome> };
@@ -173,73 +173,105 @@ export type ChainResult = ReturnType<typeof decodeChain>;
 const NO_CHAIN: ChainResult = Object.freeze({ ok: true, certs: [] });
 /** Decoded XFCC `Chain=` values kept: chains repeat (one per issuing CA), and hostile variety just churns them. */
 const MAX_CHAINS = 256;
+const MAX_CHAIN_BYTES = 4 * 1024 * 1024;
+/**
+ * Heap charged for a decoded certificate: the @peculiar/x509 object keeps the
+ * DER plus its ASN.1 tree, the facts keep strings; measured at about 6x the
+ * DER for typical certificates, so 8x of the encoded input is a safe bound.
+ */
+const PARSED_BYTES_PER_INPUT_CHAR = 8;
+/** A cached failure keeps only its reason string. */
+const FAILURE_BYTES = 64;
+
+function entryBytes(e: CacheEntry, inputChars: number): number {
+  if (!e.result.ok) return FAILURE_BYTES + stringBytes(e.result.error);
+  return 2048 + PARSED_BYTES_PER_INPUT_CHAR * inputChars;
+}
+
+/** SHA-256 of the encoded input: the cache key, so a large PEM is never kept as a key. */
+function digestOf(encoded: string): string {
+  return createHash('sha256').update(encoded).digest('base64');
+}
+
+/** Failure messages are short and free of the input (they may come from a hostile decoder error). */
+function cheapFailure(r: DecodeResult): DecodeResult {
+  if (r.ok || r.error.length <= 200) return r;
+  return { ok: false, error: `${r.error.slice(0, 200)}…` };
+}
 
 /**
  * The bounded parse cache, one per service (the registry keeps it across
- * config reloads). Primary key: the URL-encoded PEM as it arrives. Secondary
- * key: the SHA-256 fingerprint (XFCC `Hash=`), so the hot path hashes a
- * 64-char key instead of a 2 KB one; a secondary hit counts only if the
- * stored PEM is the very same string (one memcmp), so a forged Hash can
- * never select another certificate's entry.
+ * config reloads). Keyed by the SHA-256 of the URL-encoded PEM as it
+ * arrives; bounded by entries and by estimated bytes, so a flood of large
+ * distinct certificates evicts instead of growing the heap. Failures are
+ * kept as a short reason only.
  */
 export class CertificateCache {
   private lru: LRUCache<string, CacheEntry>;
-  private byFingerprint: LRUCache<string, CacheEntry>;
-  private readonly chains = new LRUCache<string, ChainResult>({ max: MAX_CHAINS });
+  private readonly chains = byteLru<string, ChainResult>({
+    max: MAX_CHAINS,
+    maxBytes: MAX_CHAIN_BYTES,
+    sizeOf: (c) => (c.ok ? c.certs.reduce((n, x) => n + 2048 + PARSED_BYTES_PER_INPUT_CHAR * x.cert.rawData.byteLength, 0) : FAILURE_BYTES + stringBytes(c.error)),
+  });
+  private maxBytesValue: number;
   hits = 0;
   misses = 0;
 
-  constructor(max: number) {
-    this.lru = new LRUCache<string, CacheEntry>({ max });
-    this.byFingerprint = new LRUCache<string, CacheEntry>({ max });
+  constructor(max: number, maxBytes = 64 * 1024 * 1024) {
+    this.maxBytesValue = maxBytes;
+    this.lru = CertificateCache.make(max, maxBytes);
+  }
+
+  private static make(max: number, maxBytes: number): LRUCache<string, CacheEntry> {
+    // The input length is not kept in the entry; sizes are computed on set() where it is known.
+    return new LRUCache<string, CacheEntry>({ max, maxSize: maxBytes, maxEntrySize: maxBytes });
   }
 
   get max(): number {
     return this.lru.max;
   }
 
-  /**
-   * Applies a new `cacheSize` (a reload): keeps the most recently used
-   * entries that fit. The fingerprint index starts empty and refills on the
-   * next hit of each certificate.
-   */
-  resize(max: number): void {
-    if (max === this.lru.max) return;
-    const kept = [...this.lru.entries()].slice(0, max).reverse(); // least recent first, so the newest end up newest
-    this.lru = new LRUCache<string, CacheEntry>({ max });
-    for (const [k, v] of kept) this.lru.set(k, v);
-    this.byFingerprint = new LRUCache<string, CacheEntry>({ max });
+  get maxBytes(): number {
+    return this.maxBytesValue;
   }
 
-  /** The entry for a URL-encoded PEM, decoding on a miss. `fingerprintHint` is the claimed SHA-256 (XFCC Hash). */
-  get(encoded: string, fingerprintHint?: string): CacheEntry {
-    if (fingerprintHint !== undefined && fingerprintHint.length === 64) {
-      const byHash = this.byFingerprint.get(fingerprintHint);
-      if (byHash !== undefined && byHash.encoded === encoded) {
-        this.hits++;
-        return byHash;
-      }
-    }
-    let entry = this.lru.get(encoded);
+  /** Estimated bytes held. */
+  get bytes(): number {
+    return this.lru.calculatedSize;
+  }
+
+  /** Applies a new `cacheSize` / `cacheBytes` (a reload): keeps the most recently used entries that fit. */
+  resize(max: number, maxBytes = this.maxBytesValue): void {
+    if (max === this.lru.max && maxBytes === this.maxBytesValue) return;
+    const old = this.lru;
+    this.lru = CertificateCache.make(max, maxBytes);
+    this.maxBytesValue = maxBytes;
+    const kept = [...old.entries()].slice(0, max).reverse(); // least recent first, so the newest end up newest
+    for (const [k, v] of kept) this.lru.set(k, v, { size: old.info(k)?.size ?? 1 });
+  }
+
+  /** The entry for a URL-encoded PEM, decoding on a miss. */
+  get(encoded: string, _fingerprintHint?: string): CacheEntry {
+    const key = digestOf(encoded);
+    let entry = this.lru.get(key);
     if (entry !== undefined) {
       this.hits++;
-    } else {
-      this.misses++;
-      entry = { encoded, result: decodeCertificate(encoded) };
-      this.lru.set(encoded, entry);
+      return entry;
     }
-    // Index by the real fingerprint only, never by the claimed one.
-    if (entry.result.ok && fingerprintHint === entry.result.value.facts.fingerprint) this.byFingerprint.set(fingerprintHint, entry);
+    this.misses++;
+    entry = { result: cheapFailure(decodeCertificate(encoded)) };
+    this.lru.set(key, entry, { size: entryBytes(entry, encoded.length) + ENTRY_OVERHEAD_BYTES + 60 });
     return entry;
   }
 
   /** A decoded XFCC `Chain=` (URL-encoded PEM bundle); read only when a chain is verified, so rarely. */
   chain(encoded: string): ChainResult {
     if (encoded === '') return NO_CHAIN;
-    let r = this.chains.get(encoded);
+    const key = digestOf(encoded);
+    let r = this.chains.get(key);
     if (r === undefined) {
       r = decodeChain(encoded);
-      this.chains.set(encoded, r);
+      this.chains.set(key, r);
     }
     return r;
   }
@@ -259,11 +291,44 @@ function isCa(c: x509.X509Certificate): boolean {
   return bc !== null && bc.ca;
 }
 
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const ANY_EKU = '2.5.29.37.0';
+
+/**
+ * RFC 5280 §6.1 checks beyond signatures, for one issuer at `below`
+ * intermediates above the leaf: it is a CA, may sign certificates
+ * (keyUsage keyCertSign when keyUsage is present) and its
+ * pathLenConstraint allows that many intermediates under it.
+ */
+export function issuerProblem(c: ParsedCertificate, below: number): string | undefined {
+  const bc = c.cert.getExtension(x509.BasicConstraintsExtension);
+  if (bc === null || !bc.ca) return `issuer "${c.facts.subject}" is not a CA (basicConstraints cA is not set)`;
+  const ku = c.cert.getExtension(x509.KeyUsagesExtension);
+  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) return `issuer "${c.facts.subject}" may not sign certificates (keyUsage lacks keyCertSign)`;
+  if (bc.pathLength !== undefined && below > bc.pathLength) {
+    return `issuer "${c.facts.subject}" allows ${bc.pathLength} intermediate(s) below it (pathLenConstraint), the path has ${below}`;
+  }
+  return undefined;
+}
+
+/** The leaf must be an end entity fit for client authentication. */
+export function leafProblem(c: ParsedCertificate): string | undefined {
+  if (isCa(c.cert)) return 'a CA certificate cannot authenticate a client';
+  const eku = c.cert.getExtension(x509.ExtendedKeyUsageExtension);
+  if (eku !== null) {
+    const usages = eku.usages.map(String);
+    if (!usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EKU)) return 'the certificate\'s extendedKeyUsage does not allow clientAuth';
+  }
+  return undefined;
+}
+
 /**
  * Verifies that `leaf` chains to one of the anchors, through intermediates
- * from `chain` (XFCC `Chain=`, may include the leaf) and the anchors bundle.
- * Checks each signature and that every issuer is a CA; returns the tightest
- * validity window over the path so callers can check time per request.
+ * from `chain` (XFCC `Chain=`, may include the leaf) and the anchors bundle,
+ * following RFC 5280 path validation: every signature, the leaf an end
+ * entity with clientAuth (when it has an EKU), every issuer a CA allowed to
+ * sign certificates within its pathLenConstraint. Returns the tightest
+ * validity window over the path so callers check every certificate's time.
  */
 export async function verifyChain(
   leaf: ParsedCertificate,
@@ -272,28 +337,40 @@ export async function verifyChain(
   maxDepth = 5,
 ): Promise<VerifyOutcome> {
   try {
+    const lp = leafProblem(leaf);
+    if (lp !== undefined) return { ok: false, error: lp };
     let current = leaf;
     let notBefore = leaf.facts.notBefore;
     let notAfter = leaf.facts.notAfter;
     const intermediates = chain.filter((c) => c.facts.fingerprint !== leaf.facts.fingerprint);
+    let lastProblem: string | undefined;
     for (let depth = 0; depth <= maxDepth; depth++) {
       const issuerName = current.facts.issuer;
-      // A trusted root that signed `current` ends the path.
+      // A trusted root that signed `current` ends the path (its constraints hold too: RFC 5280 lets
+      // an anchor carry them, and a bundle may hold intermediates used as anchors).
       for (const root of anchors.roots) {
         if (root.facts.subject !== issuerName) continue;
-        if (await current.cert.verify({ publicKey: root.cert.publicKey, signatureOnly: true })) {
-          return { ok: true, notBefore: Math.max(notBefore, root.facts.notBefore), notAfter: Math.min(notAfter, root.facts.notAfter) };
+        if (!(await current.cert.verify({ publicKey: root.cert.publicKey, signatureOnly: true }))) continue;
+        const problem = issuerProblem(root, depth);
+        if (problem !== undefined) {
+          lastProblem = problem;
+          continue;
         }
+        return { ok: true, notBefore: Math.max(notBefore, root.facts.notBefore), notAfter: Math.min(notAfter, root.facts.notAfter) };
       }
       let next: ParsedCertificate | undefined;
       for (const cand of intermediates) {
-        if (cand === current || cand.facts.subject !== issuerName || !isCa(cand.cert)) continue;
-        if (await current.cert.verify({ publicKey: cand.cert.publicKey, signatureOnly: true })) {
-          next = cand;
-          break;
+        if (cand === current || cand.facts.subject !== issuerName) continue;
+        if (!(await current.cert.verify({ publicKey: cand.cert.publicKey, signatureOnly: true }))) continue;
+        const problem = issuerProblem(cand, depth);
+        if (problem !== undefined) {
+          lastProblem = problem;
+          continue;
         }
+        next = cand;
+        break;
       }
-      if (next === undefined) return { ok: false, error: `issuer "${issuerName}" is not a trusted CA and no chain certificate links to one` };
+      if (next === undefined) return { ok: false, error: lastProblem ?? `issuer "${issuerName}" is not a trusted CA and no chain certificate links to one` };
       notBefore = Math.max(notBefore, next.facts.notBefore);
       notAfter = Math.min(notAfter, next.facts.notAfter);
       current = next;

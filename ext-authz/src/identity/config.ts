@@ -100,8 +100,12 @@ export const mtlsConfigSchema = z
       .prefault({}),
     /** Tolerance for clock differences in validity checks. */
     clockSkewSeconds: z.number().int().min(0).max(3600).default(60),
-    /** Parsed certificates kept in memory (LRU, by URL-encoded PEM). */
+    /** Parsed certificates kept in memory (LRU, keyed by the SHA-256 of the URL-encoded PEM). */
     cacheSize: z.number().int().min(16).max(1_000_000).default(10_000),
+    /** Estimated heap the certificate cache may hold, in bytes (a parsed certificate is charged about 8x its PEM). */
+    cacheBytes: z.number().int().min(1024 * 1024).max(4 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+    /** Longest peer certificate (`source.certificate`, URL-encoded PEM characters) accepted; longer is 401 `certificate_too_large`. */
+    maxCertificateBytes: z.number().int().min(1024).max(64 * 1024).default(16 * 1024),
     /** First matching rule wins. */
     rules: z.array(mappingRuleSchema).default([]),
   })

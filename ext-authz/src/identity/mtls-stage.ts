@@ -2,7 +2,7 @@
  * The `mtls` stage: establishes the caller's identity from its client
  * certificate, taken from the Check's peer (`source.certificate` /
  * `source.principal`) or from x-forwarded-client-cert (XFCC), following the
- * trust rules of envoy-contract §3:
+ * trust rules in docs/contracts/xfcc.md#trust-and-hops:
  *
  * - XFCC is read only on gateways with `mtls: true` (elsewhere a client could
  *   have written it; the core also strips it there).
@@ -21,7 +21,8 @@ import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext } from '../pipeline/context.js';
 import type { StageDefinition } from '../stages/stage.js';
 import type { IdentityState } from './state.js';
-import { parseXfcc, selectClientElement, type ForwardingMode, type XfccElement, type XfccParseOptions } from './xfcc.js';
+import { parseXfcc, type ForwardingMode, type XfccElement, type XfccParseOptions } from './xfcc.js';
+import { isRejection, verifyXfcc, type VerifiedClient, type XfccRejection } from './xfcc-verify.js';
 import { type CertificateCache, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
 import { mapIdentity, sanSourceOf, type MappingResult, type SanSource } from './mapping.js';
 import { compileMtls, type CompiledMtls } from './profile.js';
@@ -134,13 +135,17 @@ class MtlsStage {
 
   /** The peer certificate is the client; an XFCC beside it must describe the same certificate. */
   private fromPeerCertificate(ctx: CheckContext, peerCert: string, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
+    // Bounded like XFCC before any hashing or decoding.
+    if (peerCert.length > this.profile.maxCertificateBytes) {
+      return this.fail(ctx, 401, 'certificate_too_large', `peer certificate is ${peerCert.length} characters, over identity.mtls.maxCertificateBytes (${this.profile.maxCertificateBytes})`);
+    }
     const entry = this.cache.get(peerCert);
     if (!entry.result.ok) return this.fail(ctx, 401, 'bad_certificate', `peer certificate: ${entry.result.error}`);
     if (xfcc !== undefined) {
       const peer = entry.result.value.facts;
       const picked = this.clientElement(xfcc);
       let agrees = false;
-      if ('element' in picked) {
+      if (!isRejection(picked)) {
         const e = picked.element;
         if (e.hash !== '') agrees = e.hash.toLowerCase() === peer.fingerprint;
         else if (e.cert !== '') {
@@ -150,7 +155,7 @@ class MtlsStage {
       }
       if (!agrees) {
         if (this.profile.onPeerMismatch === 'deny') {
-          const why = 'error' in picked ? ` (${picked.error})` : '';
+          const why = isRejection(picked) ? ` (${picked.reason}: ${picked.detail})` : '';
           return this.fail(ctx, 401, 'xfcc_peer_mismatch', `XFCC does not describe the peer certificate${why}`, peer, principal === '' ? undefined : { peer_principal: principal });
         }
         ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
@@ -167,16 +172,16 @@ class MtlsStage {
   private fromPeerPrincipal(ctx: CheckContext, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
     if (xfcc !== undefined) {
       const picked = this.clientElement(xfcc);
-      if ('element' in picked) {
+      if (!isRejection(picked)) {
         const e = picked.element;
-        const entry = e.cert !== '' ? this.cache.get(e.cert, e.hash) : undefined;
+        const entry = picked.entry;
         if (elementPrincipal(e, entry?.result.ok ? entry.result.value.facts : undefined) === principal) {
           ctx.audit['mtls_via'] = 'xfcc_matching_peer';
           return this.fromElement(ctx, e, entry);
         }
       }
       if (this.profile.onPeerMismatch === 'deny') {
-        const why = 'error' in picked ? picked.error : `XFCC names ${elementPrincipal(picked.element, undefined) || '(nothing)'}`;
+        const why = isRejection(picked) ? `${picked.reason}: ${picked.detail}` : `XFCC names ${elementPrincipal(picked.element, undefined) || '(nothing)'}`;
         return this.fail(ctx, 401, 'xfcc_peer_mismatch', `peer principal ${principal} disagrees with XFCC: ${why}`, undefined, { peer_principal: principal });
       }
       ctx.audit['mtls_xfcc'] = 'ignored_peer_mismatch';
@@ -185,16 +190,19 @@ class MtlsStage {
     return this.mapAndSet(ctx, principalSource(principal), { principal });
   }
 
-  private clientElement(header: string): { element: XfccElement } | { error: string } {
+  /** Parses the header and validates every element (identity/xfcc-verify.ts) before the client's is believed. */
+  private clientElement(header: string): VerifiedClient | XfccRejection {
     const parsed = parseXfcc(header, this.parseOptions);
-    if (!parsed.ok) return { error: parsed.error };
-    return selectClientElement(parsed.elements, this.mode, this.trustedHops);
+    if (!parsed.ok) return { reason: 'malformed_xfcc', detail: parsed.error };
+    return verifyXfcc(parsed.elements, this.mode, this.trustedHops, this.lookup);
   }
+
+  private readonly lookup = (cert: string, hash: string): CacheEntry => this.cache.get(cert, hash);
 
   private fromXfcc(ctx: CheckContext, header: string): StageResult | Promise<StageResult> {
     const picked = this.clientElement(header);
-    if ('error' in picked) return this.fail(ctx, 401, 'malformed_xfcc', picked.error);
-    return this.fromElement(ctx, picked.element, undefined);
+    if (isRejection(picked)) return this.fail(ctx, 401, picked.reason, picked.detail, picked.facts);
+    return this.fromElement(ctx, picked.element, picked.entry);
   }
 
   /** Checks the chosen XFCC element against its own certificate (`entry` when already looked up), then the certificate itself. */
@@ -223,10 +231,12 @@ class MtlsStage {
   private fromEntry(ctx: CheckContext, entry: CacheEntry, parsed: ParsedCertificate, chain: string): StageResult | Promise<StageResult> {
     const facts = parsed.facts;
     const p = this.profile;
+    // Without a CA bundle the proxy in front verified the chain, so the certificate is authentic: failures count for its user too.
+    const authentic = p.anchors === undefined;
     if (p.denyFingerprints.has(facts.fingerprint) || p.denySerials.has(facts.serial)) {
-      return this.fail(ctx, 401, 'certificate_revoked', `certificate serial ${facts.serial} is on identity.mtls.deny`, facts);
+      return this.fail(ctx, 401, 'certificate_revoked', `certificate serial ${facts.serial} is on identity.mtls.deny`, facts, undefined, authentic);
     }
-    const validity = this.checkValidity(ctx, facts, facts.notBefore, facts.notAfter);
+    const validity = this.checkValidity(ctx, facts, facts.notBefore, facts.notAfter, authentic);
     if (validity !== undefined) return validity;
     if (p.anchors === undefined) return this.mapEntry(ctx, entry, facts);
     const v = entry.verified;
@@ -253,16 +263,16 @@ class MtlsStage {
   private afterVerify(ctx: CheckContext, entry: CacheEntry, facts: CertificateFacts, o: VerifyOutcome): StageResult {
     if (!o.ok) return this.fail(ctx, 401, 'untrusted_issuer', o.error, facts);
     // An intermediate can expire before the leaf does.
-    const validity = this.checkValidity(ctx, facts, o.notBefore, o.notAfter);
+    const validity = this.checkValidity(ctx, facts, o.notBefore, o.notAfter, true);
     if (validity !== undefined) return validity;
     return this.mapEntry(ctx, entry, facts);
   }
 
-  private checkValidity(ctx: CheckContext, facts: CertificateFacts, notBefore: number, notAfter: number): StageResult | undefined {
+  private checkValidity(ctx: CheckContext, facts: CertificateFacts, notBefore: number, notAfter: number, authentic: boolean): StageResult | undefined {
     const now = Date.now();
     const skew = this.profile.skewMs;
-    if (now + skew < notBefore) return this.fail(ctx, 401, 'certificate_not_yet_valid', `valid from ${new Date(notBefore).toISOString()}`, facts);
-    if (now - skew > notAfter) return this.fail(ctx, 401, 'certificate_expired', `expired ${new Date(notAfter).toISOString()}`, facts);
+    if (now + skew < notBefore) return this.fail(ctx, 401, 'certificate_not_yet_valid', `valid from ${new Date(notBefore).toISOString()}`, facts, undefined, authentic);
+    if (now - skew > notAfter) return this.fail(ctx, 401, 'certificate_expired', `expired ${new Date(notAfter).toISOString()}`, facts, undefined, authentic);
     return undefined;
   }
 
@@ -316,12 +326,16 @@ class MtlsStage {
     detail: string,
     facts?: CertificateFacts,
     extra?: Record<string, unknown>,
+    authentic = false,
   ): StageResult {
-    ctx.audit['mtls'] = { ...(facts ? certAudit(facts) : {}), ...extra, error: reason, error_detail: detail };
-    return this.reportFailure(ctx, facts?.fingerprint, deny(status, reason, detail));
+    // The user an authentic certificate stands for, so user rules (user-auth-failures) can fire.
+    const user = authentic && facts !== undefined ? mapIdentity(this.profile.rules, sanSourceOf(facts), facts)?.identity.subject : undefined;
+    ctx.audit['mtls'] = { ...(facts ? certAudit(facts) : {}), ...extra, error: reason, error_detail: detail, ...(user ? { failed_user: user } : {}) };
+    return this.reportFailure(ctx, facts?.fingerprint, deny(status, reason, detail), user);
   }
 
-  private reportFailure(ctx: CheckContext, fingerprint: string | undefined, result: StageResult): StageResult {
+  private reportFailure(ctx: CheckContext, fingerprint: string | undefined, result: StageResult, user?: string): StageResult {
+    if (user !== undefined && user !== '') ctx.report('auth_failure', 'user', user);
     if (fingerprint !== undefined) ctx.report('auth_failure', 'cert', fingerprint);
     const ip = ctx.request.source.address;
     if (ip !== '') ctx.report('auth_failure', 'ip', ip);
@@ -333,6 +347,8 @@ export const mtlsStage: StageDefinition<Options, IdentityState> = {
   type: 'mtls',
   schema,
   description: 'Identify the caller by its mTLS client certificate (peer or x-forwarded-client-cert), mapped by identity.mtls.rules.',
+  // user: the identity the rules give an authentic certificate that then failed (expired, revoked).
+  events: [{ event: 'auth_failure', kinds: ['cert', 'ip', 'user'] }],
   create(options, ctx) {
     const profile = ctx.state.mtls;
     if (profile === undefined) throw new Error(`${ctx.path}: the mtls stage needs an identity.mtls section (rules, trust settings)`);

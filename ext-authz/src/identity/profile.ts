@@ -18,6 +18,9 @@ export interface CompiledMtls {
   readonly denyFingerprints: ReadonlySet<string>;
   readonly skewMs: number;
   readonly cacheSize: number;
+  readonly cacheBytes: number;
+  /** Longest `source.certificate` accepted (characters of the URL-encoded PEM). */
+  readonly maxCertificateBytes: number;
   readonly rules: readonly CompiledRule[];
 }
 
@@ -69,6 +72,8 @@ export function compileMtls(cfg: MtlsConfig, path = 'identity.mtls'): CompiledMt
     denyFingerprints: new Set(cfg.deny.fingerprints),
     skewMs: cfg.clockSkewSeconds * 1000,
     cacheSize: cfg.cacheSize,
+    cacheBytes: cfg.cacheBytes,
+    maxCertificateBytes: cfg.maxCertificateBytes,
     rules,
   };
   memo.set(cfg, compiled);

@@ -1,5 +1,5 @@
 /**
- * Parser for Envoy's `x-forwarded-client-cert` header (envoy-contract §3).
+ * Parser for Envoy's `x-forwarded-client-cert` header (grammar: docs/contracts/xfcc.md#grammar).
  *
  * Grammar: elements separated by `,`; each element is `;`-separated
  * `key=value` pairs; keys are case-insensitive; a value may be double-quoted
@@ -237,12 +237,14 @@ function assign(e: MutableElement, key: string, value: string): string | undefin
 export type ForwardingMode = 'sanitize_set' | 'append_forward';
 
 /**
- * Picks the element describing the client.
+ * Picks the element describing the client; the element count must be exactly
+ * what the configured topology writes, so a boundary shifted by certificate
+ * content (an unquoted URI=/DNS= holding `,`) is refused, not resolved.
  * - sanitize_set: the proxy replaced the header, so exactly one element exists.
- * - append_forward: each trusted proxy appended one element describing its
- *   peer; with `trustedHops` trusted proxies between the client and us, the
- *   client's element is `trustedHops` from the end. Earlier elements came from
- *   outside the trust boundary (possibly the client itself) and are ignored.
+ * - append_forward: the edge proxy (which terminated the client's TLS)
+ *   sanitizes and each further trusted proxy appends one element, so
+ *   `trustedHops` proxies write exactly `trustedHops` elements and the
+ *   client's is the first. More means a client-written or split element.
  */
 export function selectClientElement(
   elements: readonly XfccElement[],
@@ -253,9 +255,8 @@ export function selectClientElement(
     if (elements.length !== 1) return { error: `${elements.length} elements where the sanitizing proxy writes exactly one` };
     return { element: elements[0]! };
   }
-  const index = elements.length - trustedHops;
-  if (index < 0) return { error: `${elements.length} elements but ${trustedHops} trusted hops configured` };
-  return { element: elements[index]! };
+  if (elements.length !== trustedHops) return { error: `${elements.length} elements but ${trustedHops} trusted hops write exactly ${trustedHops}` };
+  return { element: elements[0]! };
 }
 
 /** One element's fields for {@link formatXfccElement}; a field left undefined is not written. */

@@ -40,6 +40,17 @@ export const passportCapability: Capability<PassportState | undefined> = {
   name: 'passport',
   section: { key: 'passport', schema: passportConfigSchema },
   stages: [passportStage, relayStage],
+  // Whatever the routes: a Passport header a client could send itself would be believed upstream.
+  check(config) {
+    const ph = config.passport?.header;
+    if (ph === undefined || config.headers.internal.includes(ph) || config.headers.internalPrefixes.some((p) => ph.startsWith(p))) return [];
+    return [
+      {
+        path: ['passport', 'header'],
+        message: `"${ph}" is not an internal header: list it in headers.internal (or use a headers.internalPrefixes prefix) so it is stripped from every client request`,
+      },
+    ];
+  },
   prepare(config, ctx): Prepared<PassportState | undefined> {
     const prev = ctx.previous;
     if (config.passport === undefined) {

@@ -33,6 +33,8 @@ const keySchema = z
 const cacheSchema = z
   .strictObject({
     maxEntries: z.number().int().min(1).max(10_000_000).default(100_000),
+    /** Estimated heap bytes for cached facts (charged by their JSON size). */
+    maxBytes: z.number().int().min(64 * 1024).max(4 * 1024 * 1024 * 1024).default(32 * 1024 * 1024),
     /** How long fetched facts are fresh. */
     ttlSeconds: z.number().int().min(1).max(86_400).default(60),
     /** How long "user not found" is remembered. */
@@ -100,6 +102,8 @@ const relayProviderSchema = z.strictObject({
   /** Longest string value accepted (longer answers are a provider failure); bounds the Passport size. */
   maxValueLength: z.number().int().min(1).max(1_024).default(64),
   maxEntries: z.number().int().min(1).max(10_000_000).default(100_000),
+  /** Estimated heap bytes for this provider's cached answers. */
+  cacheBytes: z.number().int().min(64 * 1024).max(4 * 1024 * 1024 * 1024).default(8 * 1024 * 1024),
   circuitBreaker: breakerSchema,
 });
 
@@ -126,6 +130,8 @@ const sectionSchema = z
     /** A cached Passport is reused until this fraction of its TTL has passed, then re-signed. */
     reuseFraction: z.number().min(0).max(0.95).default(0.75),
     cacheEntries: z.number().int().min(1).max(10_000_000).default(100_000),
+    /** Estimated heap bytes for cached Passports (charged by token and claims size). */
+    cacheBytes: z.number().int().min(64 * 1024).max(4 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
     keys: z
       .strictObject({
         /** The `id` of the key that signs; the others stay in the JWKS for verification during rotation. */

@@ -6,7 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CompactSign } from 'jose';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { byteLru, stringBytes } from '../resilience/byte-lru.js';
 import type { PassportClaims } from './model.js';
 import { buildClaims, protectedHeader, type ClaimsInput } from './claims.js';
 import type { KeyRing } from './keys.js';
@@ -38,8 +39,10 @@ export class PassportIssuer {
     maxEntries: number,
     private readonly maxBytes: number,
     private readonly onSign?: () => void,
+    maxCacheBytes = 64 * 1024 * 1024,
   ) {
-    this.cache = new LRUCache({ max: maxEntries });
+    // A token and its claims are about the same size; the claims object costs roughly twice its JSON.
+    this.cache = byteLru<string, IssuedPassport>({ max: maxEntries, maxBytes: maxCacheBytes, sizeOf: (p) => 256 + 3 * stringBytes(p.token) });
     this.header = protectedHeader(ring.active.alg, ring.active.kid);
   }
 

@@ -29,6 +29,7 @@ export class RelayProvider {
     this.lookup = new CachedHttpLookup<RelayValue>({
       name: `relay provider "${name}"`,
       maxEntries: config.maxEntries,
+      maxBytes: config.cacheBytes,
       ttlMs: config.ttlSeconds * 1000,
       negativeTtlMs: 0,
       staleMs: 0,

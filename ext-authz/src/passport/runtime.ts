@@ -75,6 +75,7 @@ export function buildPassportState(config: PassportConfig, prev: PassportState |
       ? prev.issuer
       : new PassportIssuer(ring, config.issuer, config.audience, config.reuseFraction, config.cacheEntries, config.limits.maxHeaderBytes, () =>
           metrics.signatures.inc(),
+          config.cacheBytes,
         );
   const source = prev && same(prev.config.source, config.source) && same(prev.config.limits, config.limits) ? prev.source : buildSource(config, metrics);
   const relays = new Map<string, RelayProvider>();

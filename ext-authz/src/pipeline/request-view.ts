@@ -5,6 +5,7 @@
  * of case. Nothing here throws: absent parts become empty values.
  */
 import type { CheckRequest, HeaderMap, Peer } from '../proto/types.js';
+import { normalizePath, splitPathAndQuery } from '../routing/path-policy.js';
 
 export interface PeerView {
   /** IP address (v4 or v6) or '' when the peer is not a socket. */
@@ -25,8 +26,10 @@ export interface RequestView {
   readonly method: string;
   /** Host without port, lowercased. */
   readonly host: string;
-  /** Path without query string. */
+  /** Path without query string, normalized by the path policy (routing/path-policy.ts); '' when refused. */
   readonly path: string;
+  /** Why the path was refused (400), when it was. */
+  readonly pathRefusal: { readonly reason: string; readonly detail: string } | undefined;
   /** Query string without the leading '?', '' when absent. */
   readonly query: string;
   readonly scheme: string;
@@ -124,15 +127,17 @@ export function toRequestView(request: CheckRequest | null | undefined): Request
       ? fromHeaderMap(http.header_map)
       : lowercaseKeys(stringMap(http?.headers));
   const rawPath = stringOr(http?.path, stringOr(headers[':path']));
-  const q = rawPath.indexOf('?');
+  const split = splitPathAndQuery(rawPath);
+  const normal = normalizePath(split.path);
   const size = http?.size;
   return {
     isHttp: http !== undefined && http !== null,
     id: stringOr(http?.id),
     method: stringOr(http?.method, stringOr(headers[':method'])).toUpperCase(),
     host: hostWithoutPort(stringOr(http?.host, stringOr(headers[':authority'], stringOr(headers['host'])))),
-    path: q === -1 ? rawPath : rawPath.slice(0, q),
-    query: q === -1 ? stringOr(http?.query) : rawPath.slice(q + 1),
+    path: normal.ok ? normal.path : '',
+    pathRefusal: normal.ok ? undefined : { reason: normal.reason, detail: normal.detail },
+    query: split.query ?? stringOr(http?.query),
     scheme: stringOr(http?.scheme, stringOr(headers[':scheme'])),
     protocol: stringOr(http?.protocol),
     headers,

@@ -11,18 +11,24 @@ export type RoutePredicate = (req: RequestView) => boolean;
 
 function pathPredicate(path: RouteMatchConfig['path']): RoutePredicate | undefined {
   if (path === undefined) return undefined;
+  // req.path is already normalized (routing/path-policy.ts); case folding is the route's opt-in.
+  const fold = path.caseInsensitive === true;
+  const p = fold ? (req: RequestView) => req.path.toLowerCase() : (req: RequestView) => req.path;
   if ('exact' in path) {
-    const exact = path.exact;
-    return (req) => req.path === exact;
+    const exact = fold ? path.exact.toLowerCase() : path.exact;
+    return (req) => p(req) === exact;
   }
   if ('prefix' in path) {
-    const prefix = path.prefix;
+    const prefix = fold ? path.prefix.toLowerCase() : path.prefix;
     // "/api" matches "/api" and "/api/x" but not "/apix": segment-aware, like Istio's prefix on a path boundary.
-    if (prefix.endsWith('/')) return (req) => req.path.startsWith(prefix);
+    if (prefix.endsWith('/')) return (req) => p(req).startsWith(prefix);
     const withSlash = `${prefix}/`;
-    return (req) => req.path === prefix || req.path.startsWith(withSlash);
+    return (req) => {
+      const v = p(req);
+      return v === prefix || v.startsWith(withSlash);
+    };
   }
-  const re = new RegExp(path.regex);
+  const re = new RegExp(path.regex, fold ? 'i' : '');
   return (req) => re.test(req.path);
 }
 

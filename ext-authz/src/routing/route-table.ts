@@ -10,7 +10,8 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Stage, StageDefinition } from '../stages/stage.js';
 import type { GatewayInfo, RouteInfo } from '../pipeline/context.js';
 import { compileRouteMatch, type RoutePredicate } from './route-match.js';
-import { compileHosts, type HostMatcher } from './host-match.js';
+import { compileHosts } from './host-match.js';
+import { compileGatewaySelector, type SelectableGateway } from './gateway-select.js';
 import { deny } from '../pipeline/decision.js';
 
 export interface CompiledRoute extends RouteInfo {
@@ -66,8 +67,7 @@ const NO_ROUTE_STAGE: Stage = (() => {
 
 export function compileRouteTable(config: PassgateConfig, factory: Factory): RouteTable {
   const gateways = new Map<string, CompiledGateway>();
-  const byHost: Array<{ matches: HostMatcher; gateway: CompiledGateway }> = [];
-  const byPort = new Map<number, CompiledGateway>();
+  const selectable: SelectableGateway<CompiledGateway>[] = [];
 
   for (const [name, gw] of Object.entries(config.gateways)) {
     const routes = gw.routes.map((r, i) => ({
@@ -93,28 +93,17 @@ export function compileRouteTable(config: PassgateConfig, factory: Factory): Rou
       defaultRoute,
     };
     gateways.set(name, compiled);
-    const hosts = compileHosts(gw.select.hosts);
-    if (hosts) byHost.push({ matches: hosts, gateway: compiled });
-    for (const p of gw.select.ports) byPort.set(p, compiled);
+    selectable.push({ gateway: compiled, hosts: compileHosts(gw.select.hosts), ports: gw.select.ports });
   }
   const fallback = config.defaultGateway === undefined ? undefined : gateways.get(config.defaultGateway);
+  const select = compileGatewaySelector(gateways, selectable, fallback);
 
   return {
     config,
     gateways,
     selectGateway(req) {
-      // Explicit beats inferred: a context extension is set by the operator per Envoy route.
-      const named = req.contextExtensions['gateway'];
-      if (named !== undefined) return gateways.get(named);
-      if (req.host !== '') {
-        for (const h of byHost) if (h.matches(req.host)) return h.gateway;
-      }
-      const port = req.destination.port;
-      if (port !== 0) {
-        const gw = byPort.get(port);
-        if (gw) return gw;
-      }
-      return fallback;
+      // Trust order in routing/gateway-select.ts: what the client cannot choose comes first.
+      return select({ contextExtensions: req.contextExtensions, destinationPort: req.destination.port, sni: req.sni, host: req.host });
     },
     selectRoute(gateway, req) {
       for (const route of gateway.routes) if (route.matches(req)) return route;

@@ -40,6 +40,7 @@ export async function prepareGeneration(composition: Composition, config: Passga
         logger: options.logger,
         metrics: options.metrics,
         previous: options.previous?.prepared.get(cap)?.state,
+        stageDefinition: (type) => composition.stageTypes.get(type)?.definition,
         dependency: <T>(dep: Capability<T>): T => {
           if (!(cap.needs ?? []).includes(dep.name) || !prepared.has(dep)) {
             throw new Error(`capability "${cap.name}" uses "${dep.name}" without declaring it in needs`);

@@ -225,12 +225,17 @@ export class PassgateService {
    * Graceful stop: report NOT_SERVING, stop accepting calls, let in-flight
    * Checks finish within the grace period, then close everything.
    */
-  async stop(graceMs = this.config.server.shutdownGraceMs): Promise<void> {
+  async stop(graceMs = this.config.server.shutdownGraceMs, drainDelayMs = this.config.server.drainDelayMs): Promise<void> {
     if (this.draining) return;
     this.draining = true;
     this.watcher?.close();
     clearTimeout(this.reloadTimer);
     this.grpc.setServing(false);
+    if (drainDelayMs > 0) {
+      // Health says NOT_SERVING; Checks are still answered while clients move to other endpoints.
+      this.logger.info({ drainDelayMs }, 'draining: NOT_SERVING, still answering Checks for the drain delay');
+      await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
+    }
     this.logger.info({ inFlight: this.grpc.checksInFlight, graceMs }, 'draining: NOT_SERVING, finishing in-flight checks');
     await this.grpc.shutdown(graceMs);
     await this.closeAll();

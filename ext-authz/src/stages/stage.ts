@@ -3,6 +3,7 @@
  * relay...). A stage is built once per config load and then run for every
  * Check on its routes, so it must keep per-request state in the context only.
  */
+import type { DeclaredEvent } from '../fds/event-catalog.js';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
 import type { CheckContext } from '../pipeline/context.js';
@@ -53,4 +54,6 @@ export interface StageDefinition<Options extends { type: string } = { type: stri
   create(options: Options, ctx: StageFactoryContext<State>): Stage;
   /** Cross-checks against the whole config (e.g. a referenced key set exists). Return messages, empty when fine. */
   validate?(options: Options, config: PassgateConfig): string[];
+  /** FDS outcome events this stage type can report, with the subject kinds (fds/event-catalog.ts). */
+  readonly events?: readonly DeclaredEvent[];
 }

@@ -48,6 +48,7 @@ function cookieValue(header: string, name: string): string | undefined {
 export const jwtStage: StageDefinition<Options, TokensState> = {
   type: 'jwt',
   schema,
+  events: [{ event: 'bad_token', kinds: ['ip'] }],
   description: 'Verify a bearer JWT (pinned algorithms, JWKS/discovery/static keys, iss/aud/exp/nbf, claim predicates) and map its claims to the identity.',
   validate(options, config) {
     return options.issuers.filter((n) => config.tokens?.issuers[n] === undefined).map((n) => `issuers: "${n}" is not defined in tokens.issuers`);

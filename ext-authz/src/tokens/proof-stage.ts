@@ -79,6 +79,10 @@ function noFdsStore(path: string): never {
 export const proofStage: StageDefinition<Options, TokensState> = {
   type: 'proof',
   schema,
+  events: [
+    { event: 'bad_proof', kinds: ['ip'] },
+    { event: 'proof_replay', kinds: ['ip', 'client', 'user'] },
+  ],
   description: 'Verify a per-request proof JWT (DPoP per RFC 9449, or a client-signed request JWT) and burn its jti once per target, in the Check\'s one FDS round trip.',
   validate(options, config) {
     return (options.clients ?? []).filter((n) => config.tokens?.clients[n] === undefined).map((n) => `clients: "${n}" is not defined in tokens.clients`);

@@ -68,6 +68,8 @@ export interface PassportVerifierOptions {
   readonly jwksTimeoutMs?: number;
   /** Verified tokens remembered (by exact token string, until exp); 0 disables (default 1 000). */
   readonly cacheSize?: number;
+  /** Bytes of verified tokens (and their claims) remembered at most (default 4 MiB). */
+  readonly cacheBytes?: number;
   /** Clock for tests (epoch ms). */
   readonly now?: () => number;
 }
@@ -82,6 +84,16 @@ export interface PassportVerifier {
 
 const ALLOWED: ReadonlySet<string> = new Set<string>(PASSPORT_ALGORITHMS);
 const B64URL = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * A base64url part is canonical when decoding and re-encoding gives it back:
+ * no padding, no length that cannot occur, no stray bits in the last
+ * character. Otherwise two different strings would carry the same token and
+ * a cache or a log keyed by the string would be fooled.
+ */
+function canonicalB64url(part: string): boolean {
+  return B64URL.test(part) && Buffer.from(part, 'base64url').toString('base64url') === part;
+}
 const MAX_TOKEN = 65_536;
 
 interface VerifyKey {
@@ -166,6 +178,8 @@ class Verifier implements PassportVerifier {
   private readonly minRefetch: number;
   private readonly now: () => number;
   private readonly cacheSize: number;
+  private readonly cacheBytes: number;
+  private cachedBytes = 0;
 
   constructor(private readonly o: PassportVerifierOptions) {
     if ((o.jwksUrl === undefined) === (o.keys === undefined)) throw new TypeError('createPassportVerifier: pass exactly one of jwksUrl or keys');
@@ -174,6 +188,7 @@ class Verifier implements PassportVerifier {
     this.minRefetch = o.minRefetchIntervalMs ?? 30_000;
     this.now = o.now ?? Date.now;
     this.cacheSize = o.cacheSize ?? 1_000;
+    this.cacheBytes = o.cacheBytes ?? 4 * 1024 * 1024;
     if (o.keys !== undefined) {
       const list = Array.isArray(o.keys) ? o.keys : (o.keys as { keys: readonly PublicJwkInput[] }).keys;
       this.keys = keyMap(list);
@@ -195,10 +210,11 @@ class Verifier implements PassportVerifier {
     const cached = this.verified.get(token);
     if (cached !== undefined) {
       if (nowS <= cached.exp + this.tolerance) return { ok: true, passport: cached };
-      this.verified.delete(token);
+      this.forget(token);
     }
     const parts = token.split('.');
     if (parts.length !== 3 || !parts.every((p) => B64URL.test(p))) return err('malformed', 'not a compact JWS (three base64url parts)');
+    if (!parts.every(canonicalB64url)) return err('malformed', 'a JWS part is not canonical base64url (it does not re-encode to itself)');
     const header = decodeJson(parts[0]!);
     if (!isObj(header)) return err('malformed', 'JWS header is not a JSON object');
     if (typeof header['alg'] !== 'string' || !ALLOWED.has(header['alg'])) return err('algorithm_not_allowed', `alg ${JSON.stringify(header['alg'])} is not EdDSA or ES256`);
@@ -247,10 +263,21 @@ class Verifier implements PassportVerifier {
     if (c.iat > nowS + this.tolerance) return err('not_yet_valid', `issued in the future (${new Date(c.iat * 1000).toISOString()})`);
     const passport: Passport = { ...c, kid, alg: key.alg };
     if (this.cacheSize > 0) {
-      if (this.verified.size >= this.cacheSize) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(token, passport);
+      // Bounded by entries and bytes (oldest first out): the token string plus about as much again for the claims.
+      const bytes = 4 * token.length + 256;
+      while (this.verified.size > 0 && (this.verified.size >= this.cacheSize || this.cachedBytes + bytes > this.cacheBytes)) {
+        this.forget(this.verified.keys().next().value!);
+      }
+      if (bytes <= this.cacheBytes) {
+        this.verified.set(token, passport);
+        this.cachedBytes += bytes;
+      }
     }
     return { ok: true, passport };
+  }
+
+  private forget(token: string): void {
+    if (this.verified.delete(token)) this.cachedBytes -= 4 * token.length + 256;
   }
 
   private async keyFor(kid: string): Promise<VerifyKey | undefined> {

@@ -7,7 +7,8 @@
  */
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { byteLru, stringBytes } from '../../resilience/byte-lru.js';
 import { CircuitBreaker, type BreakerState } from '../../resilience/circuit-breaker.js';
 
 export type LookupResult<T> =
@@ -24,6 +25,8 @@ export interface CachedHttpOptions<T> {
   /** For error details: `passport source`, `relay provider "terms"`. */
   readonly name: string;
   readonly maxEntries: number;
+  /** Estimated heap bytes the cache may hold (entries are charged by their JSON size). */
+  readonly maxBytes?: number;
   readonly ttlMs: number;
   readonly negativeTtlMs: number;
   readonly staleMs: number;
@@ -71,7 +74,7 @@ export class CachedHttpLookup<T> {
 
   constructor(private readonly o: CachedHttpOptions<T>) {
     this.now = o.now ?? Date.now;
-    this.cache = new LRUCache({ max: o.maxEntries });
+    this.cache = byteLru<string, Entry<T>>({ max: o.maxEntries, maxBytes: o.maxBytes ?? 32 * 1024 * 1024, sizeOf: (e) => 64 + stringBytes(JSON.stringify(e.result) ?? '') });
     this.breaker = new CircuitBreaker(o.failureThreshold, o.openMs, o.onBreakerChange);
   }
 

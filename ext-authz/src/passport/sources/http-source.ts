@@ -103,6 +103,7 @@ export class HttpSource implements PassportSource {
     this.lookupCache = new CachedHttpLookup<SourceFacts>({
       name: `passport source ${new URL(config.url).host}`,
       maxEntries: config.cache.maxEntries,
+      maxBytes: config.cache.maxBytes,
       ttlMs: config.cache.ttlSeconds * 1000,
       negativeTtlMs: config.cache.negativeTtlSeconds * 1000,
       staleMs: config.cache.staleIfErrorSeconds * 1000,
