@@ -26,6 +26,7 @@ import type { CheckContext } from '../pipeline/context.js';
 import type { FinishResult, Stage, StageDefinition } from '../stages/stage.js';
 import { BLOCKED_DENIAL, FDS_ENGINE, FDS_METRICS, FdsEngine, FdsHandle, FdsMetrics } from './engine.js';
 import { defaultFdsSettings } from './config.js';
+import { withoutExempt } from './exempt.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
 import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
 import type { CompiledRules } from './rules.js';
@@ -158,7 +159,7 @@ export const fdsStage: StageDefinition<FdsStageOptions> = {
       if (!ipFailure && ip !== '' && decision.kind === 'deny' && handle.engine.settings.authFailureStatuses.includes(decision.denial.status) && decision.denial !== BLOCKED_DENIAL) {
         addOps(ops, rules, route, 'auth_failure', 'ip', ip);
       }
-      return ops;
+      return withoutExempt(ops, handle.engine.settings.exempt.ip);
     }
 
     /** The store could not answer: counted here, decided by the core's failure mode. */
