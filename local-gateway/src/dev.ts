@@ -2,10 +2,13 @@
 /**
  * `npm start`: the whole Passgate chain on one machine, for development and
  * testing only (the local gateway is NOT a production proxy):
- *   Passgate service (its embedded default config: memory FDS store, static
- *   Passport users, generated signing key)  +  echo upstream  +  local gateway
+ *   Passgate service (with --dev, which `npm start` passes: the embedded
+ *   default config: memory FDS store, static Passport users, generated signing
+ *   key; or `npm start -- --config FILE`)  +  echo upstream  +  local gateway
  *   (HTTPS with client certificates, HTTP, sanitize/trace wasm filters, ext_authz).
  * Creates `.dev-certs/` on first run and prints curl commands to paste.
+ * As in production, SIGHUP and edits of the config file reload the service's
+ * config (the gateway and upstream keep running); SIGINT/SIGTERM stop it all.
  *
  * Environment overrides: PASSGATE_GRPC_PORT (9001), PASSGATE_ADMIN_PORT (9090),
  * GATEWAY_HTTPS_PORT (8443), GATEWAY_HTTP_PORT (8080), UPSTREAM_PORT (8081),
@@ -13,8 +16,10 @@
  * PASSGATE_FDS_ADMIN_TOKEN (made up when unset).
  */
 import { randomBytes } from 'node:crypto';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from '../../ext-authz/src/config/load.js';
+import { DEV_CONFIG_WARNING } from '../../ext-authz/src/cli/serve.js';
 import { createLogger } from '../../ext-authz/src/observability/logger.js';
 import { DEV_TOOL_NOTICE } from './gateway.js';
 import { DEV_CONFIG_PATH, REPO_ROOT, ensureDevCerts, ensureWasmBuilt, startStack, type Stack } from './stack.js';
@@ -33,8 +38,20 @@ function port(name: string, fallback: number): number {
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
 async function main(): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({ args: process.argv.slice(2), options: { config: { type: 'string' }, dev: { type: 'boolean' } }, strict: true, allowPositionals: false });
+  } catch (err) {
+    process.stderr.write(`npm start: ${(err as Error).message}\nusage: npm start [-- --config FILE]   (npm start passes --dev: without a FILE, the embedded development config)\n`);
+    process.exit(2);
+  }
+  const chosen = args.values.config ?? (process.env['PASSGATE_DEV_CONFIG'] || undefined);
+  if (chosen === undefined && !args.values.dev) {
+    process.stderr.write('npm start: no config: pass --config FILE, set PASSGATE_DEV_CONFIG, or --dev for the embedded development config\n');
+    process.exit(2);
+  }
+  const configPath = resolve(chosen ?? DEV_CONFIG_PATH);
   say(`\n  ${DEV_TOOL_NOTICE}\n`);
-  const configPath = process.env['PASSGATE_DEV_CONFIG'] || DEV_CONFIG_PATH;
   const certDir = process.env['PASSGATE_DEV_CERTS'] || join(REPO_ROOT, '.dev-certs');
   const tokenWasSet = !!process.env['PASSGATE_FDS_ADMIN_TOKEN'];
   // The FDS admin API needs a token; a throwaway one is fine for a dev run.
@@ -59,6 +76,7 @@ async function main(): Promise<void> {
   try {
     stack = await startStack({
       config,
+      configPath,
       certs,
       host,
       ports: {
@@ -80,6 +98,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
+  if (chosen === undefined) logger.warn({ config: configPath }, DEV_CONFIG_WARNING);
+
   // The demo blocked user: mallory (blocked.pem) is in the FDS block list until restart.
   const blocked = await fetch(`http://127.0.0.1:${stack.service.adminPort}/admin/fds/blocks`, {
     method: 'POST',
@@ -98,7 +118,7 @@ async function main(): Promise<void> {
   say(`    service    gRPC 127.0.0.1:${stack.service.grpcPort}   admin http://127.0.0.1:${stack.service.adminPort}  (JWKS /.well-known/jwks.json, FDS /admin/fds/)`);
   say(`    gateway    ${h} (client certificates, gateway=secure)   http://${host}:${stack.httpPort} (gateway=public)`);
   say(`    upstream   echo http://${host}:${stack.echo.port}`);
-  say(`    config     ${relative(process.cwd(), configPath)}   certificates ${d}/`);
+  say(`    config     ${relative(process.cwd(), configPath) || configPath}   (edit it or send SIGHUP: the service reloads it)   certificates ${d}/`);
   say('');
   say('  Try:');
   say('    # with a client certificate: 200, the echo shows the verified Passport and x-trace-id comes back');
@@ -112,7 +132,13 @@ async function main(): Promise<void> {
   say('    # web flow: a single-use request JWT (npm run proof); the second curl with the same proof gets 401 proof_replayed');
   say(`    P=$(npm run -s proof -- http://localhost:${stack.httpPort}/web/hello); for i in 1 2; do curl -si -H "request-jwt: $P" http://localhost:${stack.httpPort}/web/hello; echo; done`);
   if (blocked) say(`\n  note: could not block mallory (${blocked}); the 403 example will answer 200`);
-  say(`\n  FDS admin: curl -s -H "authorization: Bearer ${tokenWasSet ? '$PASSGATE_FDS_ADMIN_TOKEN' : token}" http://127.0.0.1:${stack.service.adminPort}/admin/fds/blocks`);
+  const bearer = tokenWasSet ? '$PASSGATE_FDS_ADMIN_TOKEN' : token;
+  const admin = `http://127.0.0.1:${stack.service.adminPort}`;
+  say(`\n  FDS admin: curl -s -H "authorization: Bearer ${bearer}" ${admin}/admin/fds/blocks`);
+  const exempt = config.fds?.exempt.ip ?? [];
+  say(exempt.length > 0 ? `  FDS never auto-blocks ${exempt.join(', ')} (fds.exempt.ip).` : '  FDS may auto-block your own IP after repeated 401s (see fds.rules).');
+  say('  Locked out? Unblock (an IP, or user/device/client/cert):');
+  say(`    PASSGATE_FDS_ADMIN_TOKEN=${bearer} npm run passgate -- fds unblock ip 127.0.0.1 --url ${admin}`);
   say('  Ctrl-C stops everything.\n');
 
   let stopping = false;
@@ -127,6 +153,10 @@ async function main(): Promise<void> {
       () => process.exit(1),
     );
   };
+  // SIGHUP reloads the service's config as in production; a bad file keeps the old one (the service logs why).
+  process.on('SIGHUP', () => {
+    void stack.service.reload().then((ok) => say(ok ? '  SIGHUP: config reloaded' : '  SIGHUP: config NOT reloaded (see the log line above); the previous config keeps serving'));
+  });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 }

@@ -76,6 +76,8 @@ export async function ensureDevCerts(dir = join(REPO_ROOT, '.dev-certs'), log: (
 
 export interface StackOptions {
   readonly config: PassgateConfig;
+  /** The file `config` came from: the service then reloads it on SIGHUP (via `service.reload()`) and on file change. */
+  readonly configPath?: string;
   readonly certs: Pick<DevCerts, 'ca' | 'serverCert' | 'serverKey'>;
   /** 0 = chosen by the OS. */
   readonly ports?: { grpc?: number; admin?: number; https?: number; http?: number; upstream?: number };
@@ -107,7 +109,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     grpcPort: ports.grpc ?? 0,
     adminPort: ports.admin ?? 0,
     processMetrics: false,
-    watchConfig: false,
+    ...(o.configPath ? { configPath: o.configPath, watchConfig: true } : { watchConfig: false }),
     logger: o.serviceLogger ?? pino({ level: 'silent' }),
   });
   let echo: EchoUpstream | undefined;

@@ -79,12 +79,13 @@ describe('config validation', () => {
     assert.throws(() => loadConfigFile('/nonexistent/passgate.yaml'), /cannot read the file/);
   });
 
-  it('resolves --config, then PASSGATE_CONFIG, then the embedded default', () => {
-    assert.equal(resolveConfigPath(['--config', '/a.yaml'], { PASSGATE_CONFIG: '/b.yaml' }), '/a.yaml');
-    assert.equal(resolveConfigPath(['--config=/c.yaml'], {}), '/c.yaml');
-    assert.equal(resolveConfigPath([], { PASSGATE_CONFIG: '/b.yaml' }), '/b.yaml');
-    assert.equal(resolveConfigPath([], {}), DEFAULT_CONFIG_PATH);
-    assert.throws(() => resolveConfigPath(['--config'], {}), /--config needs a file path/);
+  it('resolves --config, then PASSGATE_CONFIG, then the embedded default only with --dev', () => {
+    assert.deepEqual(resolveConfigPath({ config: '/a.yaml' }, { PASSGATE_CONFIG: '/b.yaml' }), { path: '/a.yaml', embedded: false });
+    assert.deepEqual(resolveConfigPath({ config: '/a.yaml', dev: true }, {}), { path: '/a.yaml', embedded: false });
+    assert.deepEqual(resolveConfigPath({}, { PASSGATE_CONFIG: '/b.yaml' }), { path: '/b.yaml', embedded: false });
+    assert.deepEqual(resolveConfigPath({ dev: true }, {}), { path: DEFAULT_CONFIG_PATH, embedded: true });
+    assert.throws(() => resolveConfigPath({}, {}), /no config given: pass --config FILE or set PASSGATE_CONFIG; --dev/);
+    assert.throws(() => resolveConfigPath({ config: '' }, {}), /--config needs a file path/);
   });
 
   it('a bad file makes the process exit non-zero naming the key, and nothing starts', function () {

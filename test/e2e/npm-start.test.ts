@@ -40,7 +40,7 @@ describe('npm start: the printed curl commands work as described', function () {
     };
     delete env['PASSGATE_FDS_ADMIN_TOKEN']; // npm start makes one up, as for a newcomer
     delete env['PASSGATE_DEV_CONFIG'];
-    child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'local-gateway', 'src', 'dev.ts')], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'local-gateway', 'src', 'dev.ts'), '--dev'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4096)));
     const exited = once(child, 'exit').then(([code]) => {
@@ -86,6 +86,19 @@ describe('npm start: the printed curl commands work as described', function () {
     const r = await run(1);
     assert.equal(r.status, 401, r.body);
     assert.equal(r.headers['x-echo-upstream'], undefined);
+  });
+
+  it('25 requests without a certificate do not lock out loopback: a valid certificate still gets 200', async () => {
+    for (let i = 0; i < 25; i++) assert.equal((await run(1)).status, 401);
+    const r = await run(0);
+    assert.equal(r.status, 200, r.body);
+  });
+
+  it('the banner names the config used and says how to unblock', () => {
+    assert.match(stdout, /config {5}ext-authz\/src\/config\/default\.yaml /);
+    assert.match(stdout, /FDS never auto-blocks 127\.0\.0\.0\/8, ::1 \(fds\.exempt\.ip\)/);
+    assert.match(stdout, /npm run passgate -- fds unblock ip 127\.0\.0\.1 --url http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(stdout, /DEVELOPMENT CONFIG IN USE/);
   });
 
   it('the blocked demo user: 403', async () => {

@@ -3,7 +3,8 @@ import { canonicalCidr, canonicalIp, normalizeSubject } from '../../ext-authz/sr
 import { CidrSet } from '../../ext-authz/src/fds/cidr.js';
 import { parseDuration } from '../../ext-authz/src/fds/config.js';
 import { ConfigError } from '../../ext-authz/src/config/load.js';
-import type { BlockRecord } from '../../ext-authz/src/fds/store/store.js';
+import type { BlockRecord, CounterOp } from '../../ext-authz/src/fds/store/store.js';
+import { isExempt, withoutExempt } from '../../ext-authz/src/fds/exempt.js';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
@@ -132,6 +133,19 @@ describe('fds config', () => {
     assert.ok(problems({ redis: { mode: 'cluster' } }).some((p) => p.startsWith('fds.redis.nodes')));
     const dup = { name: 'a', events: ['auth_failure'], subject: 'user', threshold: 5, window: '60s', block: '1h' };
     assert.ok(problems({ rules: [dup, dup] }).some((p) => p.startsWith('fds.rules[1].name')));
+  });
+
+  it('fds.exempt.ip: addresses and ranges, canonical; a bad entry names its key', () => {
+    assert.ok(problems({ exempt: { ip: ['127.0.0.0/8', '::1', '10.1.2.3/32'] } }).length === 0);
+    const bad = problems({ exempt: { ip: ['127.0.0.0/8', 'localhost'] } });
+    assert.ok(bad.some((p) => p.startsWith('fds.exempt.ip[1]') && p.includes('"localhost" is not an IP address or CIDR range')), bad.join('\n'));
+    const entries = ['127.0.0.0/8', '::1', '10.1.2.3'];
+    assert.ok(isExempt('127.9.9.9', entries) && isExempt('::1', entries) && isExempt('10.1.2.3', entries));
+    assert.ok(!isExempt('128.0.0.1', entries) && !isExempt('10.1.2.4', entries) && !isExempt('::2', entries));
+    const op = (kind: string, subject: string) => ({ rule: 'r', kind, subject, increment: 1, windowMs: 1, threshold: 1, ttls: [1], memoryMs: 1 }) as unknown as CounterOp;
+    const ops = [op('ip', '127.0.0.1'), op('ip', '203.0.113.7'), op('user', '127.0.0.1')];
+    assert.deepEqual(withoutExempt(ops, entries).map((o) => `${o.kind}:${o.subject}`), ['ip:203.0.113.7', 'user:127.0.0.1']);
+    assert.equal(withoutExempt(ops, []), ops);
   });
 
   it('validates the fds: example in docs/fds.md', () => {

@@ -5,6 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { Writable } from 'node:stream';
+import { appendFileSync } from 'node:fs';
+import { LOG_TEE_ENV } from './log-lines.js';
 import { PassgateService } from '../../ext-authz/src/server/service.js';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import { createAuthorizationClient, type AuthorizationClient } from '../../ext-authz/src/proto/load.js';
@@ -25,9 +27,14 @@ export interface LogCapture {
 /** A pino logger whose JSON lines tests can inspect. */
 export function captureLogs(level = 'info'): LogCapture {
   const lines: Array<Record<string, unknown>> = [];
+  const tee = process.env[LOG_TEE_ENV];
   const stream = new Writable({
     write(chunk, _enc, cb) {
-      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line));
+      for (const line of String(chunk).split('\n')) {
+        if (!line.trim()) continue;
+        if (tee) appendFileSync(tee, `${line}\n`); // checked after the run (./log-lines.ts)
+        lines.push(JSON.parse(line));
+      }
       cb();
     },
   });

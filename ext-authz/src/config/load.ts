@@ -71,15 +71,26 @@ export function loadConfigFile(path: string, composition?: Composition): Passgat
   return parseConfigText(text, path, composition);
 }
 
-/** `--config PATH`, else PASSGATE_CONFIG, else the embedded default. */
-export function resolveConfigPath(argv: readonly string[], env: NodeJS.ProcessEnv): string {
-  const i = argv.indexOf('--config');
-  if (i !== -1) {
-    const value = argv[i + 1];
-    if (value === undefined || value.startsWith('--')) throw new ConfigError('--config', ['--config needs a file path']);
-    return value;
+export interface ConfigChoice {
+  readonly path: string;
+  /** True when this is the embedded development config (demo users, generated key). */
+  readonly embedded: boolean;
+}
+
+/**
+ * `--config PATH`, else PASSGATE_CONFIG, else (only when `dev` was asked for
+ * explicitly) the embedded development config. Without any of them it is an
+ * error: a typo in a flag must never start a service on demo users.
+ */
+export function resolveConfigPath(opts: { config?: string | undefined; dev?: boolean | undefined }, env: NodeJS.ProcessEnv): ConfigChoice {
+  if (opts.config !== undefined) {
+    if (opts.config === '' || opts.config.startsWith('-')) throw new ConfigError('--config', ['--config needs a file path']);
+    return { path: opts.config, embedded: false };
   }
-  const eq = argv.find((a) => a.startsWith('--config='));
-  if (eq) return eq.slice('--config='.length);
-  return env['PASSGATE_CONFIG'] || DEFAULT_CONFIG_PATH;
+  const fromEnv = env['PASSGATE_CONFIG'];
+  if (fromEnv) return { path: fromEnv, embedded: false };
+  if (opts.dev) return { path: DEFAULT_CONFIG_PATH, embedded: true };
+  throw new ConfigError('(no config)', [
+    'no config given: pass --config FILE or set PASSGATE_CONFIG; --dev runs the embedded development config (demo users, generated key)',
+  ]);
 }

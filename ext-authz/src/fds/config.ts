@@ -4,6 +4,7 @@
  * detection rules and the admin API token.
  */
 import { z } from 'zod';
+import { exemptSchema } from './exempt.js';
 import { SUBJECT_KINDS } from './subjects.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -171,6 +172,8 @@ export const fdsConfigSchema = z
     /** A deny with one of these statuses counts as auth_failure for the source IP when no stage reported one; [] disables. */
     authFailureStatuses: z.array(z.number().int().min(400).max(599)).default([401]),
     rules: z.array(ruleSchema).default([]),
+    /** Source IPs/ranges never counted by the rules, so never auto-blocked (manual blocks still apply). */
+    exempt: exemptSchema,
     admin: adminSchema,
   })
   .superRefine((c, ctx) => {

@@ -268,7 +268,7 @@ export class FdsEngine {
     if (r.blocked) this.remember(r.blocked);
     for (const c of r.created) {
       this.metrics.blocksCreated.inc({ kind: c.kind, source: 'rule' });
-      this.logger.info({ fds: 'block', kind: c.kind, subject: c.subject, rule: c.rule, level: c.level, ttlMs: c.ttlMs }, 'FDS rule blocked a subject');
+      this.logger.info({ fds: 'block', kind: c.kind, subject: c.subject, rule: c.rule, offenseLevel: c.level, ttlMs: c.ttlMs }, 'FDS rule blocked a subject');
       this.remember(c);
     }
     return r;

@@ -26,6 +26,7 @@ import type { CheckContext } from '../pipeline/context.js';
 import type { FinishResult, Stage, StageDefinition } from '../stages/stage.js';
 import { BLOCKED_DENIAL } from './blocked.js';
 import type { FdsState } from './state.js';
+import { withoutExempt } from './exempt.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
 import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
 import { pendingClaims } from './claims.js';
@@ -155,7 +156,7 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
       if (!ipFailure && ip !== '' && decision.kind === 'deny' && handle.engine.settings.authFailureStatuses.includes(decision.denial.status) && decision.denial !== BLOCKED_DENIAL) {
         addOps(ops, rules, route, 'auth_failure', 'ip', ip);
       }
-      return ops;
+      return withoutExempt(ops, handle.engine.settings.exempt.ip);
     }
 
     /** The store could not answer: counted here, decided by the core's failure mode. */

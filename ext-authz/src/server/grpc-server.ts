@@ -3,14 +3,15 @@
  * reflection (so `grpcurl` works without proto files).
  */
 import * as grpc from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
-import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import { AUTHORIZATION_SERVICE_NAME, loadAuthorizationService } from '../proto/load.js';
 import { internalErrorResponse } from '../check/response.js';
 import type { CheckRequest, CheckResponse } from '../proto/types.js';
 import type { Checker } from '../check/checker.js';
 import type { Metrics } from '../observability/metrics.js';
+import { addReflection } from './reflection.js';
 
 export interface DeadlinePolicy {
   readonly defaultMs: number;
@@ -46,7 +47,7 @@ export class GrpcServer {
     this.server.addService(service, { Check: this.handleCheck });
     this.health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' });
     this.health.addToServer(this.server);
-    new ReflectionService(packageDefinition).addToServer(this.server);
+    addReflection(this.server, [packageDefinition, protoLoader.loadSync(healthProtoPath)]);
   }
 
   private readonly handleCheck = (
