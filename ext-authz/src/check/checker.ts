@@ -138,7 +138,8 @@ export class Checker {
       if (decision.degraded && ctx) ctx.setUpstreamHeader(state.degradedHeader, 'true');
       // XFCC is only believed on mTLS gateways; elsewhere a client could have forged it.
       const extra = !gateway.trustXfcc && view.headers[XFCC] !== undefined ? XFCC : undefined;
-      const remove = state.internal.headersToRemove(view.headers, upstream, extra);
+      const internal = state.internal.headersToRemove(view.headers, upstream, extra);
+      const remove = ctx?.removeUpstream === undefined ? internal : [...internal, ...ctx.removeUpstream];
       response = okResponse(upstream, remove, ctx?.responseHeaders ?? []);
     } else {
       response = deniedResponse(decision.denial, traceId, gateway.challenge);

@@ -50,6 +50,8 @@ export class CheckContext {
   readonly attributes = new Map<string, unknown>();
   /** Headers to set on the upstream request (overwrite semantics). */
   readonly upstreamHeaders: HeaderPair[] = [];
+  /** Request headers to remove before upstream (e.g. a verified token); undefined until a stage asks. */
+  removeUpstream: string[] | undefined = undefined;
   /** Headers to add to the response the client gets. */
   readonly responseHeaders: HeaderPair[] = [];
   /** Extra fields for the audit line. */
