@@ -147,6 +147,8 @@ export class AuthServer {
       } catch (err) {
         // A 4xx with an OAuth error body is the server's verdict on the client, not an outage.
         if (err instanceof oauth.ResponseBodyError && err.status >= 400 && err.status < 500) return negative(err.error === 'invalid_client' ? 'invalid_client' : err.error, id);
+        // A 401 with a WWW-Authenticate challenge: the server refused the client's authentication.
+        if (err instanceof oauth.WWWAuthenticateChallengeError && err.status === 401) return negative('invalid_client', id);
         throw err;
       }
     });
