@@ -258,6 +258,15 @@ describe('oauth2 stage against a real authorization server (oidc-provider)', fun
     await revoke(svc, { restoreClient: PARTNER_B.id });
     assert.equal(status(await svc.check(bearer('/read', b))), 200);
   });
+
+  it('admin revoke with forward: true revokes the token at the server too (RFC 7009)', async () => {
+    const token = await as.token(PARTNER_A, 'orders:read');
+    assert.equal(await as.active(token), true);
+    const r = await revoke(svc, { token, forward: true });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body['forwarded'], { corp: 'revoked', wrongiss: 'oauth2 server "wrongiss" revocation: has no revocation_endpoint' });
+    assert.equal(await as.active(token), false, 'a replica that missed the message gets active: false from the server');
+  });
 });
 
 describe('oauth2 stale-if-error', function () {

@@ -130,6 +130,16 @@ export class TestAuthServer {
     if (!res.ok) throw new Error(`revocation endpoint: ${res.status} ${await res.text()}`);
   }
 
+  /** What the server itself says about a token (asked as the gateway). */
+  async active(token: string): Promise<boolean> {
+    const res = await fetch(`${this.issuer}/token/introspection`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: this.basic(GATEWAY) },
+      body: new URLSearchParams({ token }),
+    });
+    return ((await res.json()) as { active: boolean }).active;
+  }
+
   close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     return new Promise((r) => this.server.close(() => r()));

@@ -27,7 +27,7 @@ function scopesOf(text: string): ReadonlySet<string> {
 
 function optString(v: unknown, field: string): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw new AuthServerError(`introspection: "${field}" is not a string`);
+  if (typeof v !== 'string') throw new AuthServerError(`"${field}" is not a string`);
   return v;
 }
 
@@ -86,7 +86,6 @@ export class AuthServer {
       return v;
     } catch (err) {
       this.breaker.failure();
-      if (err instanceof AuthServerError) throw err;
       const e = err as Error;
       const why = e.name === 'TimeoutError' || e.name === 'AbortError' ? `no answer within ${this.config.timeoutMs} ms` : e.message;
       throw new AuthServerError(`oauth2 server "${this.name}" ${what}: ${why}`);
@@ -105,16 +104,16 @@ export class AuthServer {
   }
 
   private grantOf(as: oauth.AuthorizationServer, body: oauth.IntrospectionResponse): Grant {
-    if (typeof body.active !== 'boolean') throw new AuthServerError('introspection: "active" is not a boolean');
+    if (typeof body.active !== 'boolean') throw new AuthServerError('"active" is not a boolean');
     const clientId = optString(body.client_id, 'client_id') ?? '';
     if (!body.active) return negative('inactive', clientId);
     const scopeText = optString(body.scope, 'scope') ?? '';
     const subject = optString(body.sub, 'sub');
     const iss = optString(body.iss, 'iss');
-    if (body.exp !== undefined && (typeof body.exp !== 'number' || !Number.isFinite(body.exp))) throw new AuthServerError('introspection: "exp" is not a number');
+    if (body.exp !== undefined && (typeof body.exp !== 'number' || !Number.isFinite(body.exp))) throw new AuthServerError('"exp" is not a number');
     const aud = body.aud;
     if (aud !== undefined && typeof aud !== 'string' && !(Array.isArray(aud) && aud.every((a) => typeof a === 'string'))) {
-      throw new AuthServerError('introspection: "aud" is neither a string nor an array of strings');
+      throw new AuthServerError('"aud" is neither a string nor an array of strings');
     }
     if (clientId === '') return negative('no_client_id');
     if (iss !== undefined && iss !== as.issuer) return negative('wrong_issuer', clientId);
