@@ -53,6 +53,11 @@ export function oauth2Yaml(issuer: string, opts: { channel?: string; cache?: Rec
           route('money', '/money', { server: 'corp', staleIfError: false, requiredScopes: ['orders:read'] }),
           route('open', '/open', { server: 'corp', staleIfError: false, requiredScopes: ['orders:read'] }, 'open'),
           route('wrongiss', '/wrongiss', { server: 'wrongiss' }),
+          {
+            name: 'acme-only',
+            match: { path: { prefix: '/acme' } },
+            stages: [{ type: 'oauth2', server: 'corp' }, { type: 'authorize', sources: ['oauth2'], kinds: ['service'], attributes: { org: ['acme'], client_kind: ['partner'] } }, { type: 'allow' }],
+          },
         ],
       },
     },
@@ -120,6 +125,13 @@ describe('oauth2 stage against a real authorization server (oidc-provider)', fun
     const res = await svc.check(bearer('/read', token));
     assert.equal(status(res), 200, reason(res));
     assert.ok(res.ok_response!.headers_to_remove!.includes('authorization'));
+  });
+
+  it('gives authorize the partner identity (client id → org, kind) from oauth2.clients', async () => {
+    const a = await as.token(PARTNER_A, 'orders:read');
+    const b = await as.token(PARTNER_B, 'orders:read');
+    assert.equal(status(await svc.check(bearer('/acme', a))), 200);
+    assert.equal(reason(await svc.check(bearer('/acme', b))), 'forbidden_identity', 'partner-b has no org acme');
   });
 
   it('judges scopes per route from the cached answer, never a cached decision (CVE-2021-32701)', async () => {
