@@ -109,10 +109,12 @@ class OAuth2Stage implements Stage {
     }
     const cache = this.state.cache;
     let key: string;
+    let hash = '';
     if (cred.kind === 'bearer') {
       const t = cache.tokenKey(this.server.name, cred.token);
       if (cache.isRevokedToken(t.hash)) return this.rejected(ctx, cred, 'revoked', '', 'hit');
       key = t.key;
+      hash = t.hash;
     } else {
       // A client blocked by FDS or revoked is refused before any call to the server.
       if (cache.isRevokedClient(cred.id)) return this.rejected(ctx, cred, 'revoked', cred.id, 'hit');
@@ -120,10 +122,10 @@ class OAuth2Stage implements Stage {
     }
     const cached = cache.lookup(key);
     if (cached !== undefined && !cached.stale) return this.decide(ctx, cred, cached.grant, 'hit');
-    return this.miss(ctx, cred, key, cached);
+    return this.miss(ctx, cred, key, hash, cached);
   }
 
-  private async miss(ctx: CheckContext, cred: Exclude<Credential, { kind: 'none' | 'malformed' }>, key: string, stale: CachedGrant | undefined): Promise<StageResult> {
+  private async miss(ctx: CheckContext, cred: Exclude<Credential, { kind: 'none' | 'malformed' }>, key: string, hash: string, stale: CachedGrant | undefined): Promise<StageResult> {
     const cache = this.state.cache;
     const server = this.server;
     // The secret or token is captured by this closure only until the call settles.
@@ -139,6 +141,8 @@ class OAuth2Stage implements Stage {
     } catch (err) {
       outcome = err instanceof AuthServerError ? err : new AuthServerError((err as Error).message);
     }
+    // A revocation may have arrived while the call was out.
+    if (hash !== '' && cache.isRevokedToken(hash)) return this.rejected(ctx, cred, 'revoked', '', 'miss');
     if (outcome !== TIMED_OUT && !(outcome instanceof AuthServerError)) return this.decide(ctx, cred, outcome, 'miss');
     const why = outcome === TIMED_OUT ? `oauth2 server "${server.name}": no answer before the Check's deadline` : outcome.message;
     if (stale !== undefined && this.staleOk) {
@@ -151,11 +155,8 @@ class OAuth2Stage implements Stage {
 
   private decide(ctx: CheckContext, cred: Exclude<Credential, { kind: 'none' | 'malformed' }>, grant: Grant, cache: 'hit' | 'miss' | 'stale'): StageResult {
     if (!grant.active) return this.rejected(ctx, cred, grant.reason, grant.clientId, cache);
-    const c = this.state.cache;
-    // A revocation may have arrived while the call was out.
-    if (c.isRevokedClient(grant.clientId) || (cred.kind === 'bearer' && c.isRevokedToken(c.tokenKey(this.server.name, cred.token).hash))) {
-      return this.rejected(ctx, cred, 'revoked', grant.clientId, cache);
-    }
+    // Revocation drops a client's entries, but one may have been filled by a call that was out meanwhile.
+    if (this.state.cache.isRevokedClient(grant.clientId)) return this.rejected(ctx, cred, 'revoked', grant.clientId, cache);
     let identity = this.identities.get(grant);
     if (identity === undefined) {
       identity = this.identityOf(grant);
