@@ -14,7 +14,7 @@ export const OTHER_RESOURCE = 'https://other.example';
 export const GATEWAY = { id: 'passgate-gw', secret: 'gateway-secret-0123456789abcdef' };
 export const PARTNER_A = { id: 'partner-a', secret: 'partner-a-secret-0123456789' };
 export const PARTNER_B = { id: 'partner-b', secret: 'partner-b-secret-0123456789' };
-/** Its tokens live one second (expiry tests). */
+/** Its tokens live three seconds (expiry tests; exp has whole-second granularity). */
 export const SHORT = { id: 'partner-short', secret: 'partner-short-secret-0123456789' };
 
 export type Mode = 'ok' | 'down' | 'slow' | 'garbage';
@@ -78,7 +78,7 @@ export class TestAuthServer {
         client(SHORT, 'orders:read'),
       ],
       scopes: ['orders:read', 'orders:write', 'reports:read'],
-      ttl: { ClientCredentials: (_ctx: unknown, _token: unknown, c: { clientId: string }) => (c.clientId === SHORT.id ? 1 : 300) },
+      ttl: { ClientCredentials: (_ctx: unknown, _token: unknown, c: { clientId: string }) => (c.clientId === SHORT.id ? 3 : 300) },
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
@@ -93,7 +93,7 @@ export class TestAuthServer {
             scope: 'orders:read orders:write reports:read',
             audience: resource,
             accessTokenFormat: 'opaque',
-            accessTokenTTL: c.clientId === SHORT.id ? 1 : 300,
+            accessTokenTTL: c.clientId === SHORT.id ? 3 : 300,
           }),
         },
       },
