@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startService, httpCheck, headerMap, type Running } from '../support/service.js';
+import { startService, httpCheck, headerMap, testConfig, type Running } from '../support/service.js';
 import type { CheckResponse } from '../../ext-authz/src/proto/types.js';
 import { TestAuthServer, GATEWAY, PARTNER_A, PARTNER_B, SHORT, OTHER_RESOURCE } from './provider.js';
 
@@ -312,9 +312,10 @@ describe('oauth2 revocation across two Passgate replicas on one real Redis', fun
   let as: TestAuthServer;
   let a: Running;
   let b: Running;
+  let yaml: string;
   before(async () => {
     as = await new TestAuthServer().start();
-    const yaml = oauth2Yaml(as.issuer, { redis: true, channel: `test:oauth2:${randomBytes(4).toString('hex')}` });
+    yaml = oauth2Yaml(as.issuer, { redis: true, channel: `test:oauth2:${randomBytes(4).toString('hex')}` });
     a = await startService(yaml);
     b = await startService(yaml);
   });
@@ -345,5 +346,21 @@ describe('oauth2 revocation across two Passgate replicas on one real Redis', fun
     await until('replica A refuses the revoked client', async () => reason(await a.check(bearer('/read', token))) === 'invalid_token');
     await revoke(b, { restoreClient: PARTNER_B.id });
     await until('replica A accepts the restored client', async () => status(await a.check(bearer('/read', token))) === 200);
+  });
+
+  it('a reload keeps the cache and the revocation channel; a rejected reload changes nothing', async () => {
+    const token = await as.token(PARTNER_A, 'orders:read');
+    assert.equal(status(await a.check(bearer('/read', token))), 200);
+    assert.equal(status(await b.check(bearer('/read', token))), 200);
+    const calls = as.introspections;
+    await a.svc.applyConfig(testConfig(yaml.replace('"orders:write"]}', '"orders:write","orders:read"]}')));
+    assert.equal(status(await a.check(bearer('/read', token))), 200);
+    assert.equal(as.introspections, calls, 'the cache survived the reload');
+    const broken = JSON.parse(yaml) as { oauth2: { servers: { corp: { client: Record<string, unknown> } } } };
+    broken.oauth2.servers.corp.client = { id: GATEWAY.id, secretEnv: 'PASSGATE_TEST_UNSET_OAUTH2_SECRET' };
+    await assert.rejects(a.svc.applyConfig(testConfig(JSON.stringify(broken))), /oauth2\.servers\.corp\.client\.secretEnv/);
+    assert.equal(status(await a.check(bearer('/read', token))), 200);
+    await revoke(a, { token });
+    await until('replica B refuses the token revoked after A reloaded', async () => reason(await b.check(bearer('/read', token))) === 'invalid_token');
   });
 });

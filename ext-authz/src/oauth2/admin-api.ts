@@ -94,7 +94,8 @@ export function oauth2AdminRoutes(state: OAuth2State, adminToken: Buffer | undef
       method: 'GET',
       path: '/admin/oauth2',
       handler: (req, res) => {
-        if (adminToken === undefined || !tokenMatches(adminToken, req.headers.authorization)) return sendJson(res, 401, { error: 'unauthorized' });
+        if (adminToken === undefined) return sendJson(res, 503, { error: 'admin_disabled', reason: 'no oauth2.admin token configured (oauth2.admin.token, tokenEnv or tokenFile)' });
+        if (!tokenMatches(adminToken, req.headers.authorization)) return sendJson(res, 401, { error: 'unauthorized', reason: 'send Authorization: Bearer <oauth2 admin token>' });
         const c = state.cache;
         sendJson(res, 200, {
           servers: [...state.servers].map(([name, s]) => ({ name, issuer: s.config.issuer, breaker: s.breaker.state, calls: s.calls })),
