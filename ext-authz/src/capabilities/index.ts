@@ -15,8 +15,16 @@ import { identityCapability } from '../identity/capability.js';
 import { fdsCapability } from '../fds/capability.js';
 import { passportCapability } from '../passport/capability.js';
 import { tokensCapability } from '../tokens/capability.js';
+import { oauth2Capability } from '../oauth2/capability.js';
 
-export const CAPABILITIES: readonly Capability<any>[] = [coreCapability, identityCapability, fdsCapability, passportCapability, tokensCapability];
+export const CAPABILITIES: readonly Capability<any>[] = [
+  coreCapability,
+  identityCapability,
+  fdsCapability,
+  passportCapability,
+  tokensCapability,
+  oauth2Capability,
+];
 
 export interface StageType {
   readonly definition: StageDefinition<any, any>;
