@@ -4,7 +4,7 @@
  * are refused with 400 and a reason. Driven through the real gRPC service.
  */
 import assert from 'node:assert/strict';
-import { normalizePath } from '../../ext-authz/src/routing/path-policy.js';
+import { normalizePath } from '../../ext-authz/src/pipeline/path-policy.js';
 import { httpCheck, startService, type Running } from '../support/service.js';
 
 const YAML = `

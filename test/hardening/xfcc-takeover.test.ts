@@ -29,12 +29,12 @@ gateways:
     routes: [{ name: edge, stages: [mtls] }]
   mesh:
     kind: internal
-    mtls: true
+    trustXfcc: true
     select: { ports: [15006] }
     routes: [{ name: sidecar, stages: [{ type: mtls, xfcc: { mode: append_forward, trustedHops: 2 } }] }]
   mesh3:
     kind: internal
-    mtls: true
+    trustXfcc: true
     select: { ports: [15007] }
     routes: [{ name: sidecar3, stages: [{ type: mtls, xfcc: { mode: append_forward, trustedHops: 3 } }] }]
 `;

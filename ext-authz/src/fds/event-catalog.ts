@@ -5,13 +5,9 @@
  * trigger (event, subject kind) is a load-time warning naming the rule.
  * Pure: stage definitions and the config are passed in.
  */
-import type { SubjectKind } from './subjects.js';
+import type { DeclaredEvent } from '../pipeline/events.js';
 
-/** One event a stage type can report, and for which subject kinds. */
-export interface DeclaredEvent {
-  readonly event: string;
-  readonly kinds: readonly SubjectKind[];
-}
+export type { DeclaredEvent };
 
 export interface EventSource {
   readonly type: string;

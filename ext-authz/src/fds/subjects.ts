@@ -6,8 +6,9 @@
 import { isIP } from 'node:net';
 import { createHash } from 'node:crypto';
 
-export const SUBJECT_KINDS = ['user', 'device', 'ip', 'client', 'cert'] as const;
-export type SubjectKind = (typeof SUBJECT_KINDS)[number];
+import { SUBJECT_KINDS, type SubjectKind } from '../pipeline/events.js';
+
+export { SUBJECT_KINDS, type SubjectKind };
 
 export function isSubjectKind(v: unknown): v is SubjectKind {
   return typeof v === 'string' && (SUBJECT_KINDS as readonly string[]).includes(v);

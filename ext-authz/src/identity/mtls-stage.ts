@@ -4,7 +4,7 @@
  * `source.principal`) or from x-forwarded-client-cert (XFCC), following the
  * trust rules in docs/contracts/xfcc.md#trust-and-hops:
  *
- * - XFCC is read only on gateways with `mtls: true` (elsewhere a client could
+ * - XFCC is read only on gateways with `trustXfcc: true` (elsewhere a client could
  *   have written it; the core also strips it there).
  * - When the peer is one of `identity.mtls.trustedProxies` (a sidecar behind
  *   the gateway), the client is the XFCC element that proxy chain added.

@@ -5,7 +5,7 @@
  * of case. Nothing here throws: absent parts become empty values.
  */
 import type { CheckRequest, HeaderMap, Peer } from '../proto/types.js';
-import { normalizePath, splitPathAndQuery } from '../routing/path-policy.js';
+import { normalizePath, splitPathAndQuery } from './path-policy.js';
 
 export interface PeerView {
   /** IP address (v4 or v6) or '' when the peer is not a socket. */

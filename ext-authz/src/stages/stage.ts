@@ -3,7 +3,7 @@
  * relay...). A stage is built once per config load and then run for every
  * Check on its routes, so it must keep per-request state in the context only.
  */
-import type { DeclaredEvent } from '../fds/event-catalog.js';
+import type { DeclaredEvent } from '../pipeline/events.js';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
 import type { CheckContext } from '../pipeline/context.js';
