@@ -14,7 +14,18 @@ export const Status = {
   UNIMPLEMENTED: 12,
 } as const;
 
+export type StatusCode = (typeof Status)[keyof typeof Status];
+
 export const Action = { CONTINUE: 0, PAUSE: 1 } as const;
+export type ActionCode = (typeof Action)[keyof typeof Action];
+
+/** proxy_continue_stream / proxy_close_stream argument (0.2.x). */
+export const StreamType = { REQUEST: 0, RESPONSE: 1 } as const;
+export type StreamTypeCode = (typeof StreamType)[keyof typeof StreamType];
+
+/** proxy_define_metric type; Envoy also tags it in the low bits of the metric id. */
+export const MetricType = { COUNTER: 0, GAUGE: 1, HISTOGRAM: 2 } as const;
+export type MetricTypeCode = (typeof MetricType)[keyof typeof MetricType];
 
 export const MapType = {
   REQUEST_HEADERS: 0,
@@ -26,6 +37,7 @@ export const MapType = {
   HTTP_CALL_RESPONSE_HEADERS: 6,
   HTTP_CALL_RESPONSE_TRAILERS: 7,
 } as const;
+export type MapTypeCode = (typeof MapType)[keyof typeof MapType];
 
 export const BufferType = {
   REQUEST_BODY: 0,
@@ -37,6 +49,13 @@ export const BufferType = {
   VM_CONFIGURATION: 6,
   PLUGIN_CONFIGURATION: 7,
 } as const;
+export type BufferTypeCode = (typeof BufferType)[keyof typeof BufferType];
+/** Envoy's last buffer type (CallData, 8): anything above is BAD_ARGUMENT. */
+export const MAX_BUFFER_TYPE = 8;
+
+/** The WASI errno values this host returns. */
+export const Errno = { SUCCESS: 0, BADF: 8, FAULT: 21, INVAL: 28, NOSYS: 52, SPIPE: 70 } as const;
+export type ErrnoCode = (typeof Errno)[keyof typeof Errno];
 
 export const LogLevel = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, critical: 5 } as const;
 export type LogLevelName = keyof typeof LogLevel;

@@ -7,5 +7,8 @@ export type {
 export { HeaderMap } from "./headers.js";
 export { encodePairs, decodePairs, pairsSize, type HeaderList } from "./pairs.js";
 export { readModuleShape } from "./wasm-binary.js";
-export { Status, Action, MapType, BufferType, LogLevel, registeredImports, expectedExports } from "./abi.js";
+export {
+  Status, Action, MapType, BufferType, StreamType, MetricType, LogLevel, registeredImports, expectedExports,
+  type StatusCode, type MapTypeCode, type BufferTypeCode, type StreamTypeCode, type MetricTypeCode,
+} from "./abi.js";
 export { loadBuiltFilter, buildDir } from "./built.js";
