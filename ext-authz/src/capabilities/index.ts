@@ -14,8 +14,9 @@ import { coreCapability } from '../stages/capability.js';
 import { identityCapability } from '../identity/capability.js';
 import { fdsCapability } from '../fds/capability.js';
 import { passportCapability } from '../passport/capability.js';
+import { e2eeCapability } from '../e2ee/capability.js';
 
-export const CAPABILITIES: readonly Capability<any>[] = [coreCapability, identityCapability, fdsCapability, passportCapability];
+export const CAPABILITIES: readonly Capability<any>[] = [coreCapability, identityCapability, fdsCapability, passportCapability, e2eeCapability];
 
 export interface StageType {
   readonly definition: StageDefinition<any, any>;
