@@ -84,7 +84,7 @@ export function requestInfo(headerBytes: Uint8Array): Buffer {
 }
 
 /** Only the pinned suite is accepted: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM or AES-256-GCM. */
-export function pinnedAead(h: EnvelopeHeader, allowed: readonly AeadId[]): AeadId | undefined {
+export function pinnedAead(h: Pick<EnvelopeHeader, 'kemId' | 'kdfId' | 'aeadId'>, allowed: readonly AeadId[]): AeadId | undefined {
   if (h.kemId !== KEM_X25519_SHA256 || h.kdfId !== KDF_HKDF_SHA256) return undefined;
   if (h.aeadId !== AEAD_AES_128_GCM && h.aeadId !== AEAD_AES_256_GCM) return undefined;
   return allowed.includes(h.aeadId) ? h.aeadId : undefined;

@@ -54,6 +54,10 @@ export class Opener {
 
   async open(body: Buffer, now = Date.now()): Promise<Opened | Refused> {
     if (body.length > this.config.maxBodyBytes) return refuse(413, 'e2ee_too_large');
+    // Algorithm ids first (fixed offsets): plaintext sent as ciphertext lands here, not on a length error.
+    if (body.length >= 7 && pinnedAead({ kemId: body.readUInt16BE(1), kdfId: body.readUInt16BE(3), aeadId: body.readUInt16BE(5) }, this.aeads) === undefined) {
+      return refuse(400, 'e2ee_unsupported_algorithm');
+    }
     const env = parseEnvelope(body);
     if (typeof env === 'string') return refuse(400, env);
     const aead = pinnedAead(env, this.aeads);
