@@ -41,6 +41,8 @@ export interface ProcessingRequest {
   request_trailers?: { trailers?: { headers?: HeaderValue[] } };
   response_trailers?: { trailers?: { headers?: HeaderValue[] } };
   request?: 'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers';
+  metadata_context?: import('../proto/types.js').Metadata;
+  attributes?: Record<string, import('../proto/types.js').Struct>;
   observability_mode?: boolean;
 }
 
@@ -57,6 +59,7 @@ export interface CommonResponse {
   status?: number;
   header_mutation?: HeaderMutation;
   body_mutation?: { body?: Buffer | Uint8Array; clear_body?: boolean };
+  trailers?: { headers?: HeaderValue[] };
   clear_route_cache?: boolean;
 }
 
@@ -86,6 +89,8 @@ export interface ProcessingResponse {
   response_trailers?: { header_mutation?: HeaderMutation };
   immediate_response?: ImmediateResponse;
   mode_override?: ProcessingMode;
+  dynamic_metadata?: import('../proto/types.js').Struct;
+  override_message_timeout?: { seconds?: string | number; nanos?: number };
   response?: string;
 }
 
