@@ -209,6 +209,38 @@ export function checkGatewaySelectors(istio: K8sObject[], operator: K8sObject): 
   return problems;
 }
 
+/**
+ * The ext_proc EnvoyFilter (E2EE bodies): selects a gateway deployment, runs before
+ * ext_authz (so Check sees plaintext and the processor's facts), fails closed, lets the
+ * processor ask for the body, bounds each message, and calls the Passgate gRPC port.
+ */
+export function checkExtProcFilters(istio: K8sObject[], operator: K8sObject): Problems {
+  const problems: Problems = [];
+  const comps = gatewayComponents(operator);
+  const ports = new Set(meshProviders(operator).map((p) => p.envoyExtAuthzGrpc?.port));
+  for (const f of ofKind(istio, 'EnvoyFilter')) {
+    for (const [i, patch] of (f.spec?.configPatches ?? []).entries()) {
+      const value = patch?.patch?.value;
+      if (value?.name !== 'envoy.filters.http.ext_proc') continue;
+      const where = `${id(f)} configPatches[${i}]`;
+      const labels = f.spec?.workloadSelector?.labels;
+      if (!comps.some((c) => c.namespace === f.metadata.namespace && matches(labels, c.labels))) problems.push(`${where}: workloadSelector ${JSON.stringify(labels)} matches no gateway deployment`);
+      if (patch.patch.operation !== 'INSERT_BEFORE' || patch.match?.listener?.filterChain?.filter?.subFilter?.name !== 'envoy.filters.http.ext_authz') {
+        problems.push(`${where}: must be INSERT_BEFORE envoy.filters.http.ext_authz (istio#51173), or Check sees ciphertext`);
+      }
+      const tc = value.typed_config ?? {};
+      if (tc.failure_mode_allow !== false) problems.push(`${where}: failure_mode_allow must be false (fail open would forward ciphertext)`);
+      if (tc.allow_mode_override !== true) problems.push(`${where}: allow_mode_override must be true (the processor asks for the body only when encrypted)`);
+      if (typeof tc.message_timeout !== 'string') problems.push(`${where}: message_timeout must be set`);
+      if (tc.processing_mode?.request_body_mode !== 'NONE') problems.push(`${where}: processing_mode.request_body_mode must be NONE (bodies only on request, by mode_override)`);
+      const cluster = String(tc.grpc_service?.envoy_grpc?.cluster_name ?? '');
+      const m = /^outbound\|(\d+)\|\|passgate\.passgate\.svc\.cluster\.local$/.exec(cluster);
+      if (m === null || !ports.has(Number(m[1]))) problems.push(`${where}: cluster ${cluster} is not the Passgate gRPC port of the mesh provider (${[...ports].join(', ')})`);
+    }
+  }
+  return problems;
+}
+
 /** CUSTOM policies on ingress gateways keep health paths away from ext_authz. */
 export function checkHealthExcluded(istio: K8sObject[], operator: K8sObject): Problems {
   const problems: Problems = [];
@@ -615,6 +647,7 @@ export function runAll(b: Bundle, version: string): CheckReport[] {
   out.push({ name: 'istio: wasm digests', problems: checkWasmDigests(b.istio, b.wasm, version) });
   out.push({ name: 'istio: wasm config', problems: checkWasmConfig(b.istio, b.wasmKeys, config) });
   out.push({ name: 'istio: timeouts', problems: checkTimeouts(b.istio) });
+  out.push({ name: 'istio: ext_proc (e2ee)', problems: checkExtProcFilters(b.istio, b.operator) });
   out.push({ name: 'istio: egress and traffic', problems: checkEgressAndTraffic(b.istio) });
   return out;
 }

@@ -7,13 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type protobuf from 'protobufjs';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
-import protobuf from 'protobufjs';
 import {
   AUTHORIZATION_SERVICE_NAME,
   CHECK_METHOD_PATH,
@@ -25,33 +24,23 @@ import {
 } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest, CheckResponse, HeaderValueOption } from '../../ext-authz/src/proto/types.js';
 import { HeaderAppendAction } from '../../ext-authz/src/proto/types.js';
+import {
+  OFFICIAL_INCLUDE_DIRS,
+  PROTOBUFJS_DIR,
+  assertWireIdentical as assertIdentical,
+  canonical,
+  collectDefined,
+  compareRoots as compareWith,
+  loadRoot,
+  methodOf,
+  type KnownExtraField,
+} from '../support/proto-compat.js';
 
 // ---------------------------------------------------------------------------
 // Loading both sides
 // ---------------------------------------------------------------------------
 
-const require = createRequire(import.meta.url);
-const XDS_DEPS = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-const OFFICIAL_INCLUDE_DIRS = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(XDS_DEPS, d));
 const OFFICIAL_ENTRY = 'envoy/service/auth/v3/external_auth.proto';
-// protobufjs ships google/protobuf/descriptor.proto (needed by the annotation protos).
-const PROTOBUFJS_DIR = dirname(require.resolve('protobufjs/package.json'));
-
-/** Load a protobufjs Root resolving imports against include dirs (well-known types come bundled). */
-function loadRoot(entries: string[], includeDirs: string[]): protobuf.Root {
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin: string, target: string): string => {
-    for (const dir of includeDirs) {
-      const candidate = join(dir, target);
-      if (existsSync(candidate)) return candidate;
-    }
-    return target;
-  };
-  root.loadSync(entries, { keepCase: true });
-  root.resolveAll();
-  return root;
-}
-
 const officialRoot = loadRoot([OFFICIAL_ENTRY], [...OFFICIAL_INCLUDE_DIRS, PROTOBUFJS_DIR]);
 const oursRoot = loadRoot([...PROTO_FILES], [PROTO_ROOT]);
 
@@ -61,30 +50,16 @@ const officialPkg: PackageDefinition = protoLoader.loadSync(OFFICIAL_ENTRY, {
 });
 const ours = loadAuthorizationService();
 
-interface CheckMethod {
-  path: string;
-  requestSerialize: (v: unknown) => Buffer;
-  requestDeserialize: (b: Buffer) => unknown;
-  responseSerialize: (v: unknown) => Buffer;
-  responseDeserialize: (b: Buffer) => unknown;
-}
-
-function checkMethodOf(def: unknown): CheckMethod {
-  const m = (def as Record<string, unknown> | undefined)?.['Check'];
-  assert.ok(m, 'Check method missing');
-  return m as CheckMethod;
-}
-
 const officialService = officialPkg[AUTHORIZATION_SERVICE_NAME] as unknown as grpc.ServiceDefinition;
-const OUR_CHECK = checkMethodOf(ours.service);
-const OFFICIAL_CHECK = checkMethodOf(officialService);
+const OUR_CHECK = methodOf(ours.service, 'Check');
+const OFFICIAL_CHECK = methodOf(officialService, 'Check');
 
 // ---------------------------------------------------------------------------
 // Structural comparison
 // ---------------------------------------------------------------------------
 
 /** Fields we define on purpose although the shipped upstream copy lacks them. */
-const KNOWN_EXTRA_FIELDS: Record<string, { id: number; type: string; oneof: string }> = {
+const KNOWN_EXTRA_FIELDS: Record<string, KnownExtraField> = {
   // Added in newer Envoy releases; not in the data-plane-api snapshot bundled with grpc-js-xds.
   '.envoy.service.auth.v3.CheckResponse.error_response': {
     id: 5,
@@ -93,173 +68,13 @@ const KNOWN_EXTRA_FIELDS: Record<string, { id: number; type: string; oneof: stri
   },
 };
 
-interface FieldSig {
-  id: number;
-  type: string;
-  label: 'single' | 'repeated' | 'map';
-  keyType?: string;
-  oneof?: string;
-}
-
-function fieldSig(f: protobuf.Field): FieldSig {
-  f.resolve();
-  const sig: FieldSig = {
-    id: f.id,
-    type: f.resolvedType ? f.resolvedType.fullName : f.type,
-    label: f instanceof protobuf.MapField ? 'map' : f.repeated ? 'repeated' : 'single',
-  };
-  if (f instanceof protobuf.MapField) sig.keyType = f.keyType;
-  if (f.partOf) sig.oneof = f.partOf.name;
-  return sig;
-}
-
-interface Defined {
-  messages: protobuf.Type[];
-  enums: protobuf.Enum[];
-  services: protobuf.Service[];
-}
-
-/** Everything defined in a root outside google.protobuf (the bundled well-known types). */
-function collectDefined(ns: protobuf.NamespaceBase, out: Defined = { messages: [], enums: [], services: [] }): Defined {
-  for (const obj of ns.nestedArray) {
-    if (obj.fullName.startsWith('.google.protobuf')) continue;
-    if (obj instanceof protobuf.Type) out.messages.push(obj);
-    else if (obj instanceof protobuf.Enum) out.enums.push(obj);
-    else if (obj instanceof protobuf.Service) out.services.push(obj);
-    if (obj instanceof protobuf.Namespace) collectDefined(obj, out); // Type and Service extend Namespace
-  }
-  return out;
-}
-
-/** Returns human-readable mismatches between our root and the official one (empty = compatible). */
-function compareRoots(mine: protobuf.Root, official: protobuf.Root): string[] {
-  const problems: string[] = [];
-  const defined = collectDefined(mine);
-  for (const t of defined.messages) {
-    const up = official.lookup(t.fullName);
-    if (!(up instanceof protobuf.Type)) {
-      problems.push(`${t.fullName}: no such message upstream`);
-      continue;
-    }
-    for (const f of t.fieldsArray) {
-      const key = `${t.fullName}.${f.name}`;
-      const mineSig = fieldSig(f);
-      const upField = up.fields[f.name];
-      if (!upField) {
-        const extra = KNOWN_EXTRA_FIELDS[key];
-        if (!extra) {
-          problems.push(`${key}: field not present upstream`);
-        } else {
-          if (mineSig.id !== extra.id || mineSig.type !== extra.type || mineSig.oneof !== extra.oneof) {
-            problems.push(`${key}: documented extra field has ${JSON.stringify(mineSig)}`);
-          }
-          const clash = up.fieldsById[extra.id];
-          if (clash) problems.push(`${key}: id ${extra.id} is used upstream by ${clash.name}`);
-        }
-        continue;
-      }
-      const upSig = fieldSig(upField);
-      for (const k of ['id', 'type', 'label', 'keyType', 'oneof'] as const) {
-        if (mineSig[k] !== upSig[k]) {
-          problems.push(`${key}: ${k} ${String(mineSig[k])} != upstream ${String(upSig[k])}`);
-        }
-      }
-    }
-    for (const upField of up.fieldsArray) {
-      if (!t.fields[upField.name]) problems.push(`${t.fullName}.${upField.name}: upstream field missing from ours`);
-    }
-  }
-  for (const e of defined.enums) {
-    const up = official.lookup(e.fullName);
-    if (!(up instanceof protobuf.Enum)) {
-      problems.push(`${e.fullName}: no such enum upstream`);
-      continue;
-    }
-    try {
-      assert.deepStrictEqual({ ...e.values }, { ...up.values });
-    } catch {
-      problems.push(`${e.fullName}: values ${JSON.stringify(e.values)} != upstream ${JSON.stringify(up.values)}`);
-    }
-  }
-  for (const s of defined.services) {
-    const up = official.lookup(s.fullName);
-    if (!(up instanceof protobuf.Service)) {
-      problems.push(`${s.fullName}: no such service upstream`);
-      continue;
-    }
-    const names = (svc: protobuf.Service): string[] => svc.methodsArray.map((m) => m.name).sort();
-    if (names(s).join() !== names(up).join()) problems.push(`${s.fullName}: methods ${names(s)} != ${names(up)}`);
-    for (const m of s.methodsArray) {
-      const um = up.methods[m.name];
-      if (!um) continue;
-      m.resolve();
-      um.resolve();
-      const sigOf = (x: protobuf.Method): string =>
-        `${x.resolvedRequestType?.fullName}${x.requestStream ? '(stream)' : ''}->` +
-        `${x.resolvedResponseType?.fullName}${x.responseStream ? '(stream)' : ''}`;
-      if (sigOf(m) !== sigOf(um)) problems.push(`${s.fullName}.${m.name}: ${sigOf(m)} != ${sigOf(um)}`);
-    }
-  }
-  return problems;
-}
-
-// ---------------------------------------------------------------------------
-// Canonicalisation of decoded objects
-// ---------------------------------------------------------------------------
-
-/**
- * Removes proto-loader's virtual oneof discriminator keys (oneofs: true) and
- * turns Uint8Array into Buffer, guided by the message Type, so a decoded object
- * can be compared with the object that was encoded.
- */
-function canonical(value: unknown, type: protobuf.Type): unknown {
-  if (value === null || typeof value !== 'object') return value;
-  const src = value as Record<string, unknown>;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(src)) {
-    const field = type.fields[k];
-    if (!field) {
-      if (type.oneofs?.[k] && typeof v === 'string') continue; // virtual discriminator
-      out[k] = v; // unknown key: keep so the comparison fails loudly
-      continue;
-    }
-    field.resolve();
-    const sub = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
-    const conv = (x: unknown): unknown =>
-      sub ? canonical(x, sub) : x instanceof Uint8Array && !Buffer.isBuffer(x) ? Buffer.from(x) : x;
-    if (field instanceof protobuf.MapField) {
-      out[k] = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([mk, mv]) => [mk, conv(mv)]));
-    } else if (field.repeated) {
-      out[k] = (v as unknown[]).map(conv);
-    } else {
-      out[k] = conv(v);
-    }
-  }
-  return out;
-}
+const compareRoots = (mine: protobuf.Root, official: protobuf.Root): string[] => compareWith(mine, official, KNOWN_EXTRA_FIELDS);
 
 const REQUEST_TYPE = oursRoot.lookupType('envoy.service.auth.v3.CheckRequest');
 const RESPONSE_TYPE = oursRoot.lookupType('envoy.service.auth.v3.CheckResponse');
 
-/**
- * Encodes `input` with both sides (the bytes must be identical and non-trivial), then
- * decodes each side's bytes with the other: both must give back the input, and agree.
- */
 function assertWireIdentical(direction: 'request' | 'response', input: CheckRequest | CheckResponse): void {
-  const [serialize, deserialize, type] =
-    direction === 'request'
-      ? (['requestSerialize', 'requestDeserialize', REQUEST_TYPE] as const)
-      : (['responseSerialize', 'responseDeserialize', RESPONSE_TYPE] as const);
-  const oursBytes = OUR_CHECK[serialize](input);
-  const officialBytes = OFFICIAL_CHECK[serialize](input);
-  assert.ok(oursBytes.length > 10, `only ${oursBytes.length} bytes encoded`);
-  assert.deepEqual(oursBytes, officialBytes, 'both encoders must produce identical bytes');
-
-  const decodedByOfficial = OFFICIAL_CHECK[deserialize](oursBytes);
-  const decodedByOurs = OUR_CHECK[deserialize](officialBytes);
-  assert.deepStrictEqual(canonical(decodedByOfficial, type), canonical(input, type));
-  assert.deepStrictEqual(canonical(decodedByOurs, type), canonical(input, type));
-  assert.deepStrictEqual(decodedByOurs, decodedByOfficial);
+  assertIdentical(OUR_CHECK, OFFICIAL_CHECK, direction, direction === 'request' ? REQUEST_TYPE : RESPONSE_TYPE, input);
 }
 
 // ---------------------------------------------------------------------------

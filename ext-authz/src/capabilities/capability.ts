@@ -15,6 +15,8 @@
  * - `retire(next)` once `next` serves instead: closes what `next` did not take over.
  * - `close()` at shutdown (or a failed start): closes everything it holds.
  */
+import type * as grpc from '@grpc/grpc-js';
+import type { PackageDefinition } from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { ConfigIssue, PassgateConfig } from '../config/schema.js';
@@ -43,6 +45,18 @@ export interface Prepared<State> {
   close?(): void | Promise<void>;
 }
 
+/**
+ * A gRPC service a capability serves beside Check, on the same server and
+ * port (e.g. ext_proc). Registered once at start; its handlers read the
+ * committed state through `current` on every call, so a reload swaps it.
+ */
+export interface CapabilityGrpcService<State> {
+  /** Fully-qualified service name (health status and reflection). */
+  readonly name: string;
+  load(): { readonly service: grpc.ServiceDefinition; readonly packageDefinition: PackageDefinition };
+  implementation(current: () => State | undefined, logger: Logger): grpc.UntypedServiceImplementation;
+}
+
 export interface Capability<State = unknown> {
   /** Unique; other capabilities name it in `needs`. */
   readonly name: string;
@@ -58,6 +72,8 @@ export interface Capability<State = unknown> {
    * stage type of the composition.
    */
   check?(config: PassgateConfig, stages: readonly StageDefinition<any, any>[]): readonly ConfigIssue[];
+  /** gRPC services served beside Check (same port). */
+  readonly grpcServices?: readonly CapabilityGrpcService<State>[];
   prepare(config: PassgateConfig, ctx: PrepareContext<State>): Prepared<State> | Promise<Prepared<State>>;
 }
 

@@ -16,6 +16,7 @@ import { fdsCapability } from '../fds/capability.js';
 import { passportCapability } from '../passport/capability.js';
 import { tokensCapability } from '../tokens/capability.js';
 import { oauth2Capability } from '../oauth2/capability.js';
+import { e2eeCapability } from '../e2ee/capability.js';
 
 export const CAPABILITIES: readonly Capability<any>[] = [
   coreCapability,
@@ -24,6 +25,7 @@ export const CAPABILITIES: readonly Capability<any>[] = [
   passportCapability,
   tokensCapability,
   oauth2Capability,
+  e2eeCapability,
 ];
 
 export interface StageType {

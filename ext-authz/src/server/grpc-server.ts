@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
+import type { PackageDefinition } from '@grpc/proto-loader';
 import { AUTHORIZATION_SERVICE_NAME, loadAuthorizationService } from '../proto/load.js';
 import { internalErrorResponse } from '../check/response.js';
 import type { CheckRequest, CheckResponse } from '../proto/types.js';
@@ -25,6 +26,14 @@ export function answerBy(callDeadline: grpc.Deadline, policy: DeadlinePolicy, no
   return deadline - policy.marginMs;
 }
 
+/** A capability's service, resolved for this server (see CapabilityGrpcService). */
+export interface ExtraGrpcService {
+  readonly name: string;
+  readonly service: grpc.ServiceDefinition;
+  readonly packageDefinition: PackageDefinition;
+  readonly implementation: grpc.UntypedServiceImplementation;
+}
+
 export class GrpcServer {
   readonly server: grpc.Server;
   readonly health: HealthImplementation;
@@ -36,6 +45,7 @@ export class GrpcServer {
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     maxMessageBytes: number,
+    private readonly extra: readonly ExtraGrpcService[] = [],
   ) {
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessageBytes,
@@ -45,9 +55,12 @@ export class GrpcServer {
     });
     const { service, packageDefinition } = loadAuthorizationService();
     this.server.addService(service, { Check: this.handleCheck });
-    this.health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' });
+    for (const x of extra) this.server.addService(x.service, x.implementation);
+    const statuses: Record<string, 'NOT_SERVING'> = { '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' };
+    for (const x of extra) statuses[x.name] = 'NOT_SERVING';
+    this.health = new HealthImplementation(statuses);
     this.health.addToServer(this.server);
-    addReflection(this.server, [packageDefinition, protoLoader.loadSync(healthProtoPath)]);
+    addReflection(this.server, [packageDefinition, protoLoader.loadSync(healthProtoPath), ...extra.map((x) => x.packageDefinition)]);
   }
 
   private readonly handleCheck = (
@@ -77,6 +90,7 @@ export class GrpcServer {
     const status = serving ? 'SERVING' : 'NOT_SERVING';
     this.health.setStatus('', status);
     this.health.setStatus(AUTHORIZATION_SERVICE_NAME, status);
+    for (const x of this.extra) this.health.setStatus(x.name, status);
   }
 
   listen(host: string, port: number): Promise<number> {

@@ -47,11 +47,30 @@ function collectFiles(definitions: readonly PackageDefinition[]): Map<string, De
       if (!Array.isArray(protos)) continue;
       for (const bin of protos as Uint8Array[]) {
         const file = FileDescriptorProto.decode(bin);
-        if (file.name && !files.has(file.name)) files.set(file.name, file);
+        if (!file.name) continue;
+        const seen = files.get(file.name);
+        if (seen === undefined) files.set(file.name, file);
+        else mergeFile(seen, file);
       }
     }
   }
   return files;
+}
+
+/**
+ * proto-loader names its files by package (`google_protobuf.proto`), so two
+ * loads (ext_authz, ext_proc) each carry a file of that name holding only the
+ * well-known types they import: the union is the file.
+ */
+function mergeFile(into: DescriptorFile, from: DescriptorFile): void {
+  const union = <T extends { name?: string | null }>(a: T[] | undefined, b: T[] | undefined): T[] => {
+    const out = [...(a ?? [])];
+    for (const x of b ?? []) if (!out.some((y) => y.name === x.name)) out.push(x);
+    return out;
+  };
+  into.messageType = union(into.messageType, from.messageType);
+  into.enumType = union(into.enumType, from.enumType);
+  into.service = union(into.service, from.service);
 }
 
 /** Fully-qualified (leading dot) type name -> name of the file that defines it. */

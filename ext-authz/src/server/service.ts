@@ -67,6 +67,13 @@ export class PassgateService {
       this.metrics,
       this.logger,
       this.config.server.maxMessageBytes,
+      // Capabilities' own gRPC services (ext_proc): handlers read the committed state on every call.
+      this.composition.capabilities.flatMap((cap) =>
+        (cap.grpcServices ?? []).map((g) => {
+          const { service, packageDefinition } = g.load();
+          return { name: g.name, service, packageDefinition, implementation: g.implementation(() => this.stateOf(cap), this.logger) };
+        }),
+      ),
     );
   }
 

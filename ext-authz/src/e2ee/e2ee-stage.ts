@@ -1,0 +1,73 @@
+/**
+ * The `e2ee` stage (in a Check chain, after the processor ran): reads the
+ * facts header the processor set while decrypting, verifies its MAC, request
+ * binding and expiry, and makes the app the request's identity (or, when an
+ * earlier stage already set one, records the app beside it), so the Passport
+ * stage issues one Passport for the decrypted request.
+ *
+ * `require: true` (default) refuses requests that did not come through the
+ * processor: plaintext where ciphertext is required.
+ */
+import { z } from 'zod';
+import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
+import type { StageDefinition } from '../stages/stage.js';
+import { FACTS_HEADER, openFacts, type E2eeFacts } from './facts.js';
+import type { E2eeState } from './state.js';
+
+const schema = z.strictObject({
+  type: z.literal('e2ee'),
+  /** Deny (400 `e2ee_required`) requests whose body was not decrypted by the processor. */
+  require: z.boolean().default(true),
+  /** Also refuse anonymous envelopes on this route even when `e2ee.allowAnonymous` is on. */
+  requireSender: z.boolean().default(true),
+});
+
+/** Where later stages find the facts (`ctx.attributes.get(E2EE_FACTS)`). */
+export const E2EE_FACTS = 'e2ee';
+
+export const e2eeStage: StageDefinition<z.infer<typeof schema>, E2eeState> = {
+  type: 'e2ee',
+  schema,
+  description: 'Trust the facts the e2ee processor found while decrypting the body (app identity, key id); deny requests that were not decrypted.',
+  validate(_options, config) {
+    return config.e2ee === undefined ? ['stage e2ee needs the top-level e2ee section (keys, senders)'] : [];
+  },
+  create(options, { state }) {
+    const required = deny(400, 'e2ee_required', 'the body was not decrypted by the e2ee processor');
+    const anonymous = deny(401, 'e2ee_sender_required', 'anonymous envelope on a route that requires an app key');
+    const denials = new Map<string, StageResult>();
+    const denialFor = (reason: string): StageResult => {
+      let d = denials.get(reason);
+      if (d === undefined) denials.set(reason, (d = deny(401, reason, 'the e2ee facts header did not verify')));
+      return d;
+    };
+    return {
+      type: 'e2ee',
+      run(ctx): StageResult {
+        const value = ctx.request.headers[FACTS_HEADER];
+        if (value === undefined || value === '') return options.require ? required : CONTINUE;
+        const checked = openFacts(state.factsSecret, value, ctx.request.headers['x-request-id'] ?? '');
+        if (!checked.ok) {
+          ctx.report('auth_failure', 'ip', ctx.request.source.address);
+          return denialFor(checked.reason);
+        }
+        const facts: E2eeFacts = checked.facts;
+        if (facts.app === '' && options.requireSender) return anonymous;
+        ctx.attributes.set(E2EE_FACTS, facts);
+        ctx.audit['e2ee_key'] = facts.key;
+        if (facts.sender !== '') ctx.audit['e2ee_sender'] = facts.sender;
+        if (ctx.identity === undefined && facts.app !== '') {
+          ctx.identity = {
+            subject: `app:${facts.app}`,
+            kind: 'service',
+            source: 'e2ee',
+            attributes: { app: facts.app, e2ee_sender: facts.sender },
+            groups: [],
+            deviceId: facts.sender,
+          };
+        }
+        return CONTINUE;
+      },
+    };
+  },
+};

@@ -1,0 +1,9 @@
+/** What the e2ee capability prepares for one config: for the processor, the e2ee stage and the key endpoint. */
+import type { ProcessorState } from './processor.js';
+import type { ServerKey } from './keys.js';
+
+export interface E2eeState extends ProcessorState {
+  readonly keys: readonly ServerKey[];
+  /** The `application/ohttp-keys` body served on the admin port. */
+  keyConfigs(now?: number): Buffer;
+}
