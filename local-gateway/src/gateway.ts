@@ -150,6 +150,11 @@ export class LocalGateway {
     const gw = new LocalGateway(options);
     if (options.extAuthz) {
       gw.client = createAuthorizationClient(options.extAuthz.target);
+      // Envoy keeps its ext_authz cluster connected (connection pool, health checks), so a user's first
+      // request does not pay the HTTP/2 handshake inside its 200 ms timeout; connect now, as it would.
+      // A service that is not up yet is not an error: the first Check then connects (or fails) as usual.
+      const client = gw.client;
+      await new Promise<void>((resolve) => client.waitForReady(Date.now() + 1_000, () => resolve()));
     }
     for (const f of options.filters ?? []) {
       gw.filters.push(
