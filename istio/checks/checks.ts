@@ -10,6 +10,7 @@ import * as istioModels from '@kubernetes-models/istio';
 import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
 import { buildImage, type BuiltModule } from '../scripts/package-wasm.mjs';
+import { checkAffiliatePrincipals, checkAffiliateProfiles, checkAffiliateRouting } from './affiliates.js';
 import type { Bundle, K8sObject } from './load.js';
 
 type Problems = string[];
@@ -649,5 +650,8 @@ export function runAll(b: Bundle, version: string): CheckReport[] {
   out.push({ name: 'istio: timeouts', problems: checkTimeouts(b.istio) });
   out.push({ name: 'istio: ext_proc (e2ee)', problems: checkExtProcFilters(b.istio, b.operator) });
   out.push({ name: 'istio: egress and traffic', problems: checkEgressAndTraffic(b.istio) });
+  out.push({ name: 'istio: affiliate routing', problems: checkAffiliateRouting(b.istio, b.operator) });
+  out.push({ name: 'istio: affiliate principals', problems: checkAffiliatePrincipals(b.istio, b.operator) });
+  out.push({ name: 'istio: affiliate profiles', problems: checkAffiliateProfiles(b.istio, b.operator, config) });
   return out;
 }

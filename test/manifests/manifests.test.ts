@@ -71,7 +71,12 @@ describe('manifests (offline)', function () {
     for (const k of ['Gateway', 'VirtualService', 'AuthorizationPolicy', 'WasmPlugin', 'PeerAuthentication', 'ServiceEntry', 'DestinationRule', 'Sidecar']) {
       assert.ok(kinds.includes(k), `istio/ renders no ${k}`);
     }
-    assert.equal(kinds.filter((k) => k === 'Gateway').length, 6, 'one Gateway per client kind');
+    assert.equal(kinds.filter((k) => k === 'Gateway').length, 8, 'one Gateway per client kind and one per affiliate');
+    for (const a of ['card-network', 'bank-partner']) {
+      const own = bundle.istio.filter((o) => o.metadata.labels?.['passgate.io/affiliate'] === a).map((o) => o.kind).sort();
+      assert.deepEqual(own, ['AuthorizationPolicy', 'AuthorizationPolicy', 'DestinationRule', 'DestinationRule', 'Gateway', 'ServiceEntry', 'VirtualService'], a);
+      assert.ok(bundle.operator.spec.components.egressGateways.some((g: any) => g.name === `gw-egress-${a}`), `gw-egress-${a} in istio-operator.yaml`);
+    }
   });
 
   it('kustomizations use only fields kustomize v2.0.3 understands (Debian kubernetes-client 1.20 can render them)', () => {
@@ -234,6 +239,26 @@ describe('manifests (offline)', function () {
       apply: (b) => { find(b.istio, 'Sidecar', 'default').spec.outboundTrafficPolicy.mode = 'ALLOW_ANY'; } },
     { name: 'no TLS origination for the external host', report: 'istio: egress and traffic', expect: /no DestinationRule originates TLS to api\.payments\.example\.net/,
       apply: (b) => { b.istio = b.istio.filter((o) => o.metadata.name !== 'payments-api-tls-origination'); } },
+    { name: "an affiliate's host routed through another affiliate's gateway", report: 'istio: affiliate routing', expect: /card-network-via-egress: routes api\.cardnet\.example\.com \(affiliate card-network\) through Gateway istio-gateways\/egress-bank-partner/,
+      apply: (b) => { find(b.istio, 'VirtualService', 'card-network-via-egress').spec.gateways = ['mesh', 'istio-gateways/egress-bank-partner']; } },
+    { name: "mesh traffic for an affiliate sent to another affiliate's gateway Service", report: 'istio: affiliate routing', expect: /http\[0\] \(mesh-to-egress-gateway\) sends mesh traffic for api\.bank-partner\.example\.org to gw-egress-card-network/,
+      apply: (b) => { find(b.istio, 'VirtualService', 'bank-partner-via-egress').spec.http[0].route[0].destination.host = 'gw-egress-card-network.istio-gateways.svc.cluster.local'; } },
+    { name: "an affiliate's host also served by the shared egress gateway", report: 'istio: affiliate routing', expect: /Gateway istio-gateways\/egress: serves api\.cardnet\.example\.com of affiliate card-network/,
+      apply: (b) => { find(b.istio, 'Gateway', 'egress').spec.servers[0].hosts.push('api.cardnet.example.com'); } },
+    { name: 'an affiliate host with no VirtualService', report: 'istio: affiliate routing', expect: /affiliate bank-partner: no VirtualService routes api\.bank-partner\.example\.org/,
+      apply: (b) => { b.istio = b.istio.filter((o) => o.metadata.name !== 'bank-partner-via-egress'); } },
+    { name: 'an affiliate without its own egress gateway deployment', report: 'istio: affiliate routing', expect: /affiliate card-network: 0 egress gateways .* want exactly 1/,
+      apply: (b) => { b.operator.spec.components.egressGateways = b.operator.spec.components.egressGateways.filter((g: any) => g.name !== 'gw-egress-card-network'); } },
+    { name: 'a workload allowed by two affiliates without saying so', report: 'istio: affiliate principals', expect: /principal cluster\.local\/ns\/apps\/sa\/payouts is allowed by affiliates bank-partner .* and card-network/,
+      apply: (b) => { find(b.istio, 'AuthorizationPolicy', 'egress-callers-card-network').spec.rules[0].from[0].source.principals.push('cluster.local/ns/apps/sa/payouts'); } },
+    { name: 'a shared principal listed on one side only', report: 'istio: affiliate principals', expect: /principal cluster\.local\/ns\/apps\/sa\/checkout is allowed by affiliates bank-partner .* and card-network/,
+      apply: (b) => { delete find(b.istio, 'AuthorizationPolicy', 'egress-callers-bank-partner').metadata.annotations!['passgate.io/shared-principals']; } },
+    { name: 'an affiliate allowing every principal', report: 'istio: affiliate principals', expect: /principal "\*" is a wildcard/,
+      apply: (b) => { find(b.istio, 'AuthorizationPolicy', 'egress-callers-card-network').spec.rules[0].from[0].source.principals = ['*']; } },
+    { name: 'an affiliate without its Passgate profile', report: 'istio: affiliate profiles', expect: /affiliate bank-partner: Passgate config .* has no gateway "egress-bank-partner"/,
+      apply: (b) => { cm(b).data['config.yaml'] = cm(b).data['config.yaml'].replace('egress-bank-partner:', 'egress-bank-partnr:'); } },
+    { name: 'an affiliate profile authorizing a workload Istio does not admit', report: 'istio: affiliate profiles', expect: /gateway egress-card-network: authorize subjects lack spiffe:\/\/cluster\.local\/ns\/apps\/sa\/refunds/,
+      apply: (b) => { find(b.istio, 'AuthorizationPolicy', 'egress-callers-card-network').spec.rules[0].from[0].source.principals.push('cluster.local/ns/apps/sa/refunds'); } },
     { name: 'mTLS PERMISSIVE', report: 'istio: egress and traffic', expect: /PeerAuthentication STRICT/,
       apply: (b) => { find(b.istio, 'PeerAuthentication', 'default').spec.mtls.mode = 'PERMISSIVE'; } },
   ];
