@@ -1,7 +1,7 @@
 /**
  * Unit level: certificate decoding and its cache, SAN → identity mapping,
  * and the mtls stage run directly on a CheckContext to observe what the
- * gRPC answer does not show (FDS reports, ctx.attributes, the warm path
+ * gRPC answer does not show (FDS reports, certificate facts, the warm path
  * staying synchronous).
  */
 import assert from 'node:assert/strict';
@@ -14,6 +14,8 @@ import { parseConfigText } from '../../ext-authz/src/config/load.js';
 import type { RouteTable } from '../../ext-authz/src/routing/route-table.js';
 import { assemble, type Assembled } from '../../ext-authz/src/server/assemble.js';
 import { identityCapability } from '../../ext-authz/src/identity/capability.js';
+import { CERTIFICATE } from '../../ext-authz/src/identity/facts.js';
+import { CERT_FINGERPRINT } from '../../ext-authz/src/pipeline/facts.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import { CheckContext } from '../../ext-authz/src/pipeline/context.js';
 import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
@@ -202,13 +204,14 @@ gateways:
       return { ctx, result: route.stages[0]!.run(ctx) };
     }
 
-    it('sets ctx.identity, ctx.attributes["mtls.certificate"] and the audit; the warm path is synchronous', () => {
+    it('sets ctx.identity, the certificate facts and the audit; the warm path is synchronous', () => {
       const { ctx, result } = runStage({ xfcc: toXfcc(alice) });
       assert.ok(!(result instanceof Promise), 'no CA configured: no await needed');
       assert.equal((result as { kind: string }).kind, 'continue');
       assert.equal(ctx.identity?.subject, 'alice@acme');
       assert.deepEqual(ctx.identity?.attributes, { org: 'acme' });
-      assert.equal((ctx.attributes.get('mtls.certificate') as CertificateFacts).fingerprint, alice.fingerprint);
+      assert.equal(ctx.get(CERTIFICATE)?.fingerprint, alice.fingerprint);
+      assert.equal(ctx.get(CERT_FINGERPRINT), alice.fingerprint);
       assert.equal((ctx.audit['mtls'] as Record<string, unknown>)['fingerprint'], alice.fingerprint);
       assert.deepEqual(ctx.outcomes, []);
       const cache = assembled.stateOf(identityCapability).certificates;

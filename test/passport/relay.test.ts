@@ -1,6 +1,7 @@
 /** The relay stage against a real terms service on loopback: headers, claims, and both failure policies. */
 import assert from 'node:assert/strict';
 import { relayStage, RELAY_MISSING_HEADER } from '../../ext-authz/src/passport/relay-stage.js';
+import { RELAY } from '../../ext-authz/src/passport/facts.js';
 import { passportStage } from '../../ext-authz/src/passport/passport-stage.js';
 import { RelayProvider } from '../../ext-authz/src/passport/relay-provider.js';
 import { createPassportVerifier } from '../../ext-authz/src/passport/consumer/index.js';
@@ -91,7 +92,7 @@ describe('relay stage', () => {
     terms.mode = 'ok';
     // carol is unknown to the user directory, so issue for alice with the same relay result.
     const a = ctxFor(identity('alice'));
-    for (const [k, v] of ctx.attributes) a.attributes.set(k, v);
+    a.set(RELAY, ctx.get(RELAY)!);
     await passport.run(a);
     const p = await verifier.verifyOrThrow(header(a, 'x-passport'));
     assert.deepEqual(p.relayMissing, ['terms']);

@@ -11,7 +11,7 @@ import type { StageResult } from '../../ext-authz/src/pipeline/decision.js';
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
 import { worstCasePassportBytes } from '../../ext-authz/src/passport/claims.js';
 import { PassportIssuer } from '../../ext-authz/src/passport/issuer.js';
-import { RELAY_ATTRIBUTE, type RelayAttribute } from '../../ext-authz/src/passport/passport-stage.js';
+import { RELAY, type RelayAttribute } from '../../ext-authz/src/passport/facts.js';
 import { AuthService, configWith, ctxFor, factory, header, identity, keyFiles, passportSection } from './helpers.js';
 
 function build(config: PassgateConfig, options: Record<string, unknown> = {}) {
@@ -84,7 +84,7 @@ describe('passport stage (static source)', () => {
     const { stage, verifier } = build(config);
     const issue = async (id: ReturnType<typeof identity>, relayKey?: string) => {
       const ctx = ctxFor(id);
-      if (relayKey !== undefined) ctx.attributes.set(RELAY_ATTRIBUTE, { claims: {}, missing: [relayKey], key: relayKey } satisfies RelayAttribute);
+      if (relayKey !== undefined) ctx.set(RELAY, { claims: {}, missing: [relayKey], key: relayKey } satisfies RelayAttribute);
       assert.equal((await run(stage, ctx)).kind, 'continue');
       return header(ctx, 'x-passport')!;
     };

@@ -1,28 +1,11 @@
-/**
- * Single-use claims a stage wants burned in the Check's one store call (a
- * proof's jti). The stage leaves them in the context; the fds stage's
- * finish, which runs last and once per Check, sends them with the block
- * checks and counters, only when the decision is still an allow, i.e. after
- * every other check of the route passed. On a replay it answers the stage's
- * denial and counts the stage's replay outcomes in that same call.
- */
-import type { CheckContext, Outcome } from '../pipeline/context.js';
-import type { Denial } from '../pipeline/decision.js';
-import type { Claim } from './store/store.js';
+/** The fds stage's view of the pending claims fact (declared in facts.ts). */
+import type { CheckContext } from '../pipeline/context.js';
+import { PENDING_CLAIMS, type PendingClaims } from './facts.js';
 
-export const PENDING_CLAIMS = 'fds.claims';
+export type { PendingClaims };
 
-export interface PendingClaims {
-  readonly claims: readonly Claim[];
-  /** The answer when a claim was taken already. */
-  readonly replayDenial: Denial;
-  /** Reported (and counted by the detection rules) on a replay. */
-  readonly replayOutcomes: readonly Outcome[];
-  /** Set by whoever sent the claims, so nobody sends them twice. */
-  sent: boolean;
-}
-
+/** Claims left by a stage and not sent yet. */
 export function pendingClaims(ctx: CheckContext): PendingClaims | undefined {
-  const p = ctx.attributes.get(PENDING_CLAIMS) as PendingClaims | undefined;
+  const p = ctx.get(PENDING_CLAIMS);
   return p === undefined || p.sent ? undefined : p;
 }

@@ -154,7 +154,7 @@ export const fdsConfigSchema = z
         xffTrustedHops: z.number().int().min(0).max(10).default(0),
       })
       .prefault({}),
-    /** ctx.attributes keys (or identity attributes) holding the OAuth client id and certificate fingerprint/serial. */
+    /** Where the client id and certificate fingerprint/serial come from: a pipeline fact of that name (cert.fingerprint, cert.serial), else the identity attribute. */
     attributes: z
       .strictObject({
         client: z.string().default('client_id'),

@@ -23,6 +23,7 @@
 import { z } from 'zod';
 import { CONTINUE, fail, type Decision, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext } from '../pipeline/context.js';
+import { CERT_FINGERPRINT, CERT_SERIAL, type FactKey } from '../pipeline/facts.js';
 import type { FinishResult, Stage, StageDefinition } from '../stages/stage.js';
 import { BLOCKED_DENIAL } from './blocked.js';
 import type { FdsState } from './state.js';
@@ -77,8 +78,18 @@ function addOps(ops: CounterOp[], rules: CompiledRules, route: string, event: st
   }
 }
 
-function attr(ctx: CheckContext, name: string): unknown {
-  return ctx.attributes.get(name) ?? ctx.identity?.attributes[name];
+/** The string facts a subject name in `fds.attributes` may name; any other name is an identity attribute. */
+const STRING_FACTS: readonly FactKey<string>[] = [CERT_FINGERPRINT, CERT_SERIAL];
+
+/**
+ * Reads the subject `fds.attributes` names: the pipeline fact of that name
+ * when there is one (the default names), falling back to the identity
+ * attribute; resolved once per stage, not per Check.
+ */
+function subjectReader(name: string): (ctx: CheckContext) => string | undefined {
+  const fact = STRING_FACTS.find((k) => k.name === name);
+  if (fact === undefined) return (ctx) => ctx.identity?.attributes[name];
+  return (ctx) => ctx.get(fact) ?? ctx.identity?.attributes[name];
 }
 
 export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
@@ -112,6 +123,11 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
       return canonicalIp(ctx.request.source.address) ?? '';
     }
 
+    const names = engine.settings.attributes;
+    const readClient = subjectReader(names.client);
+    const readFingerprint = subjectReader(names.certFingerprint);
+    const readSerial = subjectReader(names.certSerial);
+
     /** Every subject of this Check, in check order. */
     function subjectsOf(ctx: CheckContext, ip: string): SubjectRef[] {
       const out: SubjectRef[] = [];
@@ -119,12 +135,11 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
       const id = ctx.identity;
       if (id && id.kind !== 'anonymous' && id.subject !== '') out.push({ kind: 'user', subject: id.subject });
       if (id?.deviceId) out.push({ kind: 'device', subject: id.deviceId });
-      const names = handle.engine.settings.attributes;
-      const client = attr(ctx, names.client);
+      const client = readClient(ctx);
       if (typeof client === 'string' && client !== '') out.push({ kind: 'client', subject: client });
-      const fp = certSubject(attr(ctx, names.certFingerprint));
+      const fp = certSubject(readFingerprint(ctx));
       if (fp) out.push({ kind: 'cert', subject: fp });
-      const serial = certSubject(attr(ctx, names.certSerial));
+      const serial = certSubject(readSerial(ctx));
       if (serial && serial !== fp) out.push({ kind: 'cert', subject: serial });
       return out;
     }

@@ -18,6 +18,8 @@
  */
 import { z } from 'zod';
 import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
+import { CERT_FINGERPRINT, CERT_SERIAL } from '../pipeline/facts.js';
+import { CERTIFICATE } from './facts.js';
 import type { CheckContext } from '../pipeline/context.js';
 import type { StageDefinition } from '../stages/stage.js';
 import type { IdentityState } from './state.js';
@@ -290,10 +292,10 @@ class MtlsStage {
       memo = { result, audit };
       entry.mapped = { rules, value: memo };
     }
-    ctx.attributes.set('mtls.certificate', facts);
-    // Flat names other stages read without knowing this module (FDS `cert` blocks).
-    ctx.attributes.set('cert.fingerprint', facts.fingerprint);
-    ctx.attributes.set('cert.serial', facts.serial);
+    ctx.set(CERTIFICATE, facts);
+    // Pipeline facts other stages read without knowing this capability (FDS `cert` blocks).
+    ctx.set(CERT_FINGERPRINT, facts.fingerprint);
+    ctx.set(CERT_SERIAL, facts.serial);
     ctx.audit['mtls'] = memo.audit;
     if (memo.result === undefined) {
       return this.reportFailure(ctx, facts.fingerprint, deny(403, 'unknown_client_certificate', 'no identity.mtls rule matches the certificate SANs'));

@@ -14,18 +14,7 @@ import type { IssuedPassport } from './issuer.js';
 import type { LookupResult } from './sources/cached-http.js';
 import type { SourceFacts } from './sources/source.js';
 import { requirePassportState, type PassportState } from './runtime.js';
-
-/** ctx.attributes key under which the relay stage leaves facts for the Passport. */
-export const RELAY_ATTRIBUTE = 'passport.relay';
-/** ctx.attributes key under which this stage leaves the claims for later stages (authorization rules). */
-export const PASSPORT_ATTRIBUTE = 'passport';
-
-export interface RelayAttribute {
-  readonly claims: Record<string, string | number | boolean>;
-  readonly missing: string[];
-  /** Cache-key fragment describing claims + missing. */
-  key: string;
-}
+import { PASSPORT_CLAIMS, RELAY, type RelayAttribute } from './facts.js';
 
 const LEVEL_RANK: Record<AuthLevel, number> = { LOW: 0, HIGH: 1, HIGHEST: 2 };
 
@@ -100,7 +89,7 @@ class PassportStage {
     if (r.stale) ctx.audit['passport_source'] = 'stale';
     const facts = r.value;
     if (facts.user.expires !== undefined && facts.user.expires * 1000 <= nowMs) return SESSION_EXPIRED;
-    const relay = ctx.attributes.get(RELAY_ATTRIBUTE) as RelayAttribute | undefined;
+    const relay = ctx.get(RELAY);
     const key = this.keyFor(facts, id, method, level, relay);
     const hit = this.state.issuer.cached(key, nowMs);
     if (hit !== undefined) return this.inject(ctx, hit);
@@ -174,7 +163,7 @@ class PassportStage {
 
   private inject(ctx: CheckContext, issued: IssuedPassport): StageResult {
     ctx.setUpstreamHeader(this.header, issued.token);
-    ctx.attributes.set(PASSPORT_ATTRIBUTE, issued.claims);
+    ctx.set(PASSPORT_CLAIMS, issued.claims);
     ctx.audit['passport'] = issued.audit;
     return CONTINUE;
   }

@@ -12,7 +12,7 @@ import type { StageDefinition } from '../stages/stage.js';
 import type { LookupResult } from './sources/cached-http.js';
 import type { RelayProvider, RelayValue } from './relay-provider.js';
 import { requirePassportState, type PassportState } from './runtime.js';
-import { RELAY_ATTRIBUTE, type RelayAttribute } from './passport-stage.js';
+import { RELAY, type RelayAttribute } from './facts.js';
 
 /** Lists the providers that failed and were omitted, for upstreams that care. */
 export const RELAY_MISSING_HEADER = 'x-passgate-relay-missing';
@@ -61,8 +61,8 @@ class RelayStage {
     let missing: string[] | undefined;
     let attr: RelayAttribute | undefined;
     if (this.toClaim) {
-      attr = (ctx.attributes.get(RELAY_ATTRIBUTE) as RelayAttribute | undefined) ?? { claims: {}, missing: [], key: '' };
-      ctx.attributes.set(RELAY_ATTRIBUTE, attr);
+      attr = ctx.get(RELAY);
+      if (attr === undefined) ctx.set(RELAY, (attr = { claims: {}, missing: [], key: '' }));
     }
     for (let i = 0; i < results.length; i++) {
       const provider = this.providers[i]!;

@@ -4,6 +4,8 @@
  */
 import type { RequestView } from './request-view.js';
 import type { FailureMode, GatewayConfig } from '../config/schema.js';
+import type { SubjectKind } from './events.js';
+import type { FactKey } from './facts.js';
 
 /** What a stage may know of the gateway judging the request (routing compiles the full one). */
 export interface GatewayInfo {
@@ -40,7 +42,7 @@ export interface Outcome {
   /** `auth_failure`, `bad_signature`, `denied_scope`, `request`... */
   readonly event: string;
   /** Which subject it is about: `user`, `device`, `ip`, `client`, `cert`. */
-  readonly subjectKind: string;
+  readonly subjectKind: SubjectKind;
   readonly subject: string;
 }
 
@@ -48,8 +50,8 @@ export type HeaderPair = readonly [string, string];
 
 export class CheckContext {
   identity: Identity | undefined = undefined;
-  /** Free-form facts stages pass to later stages (e.g. the parsed certificate). */
-  readonly attributes = new Map<string, unknown>();
+  /** Facts stages pass to later stages, by slot (see facts.ts); allocated on the first `set`. */
+  private facts: unknown[] | undefined = undefined;
   /** Headers to set on the upstream request (overwrite semantics). */
   readonly upstreamHeaders: HeaderPair[] = [];
   /** Request headers to remove before upstream (e.g. a verified token); undefined until a stage asks. */
@@ -92,7 +94,21 @@ export class CheckContext {
     this.responseHeaders.push([name, value]);
   }
 
-  report(event: string, subjectKind: string, subject: string): void {
+  /** The fact a previous stage of this Check set, if any. */
+  get<T>(key: FactKey<T>): T | undefined {
+    return this.facts?.[key.slot] as T | undefined;
+  }
+
+  set<T>(key: FactKey<T>, value: T): void {
+    (this.facts ??= [])[key.slot] = value;
+  }
+
+  /**
+   * Records an outcome for FDS counters. `event` must be one the reporting
+   * stage type declares in its `events` (test/core/events-declared.test.ts
+   * checks every call site).
+   */
+  report(event: string, subjectKind: SubjectKind, subject: string): void {
     this.outcomes.push({ event, subjectKind, subject });
   }
 }

@@ -1,21 +1,11 @@
-/** What the jwt stage leaves for the proof stage: the presented token and its DPoP binding. */
+/** Reading the jwt stage's access token fact; stripping headers. */
 import type { CheckContext } from '../pipeline/context.js';
+import { ACCESS_TOKEN, type AccessTokenFact } from './facts.js';
 
-export const ACCESS_TOKEN = 'tokens.access';
-
-export interface AccessTokenFact {
-  readonly token: string;
-  /** `bearer` or `dpop`, the Authorization scheme it came with (`bearer` for headers/cookies). */
-  readonly scheme: 'bearer' | 'dpop';
-  /** cnf.jkt when the token is bound to a DPoP key. */
-  readonly jkt: string | undefined;
-  readonly issuer: string;
-  /** Set by the proof stage once a DPoP proof for this token verified. */
-  bindingVerified: boolean;
-}
+export type { AccessTokenFact };
 
 export function accessToken(ctx: CheckContext): AccessTokenFact | undefined {
-  return ctx.attributes.get(ACCESS_TOKEN) as AccessTokenFact | undefined;
+  return ctx.get(ACCESS_TOKEN);
 }
 
 /** Adds a header to the removal list (lazily allocated: most routes strip nothing). */

@@ -11,7 +11,8 @@ import type { Stage, StageDefinition } from '../stages/stage.js';
 import { headerNameSchema } from '../config/common.js';
 import { verifyJwt, type IssuerRuntime, type JwtResult } from './jwt-verifier.js';
 import { identityFromClaims } from './identity.js';
-import { ACCESS_TOKEN, stripHeader, type AccessTokenFact } from './access-token.js';
+import { stripHeader } from './access-token.js';
+import { ACCESS_TOKEN, type AccessTokenFact } from './facts.js';
 import type { TokensState } from './state.js';
 
 const source = z.union([z.strictObject({ header: headerNameSchema }), z.strictObject({ cookie: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/) })]);
@@ -105,7 +106,7 @@ export const jwtStage: StageDefinition<Options, TokensState> = {
       if (id === undefined) return rejected(ctx, { ok: false, reason: 'missing_subject', detail: `claim ${r.token.issuer.config.identity.subject} is missing or not a string` }, found.scheme);
       ctx.identity = id;
       const fact: AccessTokenFact = { token: found.token, scheme: found.scheme, jkt, issuer: r.token.issuer.name, bindingVerified: false };
-      ctx.attributes.set(ACCESS_TOKEN, fact);
+      ctx.set(ACCESS_TOKEN, fact);
       ctx.audit['token'] = { issuer: r.token.issuer.name, ...(jkt ? { jkt } : {}) };
       if (options.strip) {
         if ('header' in found.from) stripHeader(ctx, found.from.header);
@@ -135,7 +136,7 @@ export const jwtStage: StageDefinition<Options, TokensState> = {
       finish(ctx, decision) {
         // A DPoP-bound token is only good with a verified proof: a route without a proof stage must not accept it.
         if (decision.kind !== 'allow') return;
-        const fact = ctx.attributes.get(ACCESS_TOKEN) as AccessTokenFact | undefined;
+        const fact = ctx.get(ACCESS_TOKEN);
         if (fact?.scheme === 'dpop' && !fact.bindingVerified) {
           return { kind: 'deny', denial: { status: 401, reason: 'proof_missing', detail: 'jwt: DPoP-bound token but no proof stage verified a DPoP proof on this route', challenge: 'DPoP error="invalid_token"' } };
         }

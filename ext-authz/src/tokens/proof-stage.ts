@@ -20,7 +20,8 @@ import type { CheckContext, Outcome, RouteInfo } from '../pipeline/context.js';
 import type { FinishResult, Stage, StageDefinition } from '../stages/stage.js';
 import { headerNameSchema } from '../config/common.js';
 import { duration } from '../fds/config.js';
-import { PENDING_CLAIMS, pendingClaims, type PendingClaims } from '../fds/claims.js';
+import { pendingClaims } from '../fds/claims.js';
+import { PENDING_CLAIMS, type PendingClaims } from '../fds/facts.js';
 import { JWS_ALGORITHMS } from './algorithms.js';
 import { verifyDpop, type DpopOptions } from './dpop.js';
 import { verifyRequestJwt, type ClientRuntime, type RequestJwtOptions } from './request-jwt.js';
@@ -141,7 +142,7 @@ export const proofStage: StageDefinition<Options, TokensState> = {
         replayOutcomes: outcomes,
         sent: false,
       };
-      ctx.attributes.set(PENDING_CLAIMS, pending);
+      ctx.set(PENDING_CLAIMS, pending);
       ctx.audit['proof'] = { mode: options.mode, key: p.keyId };
       if (options.strip) stripHeader(ctx, header);
       return CONTINUE;
