@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
 import type { StageDefinition } from '../stages/stage.js';
 import { FACTS_HEADER, openFacts, type E2eeFacts } from './facts.js';
+import { defineFact } from '../pipeline/facts.js';
 import type { E2eeState } from './state.js';
 
 const schema = z.strictObject({
@@ -22,12 +23,13 @@ const schema = z.strictObject({
   requireSender: z.boolean().default(true),
 });
 
-/** Where later stages find the facts (`ctx.attributes.get(E2EE_FACTS)`). */
-export const E2EE_FACTS = 'e2ee';
+/** Where later stages find what the processor decrypted and authenticated (`ctx.get(E2EE_FACTS)`). */
+export const E2EE_FACTS = defineFact<E2eeFacts>('e2ee');
 
 export const e2eeStage: StageDefinition<z.infer<typeof schema>, E2eeState> = {
   type: 'e2ee',
   schema,
+  events: [{ event: 'auth_failure', kinds: ['ip'] }],
   description: 'Trust the facts the e2ee processor found while decrypting the body (app identity, key id); deny requests that were not decrypted.',
   validate(_options, config) {
     return config.e2ee === undefined ? ['stage e2ee needs the top-level e2ee section (keys, senders)'] : [];
@@ -53,7 +55,7 @@ export const e2eeStage: StageDefinition<z.infer<typeof schema>, E2eeState> = {
         }
         const facts: E2eeFacts = checked.facts;
         if (facts.app === '' && options.requireSender) return anonymous;
-        ctx.attributes.set(E2EE_FACTS, facts);
+        ctx.set(E2EE_FACTS, facts);
         ctx.audit['e2ee_key'] = facts.key;
         if (facts.sender !== '') ctx.audit['e2ee_sender'] = facts.sender;
         if (ctx.identity === undefined && facts.app !== '') {
