@@ -42,7 +42,7 @@ fds:
 gateways:
   secure:
     kind: secure
-    mtls: true
+    trustXfcc: true
     select: { ports: [8443] }
     routes:
       - { name: mtls, match: { path: { prefix: /m } }, stages: [{ type: fds, count: false }, mtls, allow] }

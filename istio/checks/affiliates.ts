@@ -5,7 +5,7 @@
  * objects returning problems, like checks.ts.
  */
 import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
-import { gatewayComponents } from './checks.js';
+import { gatewayComponents } from './gateways.js';
 import type { K8sObject } from './load.js';
 
 type Problems = string[];

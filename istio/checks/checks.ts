@@ -12,6 +12,8 @@ import type { PassgateConfig } from '../../ext-authz/src/config/schema.js';
 import { buildImage, type BuiltModule } from '../scripts/package-wasm.mjs';
 import { checkAffiliatePrincipals, checkAffiliateProfiles, checkAffiliateRouting } from './affiliates.js';
 import type { Bundle, K8sObject } from './load.js';
+import { gatewayComponents } from './gateways.js';
+
 
 type Problems = string[];
 const id = (o: K8sObject) => `${o.kind} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name}`;
@@ -152,30 +154,6 @@ export function checkProviderTarget(operator: K8sObject, k8s: K8sObject[], confi
 
 // ---------------------------------------------------------------------------------
 // Gateways
-
-export interface GatewayComponent {
-  name: string;
-  namespace: string;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  egress: boolean;
-}
-
-/** Gateway deployments declared in the IstioOperator (the pods that carry these labels). */
-export function gatewayComponents(operator: K8sObject): GatewayComponent[] {
-  const c = operator.spec?.components ?? {};
-  const list = (arr: any[] | undefined, egress: boolean) =>
-    (arr ?? [])
-      .filter((g) => g.enabled !== false)
-      .map((g) => ({
-        name: g.name,
-        namespace: g.namespace ?? 'istio-system',
-        labels: { ...(g.label ?? {}) },
-        annotations: { ...(g.k8s?.podAnnotations ?? {}) },
-        egress,
-      }));
-  return [...list(c.ingressGateways, false), ...list(c.egressGateways, true)];
-}
 
 const matches = (selector: Record<string, string> | undefined, labels: Record<string, string>) =>
   selector !== undefined && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
