@@ -8,11 +8,15 @@
  *     x-request-id generated when absent, XFCC per forward_client_cert_details
  *     (SANITIZE_SET: client copies removed; set from the verified client cert);
  *  2. the sanitize and trace proxy-wasm filters (phase AUTHN), request headers;
- *  3. ext_authz: a gRPC Check with a deadline, the answer applied with Envoy's
+ *  3. ext_proc when configured (ext-proc.ts: headers, a BUFFERED body when the
+ *     processor asks, mutations, immediate responses), before ext_authz as
+ *     istio/e2ee/ext-proc.yaml inserts it;
+ *  4. ext_authz: a gRPC Check with a deadline, the answer applied with Envoy's
  *     semantics (apply-check-response.ts);
- *  4. the router: proxied to the upstream, bodies streamed (proxy.ts);
- *  5. the response back through ext_authz (response_headers_to_add) and the
- *     wasm filters' response callbacks, to the client.
+ *  5. the router: proxied to the upstream, bodies streamed (proxy.ts);
+ *  6. the response back through ext_authz (response_headers_to_add), ext_proc
+ *     (when the processor asked for it) and the wasm filters' response
+ *     callbacks, to the client.
  *
  * TLS listeners ask for a client certificate (like Istio `tls.mode:
  * OPTIONAL_MUTUAL`): without one the request still reaches ext_authz (which
@@ -35,6 +39,7 @@ import { buildCheckRequest } from './check-request.js';
 import { applyCheckResponse, setHeader, type ExtAuthzSettings, type HeaderList } from './apply-check-response.js';
 import { applyXfcc, peerCertificate, xfccElement, type ForwardClientCertMode, type PeerCertificate } from './xfcc-writer.js';
 import { forward, type UpstreamTarget } from './proxy.js';
+import { ExtProcFilter, type ExtProcOptions } from './ext-proc.js';
 
 export const DEV_TOOL_NOTICE = 'passgate local gateway: a development and test tool that emulates an Istio/Envoy gateway; never use it as a production proxy';
 
@@ -55,6 +60,8 @@ export interface ListenerOptions {
   readonly contextExtensions?: Readonly<Record<string, string>>;
   /** Istio gateways: SANITIZE_SET (the default here). */
   readonly forwardClientCert?: ForwardClientCertMode;
+  /** This listener's chain has the ext_proc filter (GatewayOptions.extProc), as the EnvoyFilter selects the app gateway only. */
+  readonly extProc?: boolean;
 }
 
 export interface ExtAuthzOptions extends Partial<ExtAuthzSettings> {
@@ -77,6 +84,8 @@ export interface GatewayOptions {
   readonly upstream: UpstreamTarget;
   /** null = no ext_authz filter (requests go straight to the upstream). */
   readonly extAuthz: ExtAuthzOptions | null;
+  /** Envoy's ext_proc filter before ext_authz (the app gateway's e2ee processor); absent = none. */
+  readonly extProc?: ExtProcOptions;
   /** Filters in chain order (Istio: priority order within phase AUTHN); empty = none. */
   readonly filters?: readonly WasmFilterOptions[];
   readonly logger?: Logger;
@@ -131,6 +140,7 @@ export class LocalGateway {
   private readonly listening: Listening[] = [];
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
   private client: AuthorizationClient | null = null;
+  private extProc: ExtProcFilter | null = null;
   private filters: Plugin[] = [];
   private readonly sockets = new Set<Socket>();
   // Envoy's stream ids are random uint64s; a random start and a counter keep them unique without a syscall per request.
@@ -155,6 +165,10 @@ export class LocalGateway {
       // A service that is not up yet is not an error: the first Check then connects (or fails) as usual.
       const client = gw.client;
       await new Promise<void>((resolve) => client.waitForReady(Date.now() + 1_000, () => resolve()));
+    }
+    if (options.extProc) {
+      gw.extProc = new ExtProcFilter(options.extProc, gw.logger);
+      await gw.extProc.ready();
     }
     for (const f of options.filters ?? []) {
       gw.filters.push(
@@ -349,12 +363,25 @@ export class LocalGateway {
     const az = this.options.extAuthz;
     let toSet: HeaderList = [];
     let toAdd: HeaderList = [];
+    let body: Readable | Buffer | null = ctx.size === 0 ? null : ctx.req;
+    const exchange = ctx.listener.options.extProc === true ? this.extProc?.open() : undefined;
+    if (exchange) {
+      const r = await exchange.request(headers, body, ctx.remoteAddress);
+      if (r.kind === 'reply') {
+        exchange.close();
+        ctx.req.resume();
+        return r.reply;
+      }
+      if (r.body !== undefined) body = r.body;
+      if (!exchange.wantsResponse) exchange.close();
+    }
+    const size = Buffer.isBuffer(body) ? body.length : ctx.size;
     if (az && this.client) {
       const checkRequest = buildCheckRequest({
         streamId: ctx.streamId,
         headers,
         protocol: ctx.protocol,
-        size: ctx.size,
+        size,
         source: { address: ctx.remoteAddress, port: ctx.remotePort, principal: ctx.peer?.principal ?? '' },
         destination: { address: ctx.localAddress, port: ctx.localPort, principal: ctx.listener.localPrincipal },
         ...(ctx.sni !== undefined ? { sni: ctx.sni } : {}),
@@ -367,18 +394,28 @@ export class LocalGateway {
         failureModeAllowHeaderAdd: az.failureModeAllowHeaderAdd ?? false,
       });
       if (outcome.kind !== 'ok') {
+        exchange?.close();
         ctx.req.resume();
         return { status: outcome.status, headers: outcome.headers, body: Buffer.from(outcome.body) };
       }
       toSet = outcome.responseHeadersToSet;
       toAdd = outcome.responseHeadersToAdd;
     }
-    const up = await forward(this.options.upstream, this.agent, headers, ctx.size === 0 ? null : ctx.req);
-    if (ctx.size === 0) ctx.req.resume();
-    if (up.kind === 'local') return { status: up.status, headers: up.headers, body: Buffer.from(up.body) };
+    const up = await forward(this.options.upstream, this.agent, headers, body);
+    if (body === null) ctx.req.resume();
+    if (up.kind === 'local') {
+      exchange?.close();
+      return { status: up.status, headers: up.headers, body: Buffer.from(up.body) };
+    }
     const hs = up.headers;
     for (const [k, v] of toSet) setHeader(hs, k, v);
     for (const h of toAdd) hs.push(h);
+    if (exchange?.wantsResponse) {
+      // Encoder filters run in reverse: ext_authz's response headers are on before ext_proc sees them.
+      const out = await exchange.response(up.status, hs, up.body);
+      exchange.close();
+      return out;
+    }
     return { status: up.status, headers: hs, body: up.body };
   }
 
@@ -393,6 +430,7 @@ export class LocalGateway {
     );
     for (const s of this.sockets) s.destroy();
     this.client?.close();
+    this.extProc?.close();
     this.agent.destroy();
   }
 

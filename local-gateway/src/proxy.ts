@@ -59,9 +59,10 @@ function local(status: number, details: string, body: string): UpstreamResult {
 
 /**
  * Forwards one request. `body` is the downstream request stream (already
- * paused or unread); it is piped as it arrives.
+ * paused or unread); it is piped as it arrives. A Buffer is a body an
+ * ext_proc processor replaced (sent whole).
  */
-export function forward(target: UpstreamTarget, agent: http.Agent, headers: HeaderList, body: Readable | null): Promise<UpstreamResult> {
+export function forward(target: UpstreamTarget, agent: http.Agent, headers: HeaderList, body: Readable | Buffer | null): Promise<UpstreamResult> {
   const method = headers.find(([k]) => k === ':method')?.[1] ?? 'GET';
   const path = headers.find(([k]) => k === ':path')?.[1] ?? '/';
   const started = process.hrtime.bigint();
@@ -93,7 +94,8 @@ export function forward(target: UpstreamTarget, agent: http.Agent, headers: Head
       done(local(503, 'upstream_reset_before_response_started{connection_failure}',
         `upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
     });
-    if (body) {
+    if (Buffer.isBuffer(body)) up.end(body);
+    else if (body) {
       body.on('error', () => up.destroy());
       body.pipe(up);
     } else up.end();

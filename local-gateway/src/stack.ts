@@ -14,6 +14,7 @@ import { PassgateService } from '../../ext-authz/src/server/service.js';
 import { loadBuiltFilter } from '../../wasm-filters/host/index.js';
 import { LocalGateway, type ExtAuthzOptions, type WasmFilterOptions } from './gateway.js';
 import { EchoUpstream } from './echo-upstream.js';
+import type { ExtProcOptions } from './ext-proc.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** `npm start` serves the service's embedded default config. */
@@ -80,12 +81,17 @@ export interface StackOptions {
   readonly configPath?: string;
   readonly certs: Pick<DevCerts, 'ca' | 'serverCert' | 'serverKey'>;
   /** 0 = chosen by the OS. */
-  readonly ports?: { grpc?: number; admin?: number; https?: number; http?: number; upstream?: number };
+  readonly ports?: { grpc?: number; admin?: number; https?: number; http?: number; upstream?: number; app?: number };
   readonly host?: string;
   /** false = no wasm filters (benchmark baseline). */
   readonly filters?: boolean;
   /** false = no ext_authz (benchmark baseline); otherwise Envoy settings. */
   readonly extAuthz?: false | Omit<ExtAuthzOptions, 'target'>;
+  /**
+   * The app gateway listener (HTTP, gateway=app) with the ext_proc filter before ext_authz, calling
+   * Passgate's e2ee processor. Default: on when the config has an `e2ee` section; false = off.
+   */
+  readonly extProc?: false | Omit<ExtProcOptions, 'target'>;
   readonly serviceLogger?: Logger;
   readonly gatewayLogger?: Logger;
   /** Verify Passports in the echo upstream against the service's JWKS (default true when passport is configured). */
@@ -98,6 +104,8 @@ export interface Stack {
   readonly gateway: LocalGateway;
   readonly httpsPort: number;
   readonly httpPort: number;
+  /** The app gateway listener (ext_proc + ext_authz); 0 when off. */
+  readonly appPort: number;
   stop(): Promise<void>;
 }
 
@@ -124,11 +132,14 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         ? { passport: { jwksUrl: `http://127.0.0.1:${service.adminPort}${jwksPath}`, issuer: pp.issuer, audience, header: pp.header } }
         : {}),
     });
+    const extProc = o.extProc === false || (o.extProc === undefined && o.config.e2ee === undefined) ? undefined : { target: `127.0.0.1:${service.grpcPort}`, ...(o.extProc ?? {}) };
     const gateway = await LocalGateway.start({
       listeners: [
         { name: 'secure', host, port: ports.https ?? 0, tls: { key: o.certs.serverKey, cert: o.certs.serverCert, ca: o.certs.ca }, contextExtensions: { gateway: 'secure' } },
         { name: 'public', host, port: ports.http ?? 0, contextExtensions: { gateway: 'public' } },
+        ...(extProc ? [{ name: 'app', host, port: ports.app ?? 0, contextExtensions: { gateway: 'app' }, extProc: true }] : []),
       ],
+      ...(extProc ? { extProc } : {}),
       upstream: { host, port: echo.port },
       extAuthz: o.extAuthz === false ? null : { target: `127.0.0.1:${service.grpcPort}`, timeoutMs: 200, statusOnError: 503, ...(o.extAuthz ?? {}) },
       filters: o.filters === false ? [] : defaultFilters(),
@@ -141,6 +152,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       gateway,
       httpsPort: gateway.ports['secure']!,
       httpPort: gateway.ports['public']!,
+      appPort: gateway.ports['app'] ?? 0,
       async stop() {
         await gateway.stop();
         await e.stop();

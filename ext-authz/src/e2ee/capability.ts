@@ -15,12 +15,15 @@ import { sendJson } from '../capabilities/admin-http.js';
 import { ConfigError } from '../config/errors.js';
 import { fdsCapability } from '../fds/capability.js';
 import { e2eeConfigSchema, type E2eeConfig } from './config.js';
-import { e2eeStage } from './e2ee-stage.js';
+import { e2eeStage, refusalOutcomes } from './e2ee-stage.js';
+import { reportOutcomes } from '../fds/report.js';
 import { EXT_PROC_SERVICE_NAME, loadExtProcService } from './ext-proc-proto.js';
 import { AEAD_IDS, encodeKeyConfigs, loadSenders, loadServerKeys } from './keys.js';
 import { Opener } from './opener.js';
 import { createProcessHandler } from './processor.js';
-import { FdsReplayClaims, MemoryReplayClaims, type ReplayClaims } from './replay.js';
+import { FdsReplayClaims, type ReplayClaims } from './replay.js';
+import { MemoryStore } from '../fds/store/memory-store.js';
+import { canonicalIp } from '../fds/subjects.js';
 import type { E2eeState } from './state.js';
 import { e2eeMetrics } from './metrics.js';
 
@@ -84,8 +87,10 @@ export const e2eeCapability: Capability<E2eeState> = {
       ctx.logger.warn('e2ee.factsSecretFile is not set: the facts secret is per process, so run one replica (or set it)');
     }
     const engine = ctx.dependency(fdsCapability).engine;
-    const replay: ReplayClaims = engine !== undefined ? new FdsReplayClaims(engine.store, settings.replayTimeoutMs) : new MemoryReplayClaims(MEMORY_REPLAY_BYTES);
-    if (engine === undefined) ctx.logger.warn('e2ee: no fds section, so replayed bodies are caught in this process only');
+    // Without FDS, the FDS memory store's claims (bounded, refuse when full) in this process, kept across reloads.
+    const localClaims = engine === undefined ? (previous?.localClaims ?? new MemoryStore(Date.now, MEMORY_REPLAY_BYTES)) : undefined;
+    const replay: ReplayClaims = new FdsReplayClaims(engine?.store ?? localClaims!, settings.replayTimeoutMs);
+    if (engine === undefined) ctx.logger.warn('e2ee: no fds section, so replayed bodies are caught in this process only and refusals are not counted');
     const opener = new Opener(settings, keys, senders, replay);
     const aeads = settings.aeads.map((a) => AEAD_IDS[a]);
     const state: E2eeState = {
@@ -93,6 +98,13 @@ export const e2eeCapability: Capability<E2eeState> = {
       opener,
       factsSecret,
       outcomes: (result) => metrics.inc({ result }),
+      ...(localClaims !== undefined ? { localClaims } : {}),
+      ...(engine !== undefined
+        ? {
+            blockedIp: (ip: string) => engine.cached('ip', canonicalIp(ip) ?? ip) !== undefined,
+            refused: (reason: string, ip: string, sender: string) => void reportOutcomes(engine, refusalOutcomes(reason, ip, sender), settings.replayTimeoutMs),
+          }
+        : {}),
       keys,
       keyConfigs: (now) => encodeKeyConfigs(keys, aeads, now),
     };

@@ -14,6 +14,7 @@ import type { StageDefinition } from '../stages/stage.js';
 import { FACTS_HEADER, openFacts, type E2eeFacts } from './facts.js';
 import { defineFact } from '../pipeline/facts.js';
 import type { E2eeState } from './state.js';
+import type { Outcome } from '../pipeline/context.js';
 
 const schema = z.strictObject({
   type: z.literal('e2ee'),
@@ -26,10 +27,32 @@ const schema = z.strictObject({
 /** Where later stages find what the processor decrypted and authenticated (`ctx.get(E2EE_FACTS)`). */
 export const E2EE_FACTS = defineFact<E2eeFacts>('e2ee');
 
+/**
+ * The FDS outcomes of a body the processor refused (declared below with the
+ * stage type, which is where FDS looks them up): every refusal counts
+ * `e2ee_refused` for the source IP; a replayed envelope, which opened and so
+ * authenticated its sender, also counts `e2ee_replayed` for that app key
+ * (device). A failure naming a sender it could not prove is not counted
+ * against that sender: anyone can write a sender id.
+ */
+export function refusalOutcomes(reason: string, ip: string, sender: string): Outcome[] {
+  const out: Outcome[] = ip === '' ? [] : [{ event: 'e2ee_refused', subjectKind: 'ip', subject: ip }];
+  if (reason === 'e2ee_replayed') {
+    if (ip !== '') out.push({ event: 'e2ee_replayed', subjectKind: 'ip', subject: ip });
+    if (sender !== '') out.push({ event: 'e2ee_replayed', subjectKind: 'device', subject: sender });
+  }
+  return out;
+}
+
 export const e2eeStage: StageDefinition<z.infer<typeof schema>, E2eeState> = {
   type: 'e2ee',
   schema,
-  events: [{ event: 'auth_failure', kinds: ['ip'] }],
+  events: [
+    { event: 'auth_failure', kinds: ['ip'] },
+    // Reported by the ext_proc processor (no Check runs for a refused body): refusalOutcomes.
+    { event: 'e2ee_refused', kinds: ['ip'] },
+    { event: 'e2ee_replayed', kinds: ['ip', 'device'] },
+  ],
   description: 'Trust the facts the e2ee processor found while decrypting the body (app identity, key id); deny requests that were not decrypted.',
   validate(_options, config) {
     return config.e2ee === undefined ? ['stage e2ee needs the top-level e2ee section (keys, senders)'] : [];

@@ -28,6 +28,8 @@ export interface Refused {
   readonly ok: false;
   readonly status: DenyStatus;
   readonly reason: string;
+  /** The registered sender the envelope authenticated as (only when it opened, e.g. a replay). */
+  readonly sender?: string;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -85,7 +87,7 @@ export class Opener {
     // Only a body that opened is claimed: garbage cannot fill the replay store.
     // Records outlive the creation-time window, so an older replay is refused as stale.
     const claim = await this.replay.claim(env.enc.toString('base64url'), (env.created + 2 * skew) * 1000);
-    if (claim === 'replayed') return refuse(400, 'e2ee_replayed');
+    if (claim === 'replayed') return { ok: false, status: 400, reason: 'e2ee_replayed', ...(sender ? { sender: sender.id } : {}) };
     if (claim === 'unavailable') return refuse(503, 'e2ee_replay_check_unavailable');
     const inner = decodeInner(opened.plaintext);
     if (inner === undefined) return refuse(400, 'e2ee_bad_inner_content_type');

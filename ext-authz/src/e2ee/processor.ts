@@ -34,6 +34,10 @@ export interface ProcessorState {
   readonly opener: Opener | undefined;
   readonly factsSecret: Buffer;
   readonly outcomes: (result: string) => void;
+  /** FDS: an IP known (in process, no I/O) to be blocked; refused before any decryption work. */
+  readonly blockedIp?: (ip: string) => boolean;
+  /** FDS: counts a refusal's events (one store call, not awaited by the answer). */
+  readonly refused?: (reason: string, ip: string, sender: string) => void;
 }
 
 const OVERWRITE = Object.freeze({ value: false });
@@ -69,9 +73,23 @@ function mediaTypeOf(contentType: string | undefined): string {
   return (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
 }
 
+/**
+ * The client address: Envoy's `source.address` attribute (request_attributes in
+ * the EnvoyFilter), else the last x-forwarded-for hop the gateway appended.
+ */
+function sourceIp(msg: ProcessingRequest, xff: string): string {
+  const attr = (msg.attributes?.['envoy.filters.http.ext_proc'] as { fields?: Record<string, { string_value?: string }> } | undefined)?.fields?.['source.address']?.string_value;
+  const v = attr ?? xff.slice(xff.lastIndexOf(',') + 1).trim();
+  if (v.startsWith('[')) return v.slice(1, v.indexOf(']'));
+  return v.indexOf(':') === v.lastIndexOf(':') && v.includes(':') ? v.slice(0, v.indexOf(':')) : v;
+}
+
 interface Phase {
   /** Set after request headers of an encrypted request. */
   expectBody: boolean;
+  /** content-length of the encrypted request (-1 = none, chunked). */
+  contentLength: number;
+  ip: string;
   traceId: string;
   requestId: string;
   opened: Opened | undefined;
@@ -82,7 +100,7 @@ interface Phase {
 
 export function createProcessHandler(current: () => ProcessorState | undefined, logger: Logger): grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> {
   return (call) => {
-    const phase: Phase = { expectBody: false, traceId: '', requestId: '', opened: undefined, responseType: '', done: false };
+    const phase: Phase = { expectBody: false, contentLength: -1, ip: '', traceId: '', requestId: '', opened: undefined, responseType: '', done: false };
     // Envoy waits for each answer before the next message; the chain keeps order even if it did not.
     let chain: Promise<void> = Promise.resolve();
     const send = (res: ProcessingResponse): void => {
@@ -110,8 +128,11 @@ export function createProcessHandler(current: () => ProcessorState | undefined, 
       });
     });
 
-    const deny = (status: DenyStatus, reason: string, state: ProcessorState | undefined): void => {
+    const deny = (status: DenyStatus, reason: string, state: ProcessorState | undefined, sender = ''): void => {
       state?.outcomes(reason);
+      // The reason and who sent it; never the body, the envelope or a key.
+      logger.info({ e2ee: reason, status, traceId: phase.traceId, ip: phase.ip, ...(sender !== '' ? { sender } : {}) }, 'e2ee: request refused');
+      if (reason !== 'blocked') state?.refused?.(reason, phase.ip, sender);
       send(immediateDenial(status, reason, phase.traceId));
       phase.done = true; // Envoy ends the request with the local reply; nothing more to answer.
     };
@@ -121,7 +142,7 @@ export function createProcessHandler(current: () => ProcessorState | undefined, 
       if (phase.done) return;
       switch (msg.request) {
         case 'request_headers':
-          return onRequestHeaders(msg.request_headers ?? {}, state);
+          return onRequestHeaders(msg, state);
         case 'request_body':
           return onRequestBody(msg.request_body?.body, msg.request_body?.end_of_stream === true, state);
         case 'response_headers':
@@ -141,24 +162,31 @@ export function createProcessHandler(current: () => ProcessorState | undefined, 
       }
     }
 
-    function onRequestHeaders(h: HttpHeaders, state: ProcessorState | undefined): void {
+    function onRequestHeaders(msg: ProcessingRequest, state: ProcessorState | undefined): void {
+      const h: HttpHeaders = msg.request_headers ?? {};
       let contentType: string | undefined;
       let contentLength: string | undefined;
+      let xff = '';
       for (const hv of h.headers?.headers ?? []) {
         const key = hv.key?.toLowerCase();
         if (key === 'content-type') contentType = headerValue(hv);
         else if (key === 'content-length') contentLength = headerValue(hv);
         else if (key === 'x-request-id') phase.requestId = headerValue(hv);
         else if (key === 'traceparent') phase.traceId = traceIdOf({ traceparent: headerValue(hv) }, '');
+        else if (key === 'x-forwarded-for') xff = headerValue(hv);
       }
       if (phase.traceId === '') phase.traceId = traceIdOf({}, phase.requestId);
       const config = state?.config;
       if (config === undefined || state?.opener === undefined || mediaTypeOf(contentType) !== config.contentType) return send(STRIP_FACTS);
+      phase.ip = sourceIp(msg, xff);
+      // A blocked source costs no X25519 work; Check would refuse it anyway.
+      if (phase.ip !== '' && state.blockedIp?.(phase.ip) === true) return deny(403, 'blocked', state);
       if (h.end_of_stream === true) return deny(400, 'e2ee_body_missing', state);
       if (contentLength !== undefined) {
         const n = /^\d{1,15}$/.test(contentLength) ? Number(contentLength) : NaN;
         if (!Number.isFinite(n)) return deny(400, 'e2ee_bad_content_length', state);
         if (n > config.maxBodyBytes) return deny(413, 'e2ee_too_large', state);
+        phase.contentLength = n;
       }
       phase.expectBody = true;
       send({
@@ -182,8 +210,10 @@ export function createProcessHandler(current: () => ProcessorState | undefined, 
       if (bytes.length > config.maxBodyBytes) return deny(413, 'e2ee_too_large', state);
       // BUFFERED sends the whole body with end_of_stream; anything else is a chunk we cannot decrypt alone.
       if (!endOfStream) return deny(400, 'e2ee_body_not_buffered', state);
+      // Envoy's codecs enforce content-length downstream; a processor must not trust that a relay did.
+      if (phase.contentLength >= 0 && phase.contentLength !== bytes.length) return deny(400, 'e2ee_content_length_mismatch', state);
       const result = await state.opener.open(bytes);
-      if (!result.ok) return deny(result.status, result.reason, state);
+      if (!result.ok) return deny(result.status, result.reason, state, result.sender ?? '');
       phase.opened = config.encryptResponses ? result : undefined;
       const facts = sealFacts(state.factsSecret, {
         app: result.app,

@@ -16,7 +16,11 @@ export interface ReplayClaims {
   claim(key: string, expiresAt: number): Promise<ClaimResult>;
 }
 
-/** Over the FDS store (memory or Redis): ONE `evaluate` call per claim. */
+/**
+ * Over an FDS store: the engine's (memory or Redis), or without FDS a memory
+ * store of this process (the same bounded claim map, refusing when full).
+ * ONE `evaluate` call per claim.
+ */
 export class FdsReplayClaims implements ReplayClaims {
   constructor(
     private readonly store: FdsStore,
@@ -37,47 +41,5 @@ export class FdsReplayClaims implements ReplayClaims {
     } finally {
       clearTimeout(timer);
     }
-  }
-}
-
-/**
- * One process only (no FDS configured): a map bounded by bytes. When full it
- * refuses new claims ('unavailable', so 503) instead of evicting one, since an
- * evicted claim could be replayed.
- */
-export class MemoryReplayClaims implements ReplayClaims {
-  private readonly seen = new Map<string, number>();
-  private bytes = 0;
-  private lastSweep = 0;
-
-  constructor(private readonly maxBytes: number) {}
-
-  claim(key: string, expiresAt: number): Promise<ClaimResult> {
-    const now = Date.now();
-    if (now - this.lastSweep > 1000) this.sweep(now);
-    const until = this.seen.get(key);
-    if (until !== undefined && until > now) return Promise.resolve('replayed');
-    const cost = key.length * 2 + 64;
-    if (until === undefined && this.bytes + cost > this.maxBytes) {
-      this.sweep(now);
-      if (this.bytes + cost > this.maxBytes) return Promise.resolve('unavailable');
-    }
-    if (until === undefined) this.bytes += cost;
-    this.seen.set(key, expiresAt);
-    return Promise.resolve('fresh');
-  }
-
-  private sweep(now: number): void {
-    this.lastSweep = now;
-    for (const [k, until] of this.seen) {
-      if (until <= now) {
-        this.seen.delete(k);
-        this.bytes -= k.length * 2 + 64;
-      }
-    }
-  }
-
-  get size(): number {
-    return this.seen.size;
   }
 }

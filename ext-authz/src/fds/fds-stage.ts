@@ -32,7 +32,7 @@ import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
 import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
 import { pendingClaims } from './claims.js';
 import type { Outcome } from '../pipeline/context.js';
-import type { CompiledRules } from './rules.js';
+import { addOps } from './rules.js';
 
 const schema = z.strictObject({
   type: z.literal('fds'),
@@ -52,31 +52,6 @@ function certSubject(v: unknown): string | undefined {
 }
 
 const NO_OPS: readonly CounterOp[] = Object.freeze([]);
-
-/** Adds one `event` for `subject` to every rule on `route` that counts it (repeats of the same rule and subject add up). */
-function addOps(ops: CounterOp[], rules: CompiledRules, route: string, event: string, kind: string, subject: string): void {
-  const list = rules.byEvent.get(event)?.get(kind);
-  if (!list) return;
-  for (const rule of list) {
-    if (rule.routes && !rule.routes.has(route)) continue;
-    const existing = ops.find((o) => o.rule === rule.name && o.subject === subject);
-    if (existing) {
-      (existing as { increment: number }).increment++;
-      continue;
-    }
-    ops.push({
-      rule: rule.name,
-      kind: rule.kind,
-      subject,
-      increment: 1,
-      windowMs: rule.windowMs,
-      threshold: rule.threshold,
-      ttls: rule.ttls,
-      memoryMs: rule.memoryMs,
-      reason: rule.reason,
-    });
-  }
-}
 
 /** The string facts a subject name in `fds.attributes` may name; any other name is an identity attribute. */
 const STRING_FACTS: readonly FactKey<string>[] = [CERT_FINGERPRINT, CERT_SERIAL];

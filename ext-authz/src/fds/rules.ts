@@ -4,6 +4,7 @@
  */
 import { formatDuration, type FdsRuleConfig } from './config.js';
 import type { SubjectKind } from './subjects.js';
+import type { CounterOp } from './store/store.js';
 
 export interface CompiledRule {
   readonly name: string;
@@ -49,4 +50,29 @@ export function compileRules(rules: readonly FdsRuleConfig[]): CompiledRules {
   }
   const requestKinds = [...(byEvent.get('request')?.keys() ?? [])] as SubjectKind[];
   return { byEvent, requestKinds, all };
+}
+
+/** Adds one `event` for `subject` to every rule on `route` that counts it (repeats of the same rule and subject add up). */
+export function addOps(ops: CounterOp[], rules: CompiledRules, route: string, event: string, kind: string, subject: string): void {
+  const list = rules.byEvent.get(event)?.get(kind);
+  if (!list) return;
+  for (const rule of list) {
+    if (rule.routes && !rule.routes.has(route)) continue;
+    const existing = ops.find((o) => o.rule === rule.name && o.subject === subject);
+    if (existing) {
+      (existing as { increment: number }).increment++;
+      continue;
+    }
+    ops.push({
+      rule: rule.name,
+      kind: rule.kind,
+      subject,
+      increment: 1,
+      windowMs: rule.windowMs,
+      threshold: rule.threshold,
+      ttls: rule.ttls,
+      memoryMs: rule.memoryMs,
+      reason: rule.reason,
+    });
+  }
 }
