@@ -27,8 +27,13 @@ export interface EchoBody {
   readonly headers: Record<string, string | string[]>;
   readonly rawHeaders: string[];
   readonly bodyBytes: number;
+  /** The body as text when it is JSON or text/* of at most 64 KiB (what an e2ee processor decrypted). */
+  readonly bodyText?: string;
   readonly passport?: PassportReport;
 }
+
+const TEXT_BODY = /^(application\/(json|[a-z0-9.+-]+\+json)|text\/[a-z0-9.+-]+)\s*(;|$)/i;
+const MAX_TEXT_BODY = 64 * 1024;
 
 export type PassportReport =
   | { readonly verified: true; readonly claims: unknown }
@@ -89,7 +94,12 @@ export class EchoUpstream {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let bodyBytes = 0;
-    for await (const chunk of req) bodyBytes += (chunk as Buffer).length;
+    const textual = TEXT_BODY.test(req.headers['content-type'] ?? '');
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) {
+      bodyBytes += (chunk as Buffer).length;
+      if (textual && bodyBytes <= MAX_TEXT_BODY) chunks.push(chunk as Buffer);
+    }
     const headers: Record<string, string | string[]> = {};
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
       const k = req.rawHeaders[i]!.toLowerCase();
@@ -105,6 +115,7 @@ export class EchoUpstream {
       headers,
       rawHeaders: req.rawHeaders,
       bodyBytes,
+      ...(textual && bodyBytes > 0 && bodyBytes <= MAX_TEXT_BODY ? { bodyText: Buffer.concat(chunks).toString('utf8') } : {}),
       ...(pp !== undefined ? { passport: await this.passport(pp) } : {}),
     };
     const text = `${JSON.stringify(body, null, 2)}\n`;

@@ -141,6 +141,9 @@ export class LocalGateway {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
   private client: AuthorizationClient | null = null;
   private extProc: ExtProcFilter | null = null;
+  /** ext_proc messages sent (each one a round trip to the processor), for benchmarks and tests. */
+  extProcMessages = 0;
+  extProcStreams = 0;
   private filters: Plugin[] = [];
   private readonly sockets = new Set<Socket>();
   // Envoy's stream ids are random uint64s; a random start and a counter keep them unique without a syscall per request.
@@ -366,7 +369,8 @@ export class LocalGateway {
     let body: Readable | Buffer | null = ctx.size === 0 ? null : ctx.req;
     const exchange = ctx.listener.options.extProc === true ? this.extProc?.open() : undefined;
     if (exchange) {
-      const r = await exchange.request(headers, body, ctx.remoteAddress);
+      this.extProcStreams++;
+      const r = await exchange.request(headers, body, ctx.remoteAddress).finally(() => (this.extProcMessages += exchange.messages));
       if (r.kind === 'reply') {
         exchange.close();
         ctx.req.resume();
@@ -412,7 +416,9 @@ export class LocalGateway {
     for (const h of toAdd) hs.push(h);
     if (exchange?.wantsResponse) {
       // Encoder filters run in reverse: ext_authz's response headers are on before ext_proc sees them.
+      const before = exchange.messages;
       const out = await exchange.response(up.status, hs, up.body);
+      this.extProcMessages += exchange.messages - before;
       exchange.close();
       return out;
     }

@@ -247,6 +247,10 @@ describe('e2ee: ext_proc processor over loopback (real gRPC, real Redis)', funct
       const body = Buffer.alloc(5000, 1);
       return { headers: encryptedHeaders(Buffer.alloc(100)), body };
     }, 413, 'e2ee_too_large'],
+    ['a body shorter than its content-length says', async () => {
+      const s = await client.seal('application/json', Buffer.from('{"a":1}'));
+      return { headers: encryptedHeaders(s.body, { 'content-length': String(s.body.length + 10) }), body: s.body };
+    }, 400, 'e2ee_content_length_mismatch'],
     ['non-numeric content-length', async () => ({ headers: encryptedHeaders(Buffer.alloc(1), { 'content-length': '12, 12' }) }), 400, 'e2ee_bad_content_length'],
   ];
   for (const [name, make, status, reason] of bad) {
