@@ -11,7 +11,7 @@
  * config (the gateway and upstream keep running); SIGINT/SIGTERM stop it all.
  *
  * Environment overrides: PASSGATE_GRPC_PORT (9001), PASSGATE_ADMIN_PORT (9090),
- * GATEWAY_HTTPS_PORT (8443), GATEWAY_HTTP_PORT (8080), UPSTREAM_PORT (8081),
+ * GATEWAY_HTTPS_PORT (8443), GATEWAY_HTTP_PORT (8080), UPSTREAM_PORT (8081), GATEWAY_APP_PORT (8082),
  * GATEWAY_HOST (127.0.0.1), PASSGATE_DEV_CONFIG, PASSGATE_DEV_CERTS (.dev-certs),
  * PASSGATE_FDS_ADMIN_TOKEN (made up when unset).
  */
@@ -24,6 +24,7 @@ import { ConfigError, loadConfigFile } from '../../ext-authz/src/config/load.js'
 import { DEV_CONFIG_WARNING } from '../../ext-authz/src/cli/serve.js';
 import { createLogger } from '../../ext-authz/src/observability/logger.js';
 import { DEV_TOOL_NOTICE } from './gateway.js';
+import { e2eeBanner } from './dev-e2ee.js';
 import { DEV_CONFIG_PATH, REPO_ROOT, ensureDevCerts, ensureWasmBuilt, startStack, type Stack } from './stack.js';
 
 function port(name: string, fallback: number): number {
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
         https: port('GATEWAY_HTTPS_PORT', 8443),
         http: port('GATEWAY_HTTP_PORT', 8080),
         upstream: port('UPSTREAM_PORT', 8081),
+        app: port('GATEWAY_APP_PORT', 8082),
       },
       serviceLogger: logger,
       gatewayLogger: logger.child({ component: 'local-gateway' }),
@@ -154,6 +156,7 @@ async function main(): Promise<void> {
   say(`    curl -si http://${host}:${stack.httpPort}/public/hello`);
   say('    # web flow: a single-use request JWT (npm run proof); the second curl with the same proof gets 401 proof_replayed');
   say(`    P=$(npm run -s proof -- http://localhost:${stack.httpPort}/web/hello); for i in 1 2; do curl -si -H "request-jwt: $P" http://localhost:${stack.httpPort}/web/hello; echo; done`);
+  e2eeBanner(stack, host, say);
   if (blocked) say(`\n  note: could not block mallory (${blocked}); the 403 example will answer 200`);
   if (selfCheck !== 200) say(`\n  note: the start-up self-check (GET /orders with client.pem) answered ${selfCheck}; see the log above`);
   const bearer = tokenWasSet ? '$PASSGATE_FDS_ADMIN_TOKEN' : token;

@@ -68,6 +68,15 @@ export class E2eeClient {
     return { sender: { id, keyPair }, publicKey: raw.toString('base64url') };
   }
 
+  /** An app key pair from its private JWK (`kty: OKP, crv: X25519, d, x`), e.g. read from the app's key store. */
+  static async senderFromJwk(id: string, jwk: { kty: string; crv: string; d: string; x: string }): Promise<SenderIdentity> {
+    const kem = suiteFor('aes-128-gcm').kem;
+    const privateKey = await kem.importKey('jwk', { ...jwk }, false);
+    const raw = Buffer.from(jwk.x, 'base64url');
+    const publicKey = await kem.importKey('raw', raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length) as ArrayBuffer, true);
+    return { id, keyPair: { privateKey, publicKey } };
+  }
+
   async seal(contentType: string, payload: Uint8Array, options: { now?: number; keyId?: number } = {}): Promise<SealedRequest> {
     const header = encodeHeader({
       keyId: options.keyId ?? this.keyId,
