@@ -383,8 +383,9 @@ async function profileService(run: ScenarioRun, gen: LoadGen, opts: Options): Pr
   const spec: TargetSpec = { label: 'passgate (profiled)', kind: 'passgate', run, audit: false, rates: [], closed: true, h2load: false };
   const { proc, port } = await startTarget(spec, opts, ['--cpu-prof', '--cpu-prof-dir', dir]);
   process.stderr.write('  profiling passgate under closed-loop max load ...\n');
-  const warmupMs = 1000;
-  const durationMs = 5000;
+  // Long enough for the whole mix (every pooled certificate, every Passport) to be cached: the profile shows the steady state.
+  const warmupMs = Math.max(4000, opts.warmupMs);
+  const durationMs = Math.max(5000, opts.durationMs);
   let loadStart = 0;
   let loadEnd = 0;
   try {
