@@ -481,7 +481,8 @@ function chainScenario(kind: ChainKind, description: string): BenchScenario {
         };
         sections['fds'] = {
           store: 'redis',
-          redis: { mode: 'single', url: REDIS_URL, keyPrefix },
+          // A looser command timeout than the 50 ms default: on a shared, loaded machine a slow reply would turn into fds_unavailable and fail the mix check.
+          redis: { mode: 'single', url: REDIS_URL, keyPrefix, commandTimeoutMs: 500 },
           authFailureStatuses: [401],
           // Production-shaped rules, with thresholds no bench run reaches: the bench measures the
           // counting on every Check, not blocking (a block would change the answers verified up front).

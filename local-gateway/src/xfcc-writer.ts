@@ -11,13 +11,13 @@
  */
 import { decodeCertificate } from '../../ext-authz/src/identity/certificate.js';
 import { formatXfccElement, urlEncodePem } from '../../ext-authz/src/identity/xfcc.js';
-import type { x509 } from '../../ext-authz/src/identity/x509.js';
+import type { X509Certificate } from 'node:crypto';
 
 export const XFCC = 'x-forwarded-client-cert';
 
 /** The parts of a peer certificate Envoy exposes (ssl()->... accessors). */
 export interface PeerCertificate {
-  readonly cert: x509.X509Certificate;
+  readonly cert: X509Certificate;
   /** PEM as OpenSSL's PEM_write_bio_X509 writes it (what Envoy URL-encodes into `Cert=`). */
   readonly pem: string;
   /** Lowercase hex SHA-256 of the DER (XFCC `Hash=`). */
@@ -54,7 +54,7 @@ export function peerCertificate(der: Buffer): PeerCertificate {
   if (hit) return hit;
   const decoded = decodeCertificate(pem);
   if (!decoded.ok) throw new Error(`local gateway: peer certificate: ${decoded.error}`);
-  const { facts, cert } = decoded.value;
+  const { facts, x509: cert } = decoded.value;
   const peer: PeerCertificate = Object.freeze({
     cert,
     pem,

@@ -40,6 +40,12 @@ export interface Prepared<State> {
   /** Admin endpoints served while this state is committed. */
   readonly adminRoutes?: readonly AdminRoute[];
   commit?(): void;
+  /**
+   * At start, after commit and before health says SERVING: pay once what the first Check would
+   * (a script load, a first signature) without changing anything a Check sees. Bounded by
+   * server.warmupMs; a failure is logged, never fatal (the Check path handles it as usual).
+   */
+  warm?(): Promise<void>;
   discard?(): void | Promise<void>;
   retire?(next: State): void | Promise<void>;
   close?(): void | Promise<void>;

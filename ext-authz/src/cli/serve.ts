@@ -4,6 +4,8 @@
  */
 import { ConfigError, loadConfigFile, type ConfigChoice } from '../config/load.js';
 import { PassgateService } from '../server/service.js';
+import { createLogger } from '../observability/logger.js';
+import { isWorker, runPrimary, workerCount, workerId, workersProblem, WORKERS_ENV } from './workers.js';
 
 export const DEV_CONFIG_WARNING =
   'DEVELOPMENT CONFIG IN USE (--dev): demo users, a Passport key generated at start, in-memory FDS. Never run this in production; pass --config FILE';
@@ -34,9 +36,32 @@ export async function serve(choice: ConfigChoice): Promise<number | undefined> {
     ports[key] = n;
   }
 
+  const workers = workerCount(process.env[WORKERS_ENV]);
+  if (typeof workers !== 'number') {
+    process.stderr.write(`passgate: ${workers.error}\n`);
+    return 2;
+  }
+  const problem = workersProblem(config, workers);
+  if (problem !== undefined) {
+    process.stderr.write(`passgate: ${problem}\nNothing was started.\n`);
+    return 2;
+  }
+  if (workers > 1 && !isWorker()) {
+    // The config was checked above, so a bad one fails once here instead of in every worker.
+    runPrimary(workers, createLogger(config.logging.level).child({ role: 'primary' }));
+    return undefined;
+  }
+  const id = workerId();
+
   let service: PassgateService;
   try {
-    service = await PassgateService.start({ config, configPath: choice.path, ...ports });
+    service = await PassgateService.start({
+      config,
+      configPath: choice.path,
+      ...ports,
+      // Each line says which worker wrote it (counters and caches are per worker).
+      ...(id === undefined ? {} : { logger: createLogger(config.logging.level).child({ worker: id }) }),
+    });
   } catch (err) {
     // A config problem found while starting (an unreadable key or token file) is still a config error.
     if (err instanceof ConfigError) {

@@ -140,6 +140,12 @@ return z
         defaultDeadlineMs: z.number().int().min(1).max(60_000).default(200),
         /** Answer this many ms before the deadline, so the reply still reaches Envoy in time. */
         deadlineMarginMs: z.number().int().min(0).max(1_000).default(5),
+        /**
+         * Longest time start spends warming up before health says SERVING: the first Redis script
+         * load, the first Passport signature, the Check codecs' JIT (so the first real Check after a
+         * deploy is not 30–80 ms). 0 turns it off; a warm-up that fails or overruns is only logged.
+         */
+        warmupMs: z.number().int().min(0).max(60_000).default(2_000),
         /** Reject gRPC messages larger than this (bytes). */
         maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
       })

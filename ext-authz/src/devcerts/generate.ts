@@ -114,8 +114,21 @@ function pemOf(cert: x509.X509Certificate): string {
   return pem.endsWith('\n') ? pem : `${pem}\n`;
 }
 
+const madeListeners = new Set<(der: Buffer) => void>();
+
+/**
+ * Calls `listener` with the DER of every certificate made here from now on;
+ * returns the unsubscribe. The test suite uses it to compare certificate
+ * decoders over every certificate the tests make (test/support/certificate-parity.ts).
+ */
+export function onCertificateMade(listener: (der: Buffer) => void): () => void {
+  madeListeners.add(listener);
+  return () => madeListeners.delete(listener);
+}
+
 async function finish(cert: x509.X509Certificate, keys: CryptoKeyPair, chainAbove: readonly IssuedCertificate[]): Promise<IssuedCertificate> {
   const der = toBuffer(cert.rawData);
+  for (const l of madeListeners) l(der);
   const pem = pemOf(cert);
   return {
     cert,

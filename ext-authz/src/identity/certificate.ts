@@ -1,5 +1,11 @@
 /**
- * Client certificate decoding (with @peculiar/x509) and the parse cache.
+ * Client certificate decoding and the parse cache.
+ *
+ * Decoding uses Node's built-in X509Certificate (OpenSSL, the parser Envoy
+ * itself uses): it is native and about 10x cheaper than a pure-JS ASN.1 walk
+ * on first sight of a certificate. @peculiar/x509 is kept for what Node has
+ * no API for (an issuer's keyUsage bits and pathLenConstraint), loaded lazily
+ * for CA certificates only.
  *
  * A certificate is decoded once: the cache is keyed by the SHA-256 of the
  * URL-encoded PEM exactly as it arrives (XFCC `Cert=` or
@@ -7,11 +13,11 @@
  * lookup, not a URL-decode and an ASN.1 parse. Failures are cached as a short
  * reason, so a flood of the same garbage is cheap and distinct garbage small.
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { byteLru, ENTRY_OVERHEAD_BYTES, stringBytes } from '../resilience/byte-lru.js';
 import { x509 } from './x509.js';
-import { certificateNames } from './rfc2253.js';
+import { certificateNames, children, oidText, readTlv, tbsFields } from './rfc2253.js';
 
 /** The facts later stages, the audit and mapping rules read. Frozen and shared across requests. */
 export interface CertificateFacts {
@@ -40,8 +46,10 @@ export interface CertificateFacts {
 
 export interface ParsedCertificate {
   readonly facts: CertificateFacts;
-  /** The decoded certificate, for signature checks. */
-  readonly cert: x509.X509Certificate;
+  /** Node's decoding, for signature checks, the public key and extendedKeyUsage. */
+  readonly x509: NodeX509Certificate;
+  /** basicConstraints cA as encoded (Node's `ca` also folds keyUsage in, so it is read from the DER). */
+  readonly isCa: boolean;
 }
 
 export type DecodeResult = { readonly ok: true; readonly value: ParsedCertificate } | { readonly ok: false; readonly error: string };
@@ -82,37 +90,98 @@ function pemBlocks(pem: string): string[] | undefined {
   return out;
 }
 
+const BASIC_CONSTRAINTS = '2.5.29.19';
+
+/** basicConstraints cA from the extensions (DER walk: Node exposes only its keyUsage-dependent `ca`). */
+function basicConstraintsCa(der: Uint8Array, extensions: ReturnType<typeof tbsFields>['extensions']): boolean {
+  if (extensions === undefined) return false;
+  const list = children(der, extensions)[0];
+  if (list === undefined || list.tag !== 0x30) return false;
+  for (const ext of children(der, list)) {
+    const parts = children(der, ext);
+    if (parts[0] === undefined || oidText(der, parts[0]) !== BASIC_CONSTRAINTS) continue;
+    const value = parts[parts.length - 1]!;
+    if (value.tag !== 0x04) return false;
+    const seq = readTlv(der, value.body, value.end);
+    const first = seq.body < seq.end ? readTlv(der, seq.body, seq.end) : undefined;
+    // cA BOOLEAN DEFAULT FALSE: absent, or any non-zero content byte.
+    return first !== undefined && first.tag === 0x01 && first.end > first.body && der[first.body] !== 0;
+  }
+  return false;
+}
+
+/**
+ * Node prints IPv6 SANs as eight uppercase groups; the facts keep the
+ * lowercase form with the longest run (of two or more) of zero groups as `::`.
+ */
+function ipv6Text(groups: string): string {
+  const parts = groups.split(':').map((g) => g.toLowerCase());
+  let bestAt = -1;
+  let bestLen = 0;
+  for (let i = 0; i < parts.length; ) {
+    if (parts[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < parts.length && parts[j] === '0') j++;
+    if (j - i > bestLen) {
+      bestAt = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (bestLen < 2) return parts.join(':');
+  return `${parts.slice(0, bestAt).join(':')}::${parts.slice(bestAt + bestLen).join(':')}`;
+}
+
+interface SanLists {
+  uri: string[];
+  dns: string[];
+  email: string[];
+  ip: string[];
+}
+
+/**
+ * Node's `subjectAltName` text: entries joined by ", ", each `TYPE:value`;
+ * a value holding a comma, quote, backslash or control character is
+ * JSON-quoted (commas escaped too), so every raw comma separates entries.
+ */
+function sansOf(text: string | undefined): SanLists {
+  const out: SanLists = { uri: [], dns: [], email: [], ip: [] };
+  if (text === undefined || text === '') return out;
+  for (const entry of text.split(', ')) {
+    const colon = entry.indexOf(':');
+    if (colon === -1) continue;
+    const type = entry.slice(0, colon);
+    const raw = entry.slice(colon + 1);
+    const list = type === 'URI' ? out.uri : type === 'DNS' ? out.dns : type === 'email' ? out.email : type === 'IP Address' ? out.ip : undefined;
+    if (list === undefined) continue; // othername, DirName, Registered ID: no rule reads them
+    const value = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
+    list.push(list === out.ip && value.includes(':') ? ipv6Text(value) : value);
+  }
+  return out;
+}
+
 function decodeDer(der: Buffer): DecodeResult {
-  let cert: x509.X509Certificate;
+  let cert: NodeX509Certificate;
   try {
-    cert = new x509.X509Certificate(new Uint8Array(der));
+    cert = new NodeX509Certificate(der);
   } catch (e) {
     return { ok: false, error: `not a valid X.509 certificate (${e instanceof Error ? e.message : String(e)})` };
   }
   try {
-    const uri: string[] = [];
-    const dns: string[] = [];
-    const email: string[] = [];
-    const ip: string[] = [];
-    const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-    if (san) {
-      for (const name of san.names.items) {
-        if (name.type === 'url') uri.push(name.value);
-        else if (name.type === 'dns') dns.push(name.value);
-        else if (name.type === 'email') email.push(name.value);
-        else if (name.type === 'ip') ip.push(name.value);
-      }
-    }
-    // Printed from the DER the way Envoy (OpenSSL XN_FLAG_RFC2253) prints them, not by @peculiar/x509,
-    // so the principal fallback and subject rules see Envoy's exact string.
+    const { uri, dns, email, ip } = sansOf(cert.subjectAltName);
+    // Printed from the DER the way Envoy (OpenSSL XN_FLAG_RFC2253) prints them, not by Node's
+    // (multi-line, unescaped) subject text, so the principal fallback and subject rules see Envoy's exact string.
     const { subject, issuer } = certificateNames(der);
     const facts: CertificateFacts = Object.freeze({
       fingerprint: createHash('sha256').update(der).digest('hex'),
       serial: normalizeHex(cert.serialNumber),
       subject,
       issuer,
-      notBefore: cert.notBefore.getTime(),
-      notAfter: cert.notAfter.getTime(),
+      notBefore: Date.parse(cert.validFrom),
+      notAfter: Date.parse(cert.validTo),
       sans: Object.freeze({ uri: Object.freeze(uri), dns: Object.freeze(dns), email: Object.freeze(email), ip: Object.freeze(ip) }),
       spiffe: Object.freeze(uri.filter((u) => u.startsWith('spiffe://'))),
       principal: uri[0] ?? dns[0] ?? subject,
@@ -120,7 +189,7 @@ function decodeDer(der: Buffer): DecodeResult {
     if (!Number.isFinite(facts.notBefore) || !Number.isFinite(facts.notAfter)) {
       return { ok: false, error: 'certificate validity dates are unreadable' };
     }
-    return { ok: true, value: { facts, cert } };
+    return { ok: true, value: { facts, x509: cert, isCa: basicConstraintsCa(der, tbsFields(der).extensions) } };
   } catch (e) {
     return { ok: false, error: `certificate fields are unreadable (${e instanceof Error ? e.message : String(e)})` };
   }
@@ -159,7 +228,7 @@ export function decodeChain(encoded: string, maxCerts = 8): { ok: true; certs: P
 export interface CacheEntry {
   readonly result: DecodeResult;
   /** Chain verification memo, valid for one trust-anchor set and one Chain value. */
-  verified?: { readonly anchors: object; readonly chain: string; readonly outcome: VerifyOutcome | Promise<VerifyOutcome> };
+  verified?: { readonly anchors: object; readonly chain: string; readonly outcome: VerifyOutcome };
   /** Identity mapping memo, valid for one compiled rule set. */
   mapped?: { readonly rules: object; readonly value: unknown };
 }
@@ -211,7 +280,7 @@ export class CertificateCache {
   private readonly chains = byteLru<string, ChainResult>({
     max: MAX_CHAINS,
     maxBytes: MAX_CHAIN_BYTES,
-    sizeOf: (c) => (c.ok ? c.certs.reduce((n, x) => n + 2048 + PARSED_BYTES_PER_INPUT_CHAR * x.cert.rawData.byteLength, 0) : FAILURE_BYTES + stringBytes(c.error)),
+    sizeOf: (c) => (c.ok ? c.certs.reduce((n, x) => n + 2048 + PARSED_BYTES_PER_INPUT_CHAR * x.x509.raw.byteLength, 0) : FAILURE_BYTES + stringBytes(c.error)),
   });
   private maxBytesValue: number;
   hits = 0;
@@ -286,9 +355,45 @@ export interface TrustAnchors {
   readonly roots: readonly ParsedCertificate[];
 }
 
-function isCa(c: x509.X509Certificate): boolean {
-  const bc = c.getExtension(x509.BasicConstraintsExtension);
-  return bc !== null && bc.ca;
+/** An issuer's constraints, decoded with @peculiar/x509 (Node has no keyUsage bits or pathLenConstraint); once per CA certificate. */
+interface IssuerFacts {
+  readonly ca: boolean;
+  readonly pathLength: number | undefined;
+  readonly keyCertSign: boolean;
+}
+
+const issuerFacts = new WeakMap<ParsedCertificate, IssuerFacts>();
+const publicKeys = new WeakMap<ParsedCertificate, KeyObject>();
+
+function issuerFactsOf(c: ParsedCertificate): IssuerFacts {
+  let f = issuerFacts.get(c);
+  if (f === undefined) {
+    const cert = new x509.X509Certificate(new Uint8Array(c.x509.raw));
+    const bc = cert.getExtension(x509.BasicConstraintsExtension);
+    const ku = cert.getExtension(x509.KeyUsagesExtension);
+    f = { ca: bc !== null && bc.ca, pathLength: bc?.pathLength, keyCertSign: ku === null || (ku.usages & x509.KeyUsageFlags.keyCertSign) !== 0 };
+    issuerFacts.set(c, f);
+  }
+  return f;
+}
+
+/** The issuer's public key, made once (Node builds a new KeyObject on every `publicKey` read). */
+function publicKeyOf(c: ParsedCertificate): KeyObject {
+  let k = publicKeys.get(c);
+  if (k === undefined) {
+    k = c.x509.publicKey;
+    publicKeys.set(c, k);
+  }
+  return k;
+}
+
+/** Whether `issuer` signed `cert` (signature only; names and constraints are checked by the caller). */
+function signedBy(cert: ParsedCertificate, issuer: ParsedCertificate): boolean {
+  try {
+    return cert.x509.verify(publicKeyOf(issuer));
+  } catch {
+    return false;
+  }
 }
 
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -301,24 +406,21 @@ const ANY_EKU = '2.5.29.37.0';
  * pathLenConstraint allows that many intermediates under it.
  */
 export function issuerProblem(c: ParsedCertificate, below: number): string | undefined {
-  const bc = c.cert.getExtension(x509.BasicConstraintsExtension);
-  if (bc === null || !bc.ca) return `issuer "${c.facts.subject}" is not a CA (basicConstraints cA is not set)`;
-  const ku = c.cert.getExtension(x509.KeyUsagesExtension);
-  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) return `issuer "${c.facts.subject}" may not sign certificates (keyUsage lacks keyCertSign)`;
-  if (bc.pathLength !== undefined && below > bc.pathLength) {
-    return `issuer "${c.facts.subject}" allows ${bc.pathLength} intermediate(s) below it (pathLenConstraint), the path has ${below}`;
+  const f = issuerFactsOf(c);
+  if (!f.ca) return `issuer "${c.facts.subject}" is not a CA (basicConstraints cA is not set)`;
+  if (!f.keyCertSign) return `issuer "${c.facts.subject}" may not sign certificates (keyUsage lacks keyCertSign)`;
+  if (f.pathLength !== undefined && below > f.pathLength) {
+    return `issuer "${c.facts.subject}" allows ${f.pathLength} intermediate(s) below it (pathLenConstraint), the path has ${below}`;
   }
   return undefined;
 }
 
 /** The leaf must be an end entity fit for client authentication. */
 export function leafProblem(c: ParsedCertificate): string | undefined {
-  if (isCa(c.cert)) return 'a CA certificate cannot authenticate a client';
-  const eku = c.cert.getExtension(x509.ExtendedKeyUsageExtension);
-  if (eku !== null) {
-    const usages = eku.usages.map(String);
-    if (!usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EKU)) return 'the certificate\'s extendedKeyUsage does not allow clientAuth';
-  }
+  if (c.isCa) return 'a CA certificate cannot authenticate a client';
+  // Node lists extendedKeyUsage OIDs (undefined or empty without the extension).
+  const usages = c.x509.keyUsage as string[] | undefined;
+  if (usages !== undefined && usages.length > 0 && !usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EKU)) return 'the certificate\'s extendedKeyUsage does not allow clientAuth';
   return undefined;
 }
 
@@ -329,13 +431,15 @@ export function leafProblem(c: ParsedCertificate): string | undefined {
  * entity with clientAuth (when it has an EKU), every issuer a CA allowed to
  * sign certificates within its pathLenConstraint. Returns the tightest
  * validity window over the path so callers check every certificate's time.
+ * Synchronous (OpenSSL signature checks, tens of µs), so a first-seen
+ * certificate does not leave the Check's synchronous path.
  */
-export async function verifyChain(
+export function verifyChain(
   leaf: ParsedCertificate,
   chain: readonly ParsedCertificate[],
   anchors: TrustAnchors,
   maxDepth = 5,
-): Promise<VerifyOutcome> {
+): VerifyOutcome {
   try {
     const lp = leafProblem(leaf);
     if (lp !== undefined) return { ok: false, error: lp };
@@ -350,7 +454,7 @@ export async function verifyChain(
       // an anchor carry them, and a bundle may hold intermediates used as anchors).
       for (const root of anchors.roots) {
         if (root.facts.subject !== issuerName) continue;
-        if (!(await current.cert.verify({ publicKey: root.cert.publicKey, signatureOnly: true }))) continue;
+        if (!signedBy(current, root)) continue;
         const problem = issuerProblem(root, depth);
         if (problem !== undefined) {
           lastProblem = problem;
@@ -361,7 +465,7 @@ export async function verifyChain(
       let next: ParsedCertificate | undefined;
       for (const cand of intermediates) {
         if (cand === current || cand.facts.subject !== issuerName) continue;
-        if (!(await current.cert.verify({ publicKey: cand.cert.publicKey, signatureOnly: true }))) continue;
+        if (!signedBy(current, cand)) continue;
         const problem = issuerProblem(cand, depth);
         if (problem !== undefined) {
           lastProblem = problem;

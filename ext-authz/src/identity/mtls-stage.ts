@@ -13,8 +13,8 @@
  *
  * The warm path (a certificate seen before) is synchronous: one XFCC scan,
  * one LRU lookup, a hash compare, a validity compare and a memoized mapping.
- * Only the first sight of a certificate with CA verification on awaits
- * (WebCrypto signature checks), and that result is memoized too.
+ * The first sight of a certificate with CA verification on adds OpenSSL
+ * signature checks (synchronous, tens of µs), memoized with the entry.
  */
 import { z } from 'zod';
 import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
@@ -107,7 +107,7 @@ class MtlsStage {
   }
 
   /** Who the client is, by the trust table of docs/mtls.md (one branch per row). */
-  run(ctx: CheckContext): StageResult | Promise<StageResult> {
+  run(ctx: CheckContext): StageResult {
     const req = ctx.request;
     const principal = req.source.principal;
     const raw = ctx.gateway.trustXfcc ? req.headers[XFCC] : undefined;
@@ -124,7 +124,7 @@ class MtlsStage {
   }
 
   /** A trusted proxy is talking to us: the client is in the XFCC it added. */
-  private fromTrustedProxy(ctx: CheckContext, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
+  private fromTrustedProxy(ctx: CheckContext, principal: string, xfcc: string | undefined): StageResult {
     if (xfcc !== undefined) {
       ctx.audit['mtls_via'] = 'xfcc';
       return this.fromXfcc(ctx, xfcc);
@@ -136,7 +136,7 @@ class MtlsStage {
   }
 
   /** The peer certificate is the client; an XFCC beside it must describe the same certificate. */
-  private fromPeerCertificate(ctx: CheckContext, peerCert: string, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
+  private fromPeerCertificate(ctx: CheckContext, peerCert: string, principal: string, xfcc: string | undefined): StageResult {
     // Bounded like XFCC before any hashing or decoding.
     if (peerCert.length > this.profile.maxCertificateBytes) {
       return this.fail(ctx, 401, 'certificate_too_large', `peer certificate is ${peerCert.length} characters, over identity.mtls.maxCertificateBytes (${this.profile.maxCertificateBytes})`);
@@ -171,7 +171,7 @@ class MtlsStage {
    * Only the peer principal: an XFCC beside it (Istio ingress, SANITIZE_SET) is
    * the same client when it names that principal, and gives the full facts.
    */
-  private fromPeerPrincipal(ctx: CheckContext, principal: string, xfcc: string | undefined): StageResult | Promise<StageResult> {
+  private fromPeerPrincipal(ctx: CheckContext, principal: string, xfcc: string | undefined): StageResult {
     if (xfcc !== undefined) {
       const picked = this.clientElement(xfcc);
       if (!isRejection(picked)) {
@@ -201,14 +201,14 @@ class MtlsStage {
 
   private readonly lookup = (cert: string, hash: string): CacheEntry => this.cache.get(cert, hash);
 
-  private fromXfcc(ctx: CheckContext, header: string): StageResult | Promise<StageResult> {
+  private fromXfcc(ctx: CheckContext, header: string): StageResult {
     const picked = this.clientElement(header);
     if (isRejection(picked)) return this.fail(ctx, 401, picked.reason, picked.detail, picked.facts);
     return this.fromElement(ctx, picked.element, picked.entry);
   }
 
   /** Checks the chosen XFCC element against its own certificate (`entry` when already looked up), then the certificate itself. */
-  private fromElement(ctx: CheckContext, e: XfccElement, entry: CacheEntry | undefined): StageResult | Promise<StageResult> {
+  private fromElement(ctx: CheckContext, e: XfccElement, entry: CacheEntry | undefined): StageResult {
     if (e.cert === '') {
       if (this.profile.xfcc.requireCert) return this.fail(ctx, 401, 'xfcc_missing_cert', 'the XFCC element has no Cert= (configure the gateway to forward the certificate)');
       // Only SAN strings to go on: nothing to check validity, issuer or deny list against.
@@ -230,7 +230,7 @@ class MtlsStage {
   }
 
   /** Checks a decoded certificate (deny list, validity, issuer) and maps it. */
-  private fromEntry(ctx: CheckContext, entry: CacheEntry, parsed: ParsedCertificate, chain: string): StageResult | Promise<StageResult> {
+  private fromEntry(ctx: CheckContext, entry: CacheEntry, parsed: ParsedCertificate, chain: string): StageResult {
     const facts = parsed.facts;
     const p = this.profile;
     // Without a CA bundle the proxy in front verified the chain, so the certificate is authentic: failures count for its user too.
@@ -242,23 +242,15 @@ class MtlsStage {
     if (validity !== undefined) return validity;
     if (p.anchors === undefined) return this.mapEntry(ctx, entry, facts);
     const v = entry.verified;
-    let outcome: VerifyOutcome | Promise<VerifyOutcome>;
+    let outcome: VerifyOutcome;
     if (v !== undefined && v.anchors === p.anchors && v.chain === chain) {
       outcome = v.outcome;
     } else {
       const chainCerts = this.cache.chain(chain);
       if (!chainCerts.ok) return this.fail(ctx, 401, 'bad_certificate', `XFCC Chain: ${chainCerts.error}`, facts);
-      const anchors = p.anchors;
-      const pending = verifyChain(parsed, chainCerts.certs, anchors);
-      const slot = { anchors, chain, outcome: pending as VerifyOutcome | Promise<VerifyOutcome> };
-      entry.verified = slot;
-      void pending.then((o) => {
-        // Replace the promise with its value so later Checks stay synchronous.
-        if (entry.verified === slot) entry.verified = { anchors, chain, outcome: o };
-      });
-      outcome = pending;
+      outcome = verifyChain(parsed, chainCerts.certs, p.anchors);
+      entry.verified = { anchors: p.anchors, chain, outcome };
     }
-    if (outcome instanceof Promise) return outcome.then((o) => this.afterVerify(ctx, entry, facts, o));
     return this.afterVerify(ctx, entry, facts, outcome);
   }
 

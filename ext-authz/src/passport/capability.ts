@@ -63,6 +63,7 @@ export const passportCapability: Capability<PassportState | undefined> = {
     return {
       state,
       adminRoutes: [{ method: 'GET', path, handler: serveJwks(state) }],
+      warm: () => state.issuer.warm(),
       discard: () => discardPassportState(state, prev),
       retire: (next) => retirePassportState(state, next),
       close: () => closePassportState(state),

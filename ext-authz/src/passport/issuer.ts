@@ -65,6 +65,15 @@ export class PassportIssuer {
     return p;
   }
 
+  /**
+   * One throwaway signature with the active key (start-up warm-up): the first
+   * real Passport then finds the key material and the signing path ready.
+   * Neither cached nor counted.
+   */
+  async warm(): Promise<void> {
+    await new CompactSign(encoder.encode('{"warm-up":true}')).setProtectedHeader(this.header).sign(this.ring.active.privateKey);
+  }
+
   private async signNow(input: IssueInput): Promise<IssuedPassport> {
     const jti = randomUUID();
     const claims = buildClaims({ ...input, issuer: this.issuer, audience: this.audience, jti });

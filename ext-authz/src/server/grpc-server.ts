@@ -8,7 +8,9 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { AUTHORIZATION_SERVICE_NAME, loadAuthorizationService } from '../proto/load.js';
-import { internalErrorResponse } from '../check/response.js';
+import { deniedResponse, internalErrorResponse, okResponse } from '../check/response.js';
+import { buildCheckRequest } from '../proto/check-request.js';
+import { toRequestView } from '../pipeline/request-view.js';
 import type { CheckRequest, CheckResponse } from '../proto/types.js';
 import type { Checker } from '../check/checker.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -38,6 +40,7 @@ export class GrpcServer {
   readonly server: grpc.Server;
   readonly health: HealthImplementation;
   private inFlight = 0;
+  private readonly checkMethod: grpc.MethodDefinition<CheckRequest, CheckResponse>;
 
   constructor(
     private readonly checker: () => Checker,
@@ -54,6 +57,7 @@ export class GrpcServer {
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     });
     const { service, packageDefinition } = loadAuthorizationService();
+    this.checkMethod = service['Check'] as grpc.MethodDefinition<CheckRequest, CheckResponse>;
     this.server.addService(service, { Check: this.handleCheck });
     for (const x of extra) this.server.addService(x.service, x.implementation);
     const statuses: Record<string, 'NOT_SERVING'> = { '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' };
@@ -85,6 +89,33 @@ export class GrpcServer {
       done(result);
     }
   };
+
+  /**
+   * Start-up warm-up: JIT of the Check codecs, the request view and route
+   * selection on synthetic requests. No stage runs and nothing is counted or
+   * logged, so it changes nothing a real Check sees.
+   */
+  warmCodecs(rounds = 200): void {
+    const checker = this.checker();
+    const gateways = Object.keys(checker.table.config.gateways);
+    const requests = (gateways.length > 0 ? gateways : ['']).map((gateway, i) =>
+      this.checkMethod.requestSerialize(
+        buildCheckRequest({
+          path: `/warm-up/${i}?q=1`,
+          headers: { 'x-request-id': `warm-up-${i}`, accept: '*/*', 'x-forwarded-for': '192.0.2.1', 'x-forwarded-client-cert': 'Hash=00' },
+          ...(gateway ? { gateway } : {}),
+        }),
+      ),
+    );
+    const ok = okResponse([['x-warm-up', '1']], ['x-warm-up'], []);
+    const denied = deniedResponse({ status: 403, reason: 'warm_up' }, '00000000000000000000000000000000', 'Bearer');
+    for (let i = 0; i < rounds; i++) {
+      const view = toRequestView(this.checkMethod.requestDeserialize(requests[i % requests.length]!));
+      const gateway = checker.table.selectGateway(view);
+      if (gateway !== undefined) checker.table.selectRoute(gateway, view);
+      this.checkMethod.responseSerialize(i % 2 === 0 ? ok : denied);
+    }
+  }
 
   setServing(serving: boolean): void {
     const status = serving ? 'SERVING' : 'NOT_SERVING';

@@ -93,6 +93,7 @@ export class PassgateService {
       await svc.closeAfterFailedStart();
       throw err;
     }
+    await svc.warmUp();
     svc.grpc.setServing(true);
     svc.started = true;
     svc.metrics.configInfo.setToCurrentTime();
@@ -102,6 +103,38 @@ export class PassgateService {
       'passgate ext_authz service started',
     );
     return svc;
+  }
+
+  /**
+   * server.warmupMs: the capabilities' warm hooks (script load, first signature) and the Check
+   * codecs' JIT, before health says SERVING. Bounded and never fatal: a Redis that is down or a
+   * slow hook only costs the first real Checks what they would have cost anyway.
+   */
+  private async warmUp(): Promise<void> {
+    const limitMs = this.config.server.warmupMs;
+    if (limitMs === 0 || this.current === undefined) return;
+    const startedAt = performance.now();
+    const hooks = [...this.current.prepared.entries()].map(async ([cap, p]) => {
+      try {
+        await p.warm?.();
+      } catch (err) {
+        this.logger.warn({ capability: cap.name, err: err instanceof Error ? err.message : String(err) }, 'warm-up step failed (the first Checks pay for it instead)');
+      }
+    });
+    try {
+      this.grpc.warmCodecs();
+    } catch (err) {
+      this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'codec warm-up failed');
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const overrun = new Promise<'overrun'>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, limitMs - (performance.now() - startedAt)), 'overrun');
+    });
+    const outcome = await Promise.race([Promise.all(hooks), overrun]);
+    clearTimeout(timer);
+    const ms = Math.round(performance.now() - startedAt);
+    if (outcome === 'overrun') this.logger.warn({ ms, limitMs }, 'warm-up took longer than server.warmupMs; serving anyway');
+    else this.logger.debug({ ms }, 'warm-up done');
   }
 
   get currentConfig(): PassgateConfig {
