@@ -13,7 +13,7 @@ import { assemble } from '../server/assemble.js';
 import { Checker } from '../check/checker.js';
 import { formatExplanation, type Explanation } from '../check/explain.js';
 import { Metrics } from '../observability/metrics.js';
-import { buildCheckRequest } from '../proto/check-request.js';
+import { checkRequestForUrl } from '../proto/check-request.js';
 import type { CheckRequest } from '../proto/types.js';
 import { formatXfccElement, urlEncodePem } from '../identity/xfcc.js';
 import { fdsCapability } from '../fds/capability.js';
@@ -70,21 +70,13 @@ export function requestFromArgs(a: ExplainArgs): { request: CheckRequest; notes:
     }
   }
   if (a.url === undefined) throw new ExplainUsage('explain needs a URL (e.g. https://api.example.com/v1/accounts) or --check-request FILE');
-  let url: URL;
-  try {
-    url = new URL(a.url);
-  } catch {
-    throw new ExplainUsage(`"${a.url}" is not a URL; write it as curl takes it: https://host/path`);
-  }
   const headers: Record<string, string> = {};
   for (const h of a.headers ?? []) {
     const colon = h.indexOf(':');
     if (colon <= 0) throw new ExplainUsage(`-H "${h}": write a header as 'Name: value'`);
     headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trim();
   }
-  const port = url.port !== '' ? Number(url.port) : url.protocol === 'http:' ? 80 : 443;
-  const path = `${url.pathname}${url.search}`;
-  let certificate: string | undefined;
+  let peerCertificate: string | undefined;
   if (a.cert !== undefined) {
     const pem = readText(a.cert, '--cert');
     let cert: X509Certificate;
@@ -93,30 +85,31 @@ export function requestFromArgs(a: ExplainArgs): { request: CheckRequest; notes:
     } catch (err) {
       throw new ExplainUsage(`--cert: ${a.cert} is not a PEM certificate: ${(err as Error).message}`);
     }
-    const first = pem.slice(pem.indexOf('-----BEGIN CERTIFICATE-----'), pem.indexOf('-----END CERTIFICATE-----') + '-----END CERTIFICATE-----'.length);
+    // The leaf only: Envoy sends the peer's own certificate.
+    const leaf = `${cert.toString().trim()}\n`;
     if (a.xfcc === true) {
       const uris = (cert.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:')).map((n) => n.slice(4));
       const hash = cert.fingerprint256.replace(/:/g, '').toLowerCase();
-      headers['x-forwarded-client-cert'] = formatXfccElement({ hash, cert: urlEncodePem(`${first}\n`), uri: uris });
+      headers['x-forwarded-client-cert'] = formatXfccElement({ hash, cert: urlEncodePem(leaf), uri: uris });
       notes.push(`client certificate ${a.cert} sent as x-forwarded-client-cert (believed only on gateways with trustXfcc)`);
     } else {
-      certificate = urlEncodePem(`${first}\n`);
+      peerCertificate = urlEncodePem(leaf);
       notes.push(`client certificate ${a.cert} sent as the peer certificate (source.certificate)`);
     }
   } else if (a.xfcc === true) throw new ExplainUsage('--xfcc needs --cert FILE');
-  const request = buildCheckRequest({
-    method: (a.method ?? 'GET').toUpperCase(),
-    host: url.hostname,
-    path,
-    headers,
-    destinationPort: port,
-    ...(a.ip === undefined ? {} : { sourceAddress: a.ip }),
-    ...(a.gateway === undefined ? {} : { gateway: a.gateway }),
-  });
-  const http = request.attributes!.request!.http!;
-  http.scheme = url.protocol.replace(':', '');
-  if (certificate !== undefined) request.attributes!.source!.certificate = certificate;
-  return { request, notes };
+  try {
+    const request = checkRequestForUrl({
+      url: a.url,
+      headers,
+      ...(a.method === undefined ? {} : { method: a.method }),
+      ...(a.ip === undefined ? {} : { sourceAddress: a.ip }),
+      ...(a.gateway === undefined ? {} : { gateway: a.gateway }),
+      ...(peerCertificate === undefined ? {} : { peerCertificate }),
+    });
+    return { request, notes };
+  } catch (err) {
+    throw new ExplainUsage((err as Error).message);
+  }
 }
 
 /** Loads the config, explains one request, closes everything; resolves with the explanation. */
