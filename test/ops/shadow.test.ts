@@ -32,6 +32,7 @@ gateways:
       - { name: staged, match: { path: { prefix: /staged } }, stages: [fds, { type: require-headers, shadow: true, status: 401, headers: [{ name: x-new-header }] }, allow] }
       - { name: claims, match: { path: { prefix: /claims } }, stages: [fds, { type: test-claim, async: true, shadow: true }, allow] }
       - { name: claims-real, match: { path: { prefix: /enforced-claims } }, stages: [fds, { type: test-claim, async: true }, allow] }
+      - { name: minted, match: { path: { prefix: /minted } }, stages: [{ type: test-set-header, name: x-passgate-secret, value: s3cret-value }, allow] }
 defaultGateway: edge
 `;
 }
@@ -133,6 +134,19 @@ describe('shadow routes and stages (real gRPC, real Redis)', function () {
     assert.deepEqual([e.decision.decision, e.decision.reason], ['deny', 'missing_header']);
     assert.deepEqual([e.enforced.decision, e.enforced.reason], ['allow', 'shadow']);
     assert.equal(e.response.status?.code, 0);
+  });
+
+  it('POST /explain redacts the values of internal headers the answer sets (a Passport is a credential), real Checks get them', async () => {
+    const res = await fetch(`http://127.0.0.1:${t.svc.adminPort}/explain`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ url: 'https://edge.example/minted' }),
+    });
+    const text = await res.text();
+    assert.doesNotMatch(text, /s3cret-value/);
+    assert.match(text, /<redacted: 12 characters set by the gateway>/);
+    const real = await req('/minted', '198.51.100.44');
+    assert.equal(real.ok_response?.headers?.find((h) => h.header?.key === 'x-passgate-secret')?.header?.value, 's3cret-value');
   });
 
   it('shadow must be a boolean: a startup error naming the key', () => {

@@ -95,8 +95,10 @@ export class Checker {
    */
   async explain(request: CheckRequest | null | undefined, deadline: number): Promise<Explanation> {
     const note: ExplainNote = {};
+    const internal = this.state.internal;
     const response = await this.run(request, deadline, note);
-    return explanationOf(note, response);
+    // A Passport (or any header only the gateway sets) in an answer to an admin call would be a credential minted without Envoy's proof of the key: shown redacted.
+    return explanationOf(note, response, (name) => internal.isInternal(name));
   }
 
   private run(request: CheckRequest | null | undefined, deadline: number, note: ExplainNote | undefined): CheckResponse | Promise<CheckResponse> {

@@ -49,6 +49,7 @@ export interface Explanation {
   readonly shadowed?: readonly ShadowVerdict[];
   readonly audit?: Record<string, unknown>;
   readonly fault?: string;
+  /** The exact CheckResponse, except that values of internal headers it sets (the Passport) are redacted. */
   readonly response: CheckResponse;
 }
 
@@ -60,7 +61,22 @@ function view(d: Decision | undefined): DecisionView {
     : { decision: 'deny', reason: d.denial.reason, status: d.denial.status, detail: d.denial.detail };
 }
 
-export function explanationOf(note: ExplainNote, response: CheckResponse): Explanation {
+/** The response with the values of internal headers it sets replaced by their length. */
+function redacted(response: CheckResponse, isInternal: (name: string) => boolean): CheckResponse {
+  const headers = response.ok_response?.headers;
+  if (headers === undefined || !headers.some((h) => isInternal(h.header?.key ?? ''))) return response;
+  return {
+    ...response,
+    ok_response: {
+      ...response.ok_response,
+      headers: headers.map((h) =>
+        isInternal(h.header?.key ?? '') ? { ...h, header: { key: h.header!.key!, value: `<redacted: ${String(h.header?.value ?? '').length} characters set by the gateway>` } } : h,
+      ),
+    },
+  };
+}
+
+export function explanationOf(note: ExplainNote, response: CheckResponse, isInternal: (name: string) => boolean = () => false): Explanation {
   const ctx = note.ctx;
   const gw = note.gateway;
   const ran = ctx?.trace ?? [];
@@ -89,7 +105,7 @@ export function explanationOf(note: ExplainNote, response: CheckResponse): Expla
     ...(ctx?.shadowed === undefined ? {} : { shadowed: ctx.shadowed }),
     ...(ctx === undefined || Object.keys(ctx.audit).length === 0 ? {} : { audit: ctx.audit }),
     ...(note.fault === undefined ? {} : { fault: note.fault }),
-    response,
+    response: redacted(response, isInternal),
   };
 }
 
