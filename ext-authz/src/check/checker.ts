@@ -199,7 +199,7 @@ export class Checker {
     if (ctx === undefined) return undefined;
     const first = ctx.shadowed?.[0];
     if (first !== undefined) return first;
-    if (ctx.route.shadow !== true && !ctx.route.stages.some((s) => (s as { shadow?: boolean }).shadow === true)) return undefined;
+    if (ctx.route.shadow !== true && ctx.route.shadowStages !== true) return undefined;
     if (decision.kind === 'deny') return { stage: '(route)', verdict: 'deny', reason: decision.denial.reason, status: decision.denial.status };
     return { verdict: 'allow', reason: decision.reason };
   }

@@ -22,6 +22,8 @@ export interface RouteInfo {
   readonly failureMode: FailureMode;
   /** Shadowed (`shadow: true`): decided and recorded, but Envoy is answered allow. */
   readonly shadow?: boolean;
+  /** Some stage of the route is shadowed (computed once when the route is compiled). */
+  readonly shadowStages?: boolean;
   /** The route's stages in order (a stage may need to know what runs around it). */
   readonly stages: readonly { readonly type: string }[];
 }

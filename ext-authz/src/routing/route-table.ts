@@ -77,6 +77,11 @@ function buildStages(
   });
 }
 
+/** `shadowStages: true` when a stage of the route is shadowed, so the Checker need not look per Check. */
+function withShadowFlag<R extends { stages: readonly Stage[] }>(route: R): R & { shadowStages?: true } {
+  return route.stages.some((s) => s.shadow === true) ? { ...route, shadowStages: true } : route;
+}
+
 const NO_ROUTE_STAGE: Stage = (() => {
   const result = deny(404, 'no_route');
   return { type: 'no-route', run: () => result };
@@ -87,7 +92,7 @@ export function compileRouteTable(config: PassgateConfig, factory: Factory): Rou
   const selectable: SelectableGateway<CompiledGateway>[] = [];
 
   for (const [name, gw] of Object.entries(config.gateways)) {
-    const routes = gw.routes.map((r, i) => ({
+    const routes = gw.routes.map((r, i) => withShadowFlag({
       name: r.name,
       matches: compileRouteMatch(r.match),
       predicates: compilePredicates(r.match),
@@ -96,13 +101,13 @@ export function compileRouteTable(config: PassgateConfig, factory: Factory): Rou
       ...(r.shadow === true ? { shadow: true } : {}),
     }));
     const defaultRoute: CompiledRoute = gw.defaultRoute
-      ? {
+      ? withShadowFlag({
           name: 'default',
           matches: () => true,
           stages: buildStages(gw.defaultRoute.stages, `gateways.${name}.defaultRoute`, config, factory),
           failureMode: gw.defaultRoute.failureMode ?? gw.failureMode,
           ...(gw.defaultRoute.shadow === true ? { shadow: true } : {}),
-        }
+        })
       : { name: 'default', matches: () => true, stages: [NO_ROUTE_STAGE], failureMode: gw.failureMode };
     const compiled: CompiledGateway = {
       name,
