@@ -32,6 +32,7 @@ gateways:
       - { name: staged, match: { path: { prefix: /staged } }, stages: [fds, { type: require-headers, shadow: true, status: 401, headers: [{ name: x-new-header }] }, allow] }
       - { name: claims, match: { path: { prefix: /claims } }, stages: [fds, { type: test-claim, async: true, shadow: true }, allow] }
       - { name: claims-real, match: { path: { prefix: /enforced-claims } }, stages: [fds, { type: test-claim, async: true }, allow] }
+      - { name: fds-shadow, match: { path: { prefix: /fds-shadow } }, stages: [{ type: fds, shadow: true }, ${needKey}, allow] }
       - { name: minted, match: { path: { prefix: /minted } }, stages: [{ type: test-set-header, name: x-passgate-secret, value: s3cret-value }, allow] }
 defaultGateway: edge
 `;
@@ -110,6 +111,15 @@ describe('shadow routes and stages (real gRPC, real Redis)', function () {
     const inspect = await adminCall(t.svc.adminPort, 'GET', `/admin/fds/inspect?kind=ip&subject=${ip}`);
     assert.equal(inspect.json.blocked, null);
     assert.match(await metrics(), /passgate_shadow_checks_total\{gateway="edge",route="staged",decision="deny",reason="missing_header"\} 3/);
+  });
+
+  it('a shadowed fds stage counts apart too: the enforced 401s stand, the IP is not blocked', async () => {
+    const ip = '198.51.100.45';
+    for (let i = 0; i < 3; i++) assert.equal((await req('/fds-shadow/x', ip)).denied_response?.status?.code, 401);
+    const inspect = await adminCall(t.svc.adminPort, 'GET', `/admin/fds/inspect?kind=ip&subject=${ip}`);
+    assert.equal(inspect.json.blocked, null);
+    assert.deepEqual(inspect.json.counters, [{ rule: 'ip-fail', count: 0 }]);
+    assert.ok(audits().some((l) => l['route'] === 'fds-shadow' && (l['fds_shadow'] as { wouldBlock?: unknown[] } | undefined)?.wouldBlock?.length === 1));
   });
 
   it('claims a shadowed stage leaves are burned, but a replay stays a shadow verdict (the real answer is not broken)', async () => {

@@ -159,8 +159,8 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
       if (rules.all.length === 0) return NO_OPS;
       const ops: CounterOp[] = [];
       const route = ctx.route.name;
-      // Everything on a shadowed route is counted apart and never blocks: Envoy let those requests through.
-      const shadowRoute = ctx.route.shadow === true;
+      // Everything on a shadowed route (or by a shadowed fds stage) is counted apart and never blocks.
+      const shadowRoute = ctx.route.shadow === true || ctx.inShadow;
       let ipFailure = false;
       for (const o of extra === undefined ? ctx.outcomes : [...ctx.outcomes, ...extra]) {
         let subject = o.subject;
@@ -259,7 +259,7 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
         const pending = decision.kind === 'allow' ? pendingClaims(ctx) : undefined;
         if (ctx.dry) return dryRun(ctx, decision, subjects, check, pending);
         // Claims a shadowed stage left are burned (a proof is single-use either way), but a replay stays its shadow verdict.
-        const shadowClaims = pending !== undefined && (ctx.route.shadow === true || ctx.setInShadow(PENDING_CLAIMS));
+        const shadowClaims = pending !== undefined && (ctx.route.shadow === true || ctx.inShadow || ctx.setInShadow(PENDING_CLAIMS));
         let ops = options.count ? counterOps(ctx, decision, subjects) : NO_OPS;
         let replayDecision: Decision | undefined;
         if (pending) {

@@ -103,6 +103,11 @@ export class CheckContext {
    * claims burned, no blocks created) and nothing is counted or audited as traffic.
    */
   dry = false;
+  /**
+   * True while a shadowed stage's run or finish runs synchronously (pipeline/shadow.ts): a
+   * stage that writes as it decides (fds, when itself shadowed) reads it then.
+   */
+  inShadow = false;
   /** Filled only by explain: each stage's answer, in order. */
   trace: StageTrace[] | undefined = undefined;
   /** Verdicts shadowed stages reached but did not enforce; undefined until one does. */

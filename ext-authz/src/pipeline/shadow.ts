@@ -49,10 +49,13 @@ export function shadowStage(inner: Stage, index: number): Stage {
     run(ctx) {
       const mark = ctx.markShadow();
       let r: StageResult | Promise<StageResult>;
+      ctx.inShadow = true;
       try {
         r = inner.run(ctx);
       } catch (err) {
         return settle(ctx, mark, { kind: 'fail', reason: 'stage_error', detail: `${inner.type}: ${message(err)}` });
+      } finally {
+        ctx.inShadow = false;
       }
       if (!isPromise(r)) return settle(ctx, mark, r);
       return within(r, bound(ctx)).then(
@@ -73,10 +76,13 @@ export function shadowStage(inner: Stage, index: number): Stage {
     (stage as { finish?: Stage['finish'] }).finish = (ctx, decision) => {
       const mark = ctx.markShadow();
       let r: FinishResult | Promise<FinishResult>;
+      ctx.inShadow = true;
       try {
         r = finish.call(inner, ctx, decision);
       } catch (err) {
         return done(ctx, mark, decision, { kind: 'fail', reason: 'stage_error', detail: message(err) });
+      } finally {
+        ctx.inShadow = false;
       }
       if (!isPromise(r)) return done(ctx, mark, decision, r);
       return within(r, bound(ctx)).then(
