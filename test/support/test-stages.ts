@@ -7,6 +7,7 @@ import { CONTINUE, fail } from '../../ext-authz/src/pipeline/decision.js';
 import type { StageDefinition } from '../../ext-authz/src/stages/stage.js';
 import { STATELESS, type Capability } from '../../ext-authz/src/capabilities/capability.js';
 import { compose, type Composition } from '../../ext-authz/src/capabilities/index.js';
+import { PENDING_CLAIMS } from '../../ext-authz/src/fds/facts.js';
 
 /**
  * TEST-ONLY stage type: sets the identity an identity stage (mTLS, JWT...)
@@ -76,6 +77,26 @@ function addTestStage<O extends { type: string }>(def: StageDefinition<O>): void
       type: 'test-slow-finish',
       run: () => CONTINUE,
       finish: () => new Promise<void>((resolve) => setTimeout(resolve, o.ms)),
+    }),
+  });
+  // Leaves a single-use claim (as the proof stage does for a DPoP jti) for the fds stage to burn; `async` settles after a timer.
+  const claim = z.strictObject({ type: z.literal('test-claim'), async: z.boolean().default(false) });
+  addTestStage({
+    type: 'test-claim',
+    schema: claim,
+    description: 'test: a single-use claim from x-test-jti, burned by the fds stage',
+    create: (o: z.infer<typeof claim>) => ({
+      type: 'test-claim',
+      run(ctx) {
+        const set = () => {
+          const jti = ctx.request.headers['x-test-jti'];
+          if (jti !== undefined) {
+            ctx.set(PENDING_CLAIMS, { claims: [{ key: `test:${jti}`, expiresAt: Date.now() + 60_000, minTtlMs: 1_000 }], replayDenial: { status: 401, reason: 'test_replayed' }, replayOutcomes: [], sent: false });
+          }
+          return CONTINUE;
+        };
+        return o.async ? new Promise((resolve) => setTimeout(() => resolve(set()), 1)) : set();
+      },
     }),
   });
   const setter = z.strictObject({ type: z.literal('test-set-header'), name: z.string(), value: z.string() });

@@ -8,10 +8,13 @@ import { ConfigError, loadConfigFile, resolveConfigPath } from '../config/load.j
 import { defaultComposition } from '../capabilities/index.js';
 import { FDS_USAGE, runFdsCli } from './fds.js';
 import { serve } from './serve.js';
+import { EXPLAIN_USAGE, ExplainUsage, runExplain } from './explain.js';
 
-// Subcommands are listed here only once they ship (`explain` will join them).
+// Subcommands are listed here only once they ship.
 export const USAGE = `usage: passgate [serve] (--config FILE | --dev)   start the ext_authz service
        passgate validate FILE                      check a config file, start nothing
+       passgate explain --config FILE [-X M] [-H 'N: V'] [--cert PEM] [--ip IP] URL
+                                                   why a request gets its answer (dry run, no side effects; passgate explain --help)
        passgate stages                             list the stage types a route may use
        passgate fds <block|unblock|list|inspect> ...   manage FDS block lists (see passgate fds help)
        passgate --help
@@ -34,7 +37,7 @@ const stdio: CliOutput = {
   err: (t) => process.stderr.write(`${t}\n`),
 };
 
-type Options = Record<string, { type: 'string' | 'boolean' }>;
+type Options = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
 function parse(args: readonly string[], options: Options, maxPositionals: number): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   let parsed;
@@ -47,7 +50,7 @@ function parse(args: readonly string[], options: Options, maxPositionals: number
   if (parsed.positionals.length > maxPositionals) {
     throw new UsageError(`unexpected argument "${parsed.positionals[maxPositionals]}"`);
   }
-  return parsed;
+  return parsed as { values: Record<string, string | boolean | undefined>; positionals: string[] };
 }
 
 /** Runs one command; resolves with the exit code, or undefined while `serve` keeps running. */
@@ -74,6 +77,50 @@ export async function runCli(argv: readonly string[], io: CliOutput = stdio): Pr
         const routes = gateways.reduce((n, g) => n + g.routes.length + (g.defaultRoute ? 1 : 0), 0);
         io.out(`${file}: valid (${gateways.length} gateway(s), ${routes} route(s))`);
         return 0;
+      }
+      case 'explain': {
+        const p = parse(
+          rest,
+          {
+            config: { type: 'string' },
+            request: { type: 'string', short: 'X' },
+            header: { type: 'string', short: 'H', multiple: true },
+            cert: { type: 'string' },
+            xfcc: { type: 'boolean' },
+            ip: { type: 'string' },
+            gateway: { type: 'string' },
+            'check-request': { type: 'string' },
+            json: { type: 'boolean' },
+          },
+          1,
+        );
+        if (p.values['help']) {
+          io.out(EXPLAIN_USAGE);
+          return 0;
+        }
+        const v = p.values as Record<string, string | boolean | string[] | undefined>;
+        const config = v['config'] as string | undefined;
+        if (config === undefined) throw new UsageError('explain needs --config FILE (the config whose decision you want explained)');
+        try {
+          return await runExplain(
+            {
+              config,
+              ...(p.positionals[0] === undefined ? {} : { url: p.positionals[0] }),
+              ...(v['request'] === undefined ? {} : { method: v['request'] as string }),
+              headers: (v['header'] as string[] | undefined) ?? [],
+              ...(v['cert'] === undefined ? {} : { cert: v['cert'] as string }),
+              xfcc: v['xfcc'] === true,
+              ...(v['ip'] === undefined ? {} : { ip: v['ip'] as string }),
+              ...(v['gateway'] === undefined ? {} : { gateway: v['gateway'] as string }),
+              ...(v['check-request'] === undefined ? {} : { checkRequest: v['check-request'] as string }),
+            },
+            v['json'] === true,
+            io.out,
+          );
+        } catch (err) {
+          if (err instanceof ExplainUsage) throw new UsageError(err.message);
+          throw err;
+        }
       }
       case 'stages': {
         const p = parse(rest, {}, 0);

@@ -78,9 +78,20 @@ function stageSchemaOf(stageSchemas: readonly z.ZodType[]): z.ZodType<StageConfi
     error: (issue) => (issue.code === 'invalid_union' ? `unknown stage type; known types: ${known.join(', ')}` : undefined),
   });
   return z.unknown().transform((raw, ctx) => {
-    const value = typeof raw === 'string' ? { type: raw } : raw;
+    let value = typeof raw === 'string' ? { type: raw } : raw;
+    // `shadow` is the pipeline's, valid on every stage type (docs/operators.md), so it is taken off before the type's strict schema.
+    let shadow: true | undefined;
+    if (value !== null && typeof value === 'object' && 'shadow' in value) {
+      const { shadow: s, ...rest } = value as Record<string, unknown>;
+      if (typeof s !== 'boolean') {
+        ctx.addIssue({ code: 'custom', message: 'shadow must be true or false', path: ['shadow'] });
+        return z.NEVER;
+      }
+      if (s) shadow = true;
+      value = rest;
+    }
     const result = union.safeParse(value);
-    if (result.success) return result.data as StageConfig;
+    if (result.success) return (shadow ? { ...result.data, shadow } : result.data) as StageConfig;
     for (const issue of result.error.issues) {
       ctx.addIssue({ code: 'custom', message: issueMessage(issue), path: issue.path as PropertyKey[] });
     }
@@ -95,6 +106,8 @@ const routeSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits, _ . : -'),
   match: routeMatch.prefault({}),
   failureMode: failureMode.optional(),
+  /** Dry-run the route: decide, audit and count as usual, but answer allow (docs/operators.md). */
+  shadow: z.boolean().optional(),
   stages,
 });
 
@@ -116,7 +129,7 @@ const gatewaySchema = z.strictObject({
   challenge: z.string().min(1).default(DEFAULT_CHALLENGE),
   routes: z.array(routeSchema).default([]),
   /** The chain for requests no route matches; by default a 404 `no_route`. */
-  defaultRoute: z.strictObject({ failureMode: failureMode.optional(), stages }).optional(),
+  defaultRoute: z.strictObject({ failureMode: failureMode.optional(), shadow: z.boolean().optional(), stages }).optional(),
 });
 
 const listen = (defaultPort: number, defaultHost: string) =>

@@ -13,7 +13,7 @@ import type { FdsSettings } from './config.js';
 import { CidrSet } from './cidr.js';
 import { MemoryStore } from './store/memory-store.js';
 import { RedisStore } from './store/redis-store.js';
-import type { BlockRecord, Claim, CounterOp, EvaluateResult, FdsStore, SubjectRef } from './store/store.js';
+import type { BlockRecord, Claim, CounterOp, EvaluateResult, FdsStore, PeekResult, SubjectRef } from './store/store.js';
 import { compileRules, type CompiledRules } from './rules.js';
 import { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { TIMED_OUT, within } from '../resilience/within.js';
@@ -27,6 +27,7 @@ export class FdsMetrics {
   readonly degraded: Counter<'mode'>;
   readonly blocksCreated: Counter<'kind' | 'source'>;
   readonly blockedChecks: Counter<'kind' | 'cached'>;
+  readonly shadowBlocks: Counter<'kind' | 'rule'>;
   readonly active: Gauge;
   readonly cacheEntries: Gauge;
   readonly adminAuthFailures: Counter<'api' | 'why'>;
@@ -42,6 +43,12 @@ export class FdsMetrics {
       registers,
     });
     this.blocksCreated = new Counter({ name: 'passgate_fds_blocks_created_total', help: 'Blocks created, by subject kind and source (rule, admin)', labelNames: ['kind', 'source'], registers });
+    this.shadowBlocks = new Counter({
+      name: 'passgate_fds_shadow_blocks_total',
+      help: 'Blocks a rule would have created from shadow (dry-run) routes or stages; none was created. By subject kind and rule',
+      labelNames: ['kind', 'rule'],
+      registers,
+    });
     this.blockedChecks = new Counter({ name: 'passgate_fds_blocked_checks_total', help: 'Checks denied as blocked, by subject kind and whether the in-process cache answered', labelNames: ['kind', 'cached'], registers });
     this.adminAuthFailures = new Counter({
       name: 'passgate_admin_auth_failures_total',
@@ -262,9 +269,23 @@ export class FdsEngine {
     });
   }
 
+  /** Explain's read: blocks and claims, nothing written, nothing cached or counted (no breaker either: it is not traffic). */
+  peek(check: readonly SubjectRef[], claims: readonly Claim[] | undefined, limitMs = this.settings.redis?.commandTimeoutMs ?? 1_000): Promise<PeekResult> {
+    return within(this.store.peek(check, claims), limitMs).then((r) => {
+      if (r === TIMED_OUT) throw new Error(`FDS store did not answer within ${limitMs} ms`);
+      return r;
+    });
+  }
+
   // Created once per engine, not per Check.
   private readonly evaluated = (r: EvaluateResult): EvaluateResult => {
     this.breaker?.success();
+    if (r.wouldBlock !== undefined) {
+      for (const c of r.wouldBlock) {
+        this.metrics.shadowBlocks.inc({ kind: c.kind, rule: c.rule ?? '' });
+        this.logger.info({ fds: 'shadow_block', kind: c.kind, subject: c.subject, rule: c.rule }, 'FDS rule would block a subject (shadow: no block created)');
+      }
+    }
     if (r.blocked) this.remember(r.blocked);
     for (const c of r.created) {
       this.metrics.blocksCreated.inc({ kind: c.kind, source: 'rule' });

@@ -30,7 +30,8 @@ import type { FdsState } from './state.js';
 import { withoutExempt } from './exempt.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
 import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
-import { pendingClaims } from './claims.js';
+import { pendingClaims, type PendingClaims } from './claims.js';
+import { PENDING_CLAIMS } from './facts.js';
 import type { Outcome } from '../pipeline/context.js';
 import { addOps } from './rules.js';
 
@@ -120,7 +121,7 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
     }
 
     function blocked(ctx: CheckContext, r: BlockRecord, cached: boolean): void {
-      handle.engine.metrics.blockedChecks.inc({ kind: r.kind, cached: String(cached) });
+      if (!ctx.dry) handle.engine.metrics.blockedChecks.inc({ kind: r.kind, cached: String(cached) });
       ctx.audit['fds'] = {
         blocked: { kind: r.kind, subject: r.subject, reason: r.reason, createdBy: r.createdBy, expiresAt: r.expiresAt, rule: r.rule, level: r.level },
         cached,
@@ -132,6 +133,8 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
       if (rules.all.length === 0) return NO_OPS;
       const ops: CounterOp[] = [];
       const route = ctx.route.name;
+      // Everything on a shadowed route (or by a shadowed fds stage) is counted apart and never blocks.
+      const shadowRoute = ctx.route.shadow === true || ctx.inShadow;
       let ipFailure = false;
       for (const o of extra === undefined ? ctx.outcomes : [...ctx.outcomes, ...extra]) {
         let subject = o.subject;
@@ -139,20 +142,52 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
           subject = canonicalIp(subject) ?? '';
           if (o.event === 'auth_failure') ipFailure = true;
         } else if (o.subjectKind === 'cert') subject = certSubject(subject) ?? '';
-        if (subject !== '') addOps(ops, rules, route, o.event, o.subjectKind, subject);
+        if (subject !== '') addOps(ops, rules, route, o.event, o.subjectKind, subject, shadowRoute || o.shadow === true);
       }
-      for (const kind of rules.requestKinds) for (const s of subjects) if (s.kind === kind) addOps(ops, rules, route, 'request', kind, s.subject);
+      for (const kind of rules.requestKinds) for (const s of subjects) if (s.kind === kind) addOps(ops, rules, route, 'request', kind, s.subject, shadowRoute);
       const ip = subjects[0]?.kind === 'ip' ? subjects[0].subject : '';
       if (!ipFailure && ip !== '' && decision.kind === 'deny' && handle.engine.settings.authFailureStatuses.includes(decision.denial.status) && decision.denial !== BLOCKED_DENIAL) {
-        addOps(ops, rules, route, 'auth_failure', 'ip', ip);
+        addOps(ops, rules, route, 'auth_failure', 'ip', ip, shadowRoute);
       }
       return withoutExempt(ops, handle.engine.settings.exempt.ip);
     }
 
     /** The store could not answer: counted here, decided by the core's failure mode. */
     function unavailable(ctx: CheckContext, err: unknown): FinishResult {
-      handle.engine.metrics.degraded.inc({ mode: ctx.route.failureMode });
+      if (!ctx.dry) handle.engine.metrics.degraded.inc({ mode: ctx.route.failureMode });
       return fail('fds_unavailable', `fds: ${err instanceof Error ? err.message : String(err)}`);
+    }
+
+    /**
+     * Explain: block lookups and claim existence by one read (MGET), no
+     * counter, claim or block written, nothing cached or counted; what a
+     * real Check would have sent is listed in the audit (`fds_dry`).
+     */
+    function dryRun(ctx: CheckContext, decision: Decision, subjects: readonly SubjectRef[], check: readonly SubjectRef[], pending: PendingClaims | undefined): Promise<FinishResult> | FinishResult {
+      const ops = options.count ? counterOps(ctx, decision, subjects) : NO_OPS;
+      ctx.audit['fds_dry'] = {
+        checked: check.map((s) => `${s.kind}:${s.subject}`),
+        wouldCount: ops.map((o) => `${o.shadow === true ? 'shadow ' : ''}${o.rule} ${o.kind}:${o.subject} +${o.increment}`),
+        wouldClaim: pending?.claims.length ?? 0,
+      };
+      if (check.length === 0 && !pending) return undefined;
+      return handle.engine.peek(check, pending?.claims).then(
+        (res): FinishResult => {
+          if (res.blocked) {
+            blocked(ctx, res.blocked, false);
+            return BLOCKED_DECISION;
+          }
+          if (res.replayed && pending) {
+            if (ctx.route.shadow !== true && ctx.setInShadow(PENDING_CLAIMS)) {
+              ctx.shadowVerdict({ stage: 'claims', verdict: 'deny', reason: pending.replayDenial.reason, status: pending.replayDenial.status });
+              return undefined;
+            }
+            return { kind: 'deny', denial: pending.replayDenial };
+          }
+          return undefined;
+        },
+        (err: unknown) => unavailable(ctx, err),
+      );
     }
 
     return {
@@ -196,13 +231,16 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
         }
         // Proof jtis are burned only when everything else allowed; the counters of both outcomes (fresh, replayed) ride along.
         const pending = decision.kind === 'allow' ? pendingClaims(ctx) : undefined;
+        if (ctx.dry) return dryRun(ctx, decision, subjects, check, pending);
+        // Claims a shadowed stage left are burned (a proof is single-use either way), but a replay stays its shadow verdict.
+        const shadowClaims = pending !== undefined && (ctx.route.shadow === true || ctx.inShadow || ctx.setInShadow(PENDING_CLAIMS));
         let ops = options.count ? counterOps(ctx, decision, subjects) : NO_OPS;
         let replayDecision: Decision | undefined;
         if (pending) {
           pending.sent = true;
           replayDecision = { kind: 'deny', denial: pending.replayDenial };
           if (options.count) {
-            const replayOps = counterOps(ctx, replayDecision, subjects, pending.replayOutcomes);
+            const replayOps = counterOps(ctx, replayDecision, subjects, shadowClaims ? pending.replayOutcomes.map((o) => ({ ...o, shadow: true })) : pending.replayOutcomes);
             ops = [...ops.map((o): CounterOp => ({ ...o, when: 'fresh' })), ...replayOps.map((o): CounterOp => ({ ...o, when: 'replay' }))];
           }
         }
@@ -213,9 +251,16 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
         const bound = Math.max(1, left - Math.max(2, Math.floor(left / 20)));
         return handle.engine.evaluate(check, ops, bound, pending?.claims).then(
           (res): Decision | undefined => {
+            if (res.wouldBlock !== undefined) ctx.audit['fds_shadow'] = { wouldBlock: res.wouldBlock.map((c) => ({ kind: c.kind, subject: c.subject, rule: c.rule })) };
             if (res.blocked) {
               blocked(ctx, res.blocked, false);
               return BLOCKED_DECISION;
+            }
+            if (res.replayed && pending && shadowClaims && ctx.route.shadow !== true) {
+              const d = pending.replayDenial;
+              ctx.shadowVerdict({ stage: 'claims', verdict: 'deny', reason: d.reason, status: d.status });
+              for (const o of pending.replayOutcomes) ctx.outcomes.push({ ...o, shadow: true });
+              return undefined;
             }
             if (res.replayed && pending) {
               for (const o of pending.replayOutcomes) ctx.report(o.event, o.subjectKind, o.subject);

@@ -53,12 +53,12 @@ export function compileRules(rules: readonly FdsRuleConfig[]): CompiledRules {
 }
 
 /** Adds one `event` for `subject` to every rule on `route` that counts it (repeats of the same rule and subject add up). */
-export function addOps(ops: CounterOp[], rules: CompiledRules, route: string, event: string, kind: string, subject: string): void {
+export function addOps(ops: CounterOp[], rules: CompiledRules, route: string, event: string, kind: string, subject: string, shadow = false): void {
   const list = rules.byEvent.get(event)?.get(kind);
   if (!list) return;
   for (const rule of list) {
     if (rule.routes && !rule.routes.has(route)) continue;
-    const existing = ops.find((o) => o.rule === rule.name && o.subject === subject);
+    const existing = ops.find((o) => o.rule === rule.name && o.subject === subject && (o.shadow === true) === shadow);
     if (existing) {
       (existing as { increment: number }).increment++;
       continue;
@@ -73,6 +73,7 @@ export function addOps(ops: CounterOp[], rules: CompiledRules, route: string, ev
       ttls: rule.ttls,
       memoryMs: rule.memoryMs,
       reason: rule.reason,
+      ...(shadow ? { shadow: true } : {}),
     });
   }
 }

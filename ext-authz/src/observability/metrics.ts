@@ -35,6 +35,12 @@ export class Metrics {
     help: 'Checks being decided right now',
     registers: [this.registry],
   });
+  readonly shadowChecks = new Counter({
+    name: 'passgate_shadow_checks_total',
+    help: 'Checks on routes with shadow (dry-run) routes or stages, by what they would have answered had nothing been shadowed',
+    labelNames: ['gateway', 'route', 'decision', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly stageFailures = new Counter({
     name: 'passgate_stage_failures_total',
     help: 'Stages that could not decide (error, timeout), by stage and the failure mode applied',

@@ -20,6 +20,10 @@ export interface GatewayInfo {
 export interface RouteInfo {
   readonly name: string;
   readonly failureMode: FailureMode;
+  /** Shadowed (`shadow: true`): decided and recorded, but Envoy is answered allow. */
+  readonly shadow?: boolean;
+  /** Some stage of the route is shadowed (computed once when the route is compiled). */
+  readonly shadowStages?: boolean;
   /** The route's stages in order (a stage may need to know what runs around it). */
   readonly stages: readonly { readonly type: string }[];
 }
@@ -44,6 +48,37 @@ export interface Outcome {
   /** Which subject it is about: `user`, `device`, `ip`, `client`, `cert`. */
   readonly subjectKind: SubjectKind;
   readonly subject: string;
+  /** Reported by a shadowed stage (or on a shadowed route): FDS counts it apart and never blocks on it. */
+  readonly shadow?: boolean;
+}
+
+/** What one stage answered, as `passgate explain` shows it. */
+export interface StageTrace {
+  readonly stage: string;
+  readonly index: number;
+  readonly phase: 'run' | 'finish';
+  /** `continue`, `allow`, `deny`, `fail`; a finish that kept the decision is not listed. */
+  readonly verdict: string;
+  readonly reason?: string;
+  readonly status?: number;
+  readonly detail?: string;
+  /** The stage is shadowed: its verdict was recorded, not enforced. */
+  readonly shadow?: boolean;
+}
+
+/** A verdict a shadowed stage (or route) reached but did not enforce. */
+export interface ShadowVerdict {
+  /** The stage type, or `(route)` for a shadowed route. */
+  readonly stage: string;
+  readonly verdict: 'deny' | 'fail';
+  readonly reason: string;
+  readonly status: number;
+}
+
+/** Where a shadowed stage started, to tell afterwards what it set and reported (see `markShadow`). */
+export interface ShadowMark {
+  readonly outcomes: number;
+  readonly facts: readonly unknown[] | undefined;
 }
 
 export type HeaderPair = readonly [string, string];
@@ -63,6 +98,22 @@ export class CheckContext {
   readonly outcomes: Outcome[] = [];
   /** Set when a stage failed open: the upstream gets `x-passgate-degraded: true`. */
   degraded = false;
+  /**
+   * A dry run (`passgate explain`): stages must not write (no FDS counters, no
+   * claims burned, no blocks created) and nothing is counted or audited as traffic.
+   */
+  dry = false;
+  /**
+   * True while a shadowed stage's run or finish runs synchronously (pipeline/shadow.ts): a
+   * stage that writes as it decides (fds, when itself shadowed) reads it then.
+   */
+  inShadow = false;
+  /** Filled only by explain: each stage's answer, in order. */
+  trace: StageTrace[] | undefined = undefined;
+  /** Verdicts shadowed stages reached but did not enforce; undefined until one does. */
+  shadowed: ShadowVerdict[] | undefined = undefined;
+  /** Fact slots a shadowed stage set (its pending claims must not decide the real answer). */
+  private shadowFacts: number[] | undefined = undefined;
 
   constructor(
     readonly request: RequestView,
@@ -110,5 +161,36 @@ export class CheckContext {
    */
   report(event: string, subjectKind: SubjectKind, subject: string): void {
     this.outcomes.push({ event, subjectKind, subject });
+  }
+
+  /** Called before a shadowed stage runs; `endShadow(mark)` after it settled. */
+  markShadow(): ShadowMark {
+    return { outcomes: this.outcomes.length, facts: this.facts === undefined ? undefined : [...this.facts] };
+  }
+
+  /**
+   * Marks what the shadowed stage did since `mark` (the chain runs one stage
+   * at a time, so everything in between is its own, across awaits too): its
+   * outcomes become shadow outcomes, the fact slots it set shadow facts.
+   */
+  endShadow(mark: ShadowMark): void {
+    for (let i = mark.outcomes; i < this.outcomes.length; i++) {
+      const o = this.outcomes[i]!;
+      if (o.shadow !== true) this.outcomes[i] = { ...o, shadow: true };
+    }
+    const facts = this.facts;
+    if (facts === undefined) return;
+    for (let slot = 0; slot < facts.length; slot++) {
+      if (facts[slot] !== mark.facts?.[slot]) (this.shadowFacts ??= []).push(slot);
+    }
+  }
+
+  /** Whether the value of `key` was set by a shadowed stage. */
+  setInShadow<T>(key: FactKey<T>): boolean {
+    return this.shadowFacts?.includes(key.slot) === true;
+  }
+
+  shadowVerdict(v: ShadowVerdict): void {
+    (this.shadowed ??= []).push(v);
   }
 }

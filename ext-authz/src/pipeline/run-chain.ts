@@ -57,6 +57,7 @@ class ChainRun {
         result = { kind: 'fail', reason: 'stage_error', detail: `${stage.type}: ${describeError(err)}` };
       }
       if (isPromise(result)) return this.awaitStage(stage, result, i);
+      if (this.ctx.trace !== undefined) this.trace(stage, i, 'run', result);
       const settled = this.settle(stage, result);
       if (settled !== undefined) return this.finish(settled);
     }
@@ -74,6 +75,7 @@ class ChainRun {
     } catch (err) {
       result = { kind: 'fail', reason: 'stage_error', detail: `${stage.type}: ${describeError(err)}` };
     }
+    if (this.ctx.trace !== undefined) this.trace(stage, index, 'run', result);
     const settled = this.settle(stage, result);
     if (settled !== undefined) return this.finish(settled);
     // No time left means later stages cannot run either: decide by failure mode now.
@@ -81,6 +83,19 @@ class ChainRun {
       return this.finish(this.failed(stage, 'deadline_exceeded', 'deadline reached before the chain finished') ?? this.endOfChain());
     }
     return this.from(index + 1);
+  }
+
+  /** Explain only: what the stage answered (a shadowed stage records its own inner verdict). */
+  private trace(stage: Stage, index: number, phase: 'run' | 'finish', r: StageResult): void {
+    if (stage.shadow === true) return;
+    const base = { stage: stage.type, index, phase };
+    this.ctx.trace!.push(
+      r.kind === 'deny'
+        ? { ...base, verdict: 'deny', reason: r.denial.reason, status: r.denial.status, ...(r.denial.detail === undefined ? {} : { detail: r.denial.detail }) }
+        : r.kind === 'fail'
+          ? { ...base, verdict: 'fail', reason: r.reason, ...(r.detail === undefined ? {} : { detail: r.detail }) }
+          : { ...base, verdict: r.kind },
+    );
   }
 
   /** A decision, or undefined to go on with the next stage. */
@@ -103,7 +118,7 @@ class ChainRun {
    */
   private failed(stage: Stage, reason: string, detail: string | undefined): Decision | undefined {
     const mode = this.ctx.route.failureMode;
-    this.env.metrics.stageFailures.inc({ stage: stage.type, mode });
+    if (!this.ctx.dry) this.env.metrics.stageFailures.inc({ stage: stage.type, mode });
     this.ctx.audit['failure'] = detail ?? reason;
     if (mode === 'closed') return { kind: 'deny', denial: detail === undefined ? { status: 503, reason } : { status: 503, reason, detail } };
     this.ctx.degraded = true;
@@ -130,10 +145,13 @@ class ChainRun {
   private finishOne(stage: Stage, decision: Decision): Decision | Promise<Decision> {
     // A finish hook that fails, overruns or says it could not decide must not turn
     // into a silent allow on a fail-closed route: the route's failure mode applies.
-    const onFailure = (reason: string, detail: string | undefined): Decision =>
-      decision.kind === 'deny' ? decision : (this.failed(stage, reason, detail) ?? this.endOfChain());
+    const onFailure = (reason: string, detail: string | undefined): Decision => {
+      if (this.ctx.trace !== undefined) this.trace(stage, this.stages.indexOf(stage), 'finish', detail === undefined ? { kind: 'fail', reason } : { kind: 'fail', reason, detail });
+      return decision.kind === 'deny' ? decision : (this.failed(stage, reason, detail) ?? this.endOfChain());
+    };
     const settle = (r: FinishResult): Decision => {
       if (r === undefined) return decision;
+      if (this.ctx.trace !== undefined && r.kind !== 'fail') this.trace(stage, this.stages.indexOf(stage), 'finish', r.kind === 'deny' ? r : { kind: 'allow' });
       return r.kind === 'fail' ? onFailure(r.reason, r.detail) : r;
     };
     try {

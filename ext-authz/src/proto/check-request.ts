@@ -55,3 +55,46 @@ export function buildCheckRequest(opts: CheckRequestOptions = {}): CheckRequest 
     },
   };
 }
+
+/** A request as curl takes it (`passgate explain`, POST /explain). */
+export interface UrlRequest {
+  readonly url: string;
+  readonly method?: string;
+  /** Header names in any case; lowercased as Envoy sends them. */
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly sourceAddress?: string;
+  readonly gateway?: string;
+  /** URL-encoded PEM of the peer certificate (source.certificate). */
+  readonly peerCertificate?: string;
+}
+
+/**
+ * The CheckRequest Envoy sends for `url`: its port is the destination port
+ * (gateways select by it), its scheme and query are kept. Throws a message
+ * naming what was wrong when the URL is not one.
+ */
+export function checkRequestForUrl(r: UrlRequest): CheckRequest {
+  let url: URL;
+  try {
+    url = new URL(r.url);
+  } catch {
+    throw new Error(`"${r.url}" is not a URL; write it as curl takes it: https://host/path`);
+  }
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(r.headers ?? {})) headers[k.toLowerCase()] = v;
+  const request = buildCheckRequest({
+    method: (r.method ?? 'GET').toUpperCase(),
+    host: url.hostname,
+    path: `${url.pathname}${url.search}`,
+    headers,
+    destinationPort: url.port !== '' ? Number(url.port) : url.protocol === 'http:' ? 80 : 443,
+    ...(r.sourceAddress === undefined ? {} : { sourceAddress: r.sourceAddress }),
+    ...(r.gateway === undefined ? {} : { gateway: r.gateway }),
+  });
+  const attributes = request.attributes!;
+  const http = attributes.request!.http!;
+  http.scheme = url.protocol.replace(':', '');
+  http.headers![':scheme'] = http.scheme;
+  if (r.peerCertificate !== undefined) attributes.source!.certificate = r.peerCertificate;
+  return request;
+}

@@ -30,19 +30,34 @@ export function compileGatewaySelector<G>(
   named: ReadonlyMap<string, G>,
   entries: readonly SelectableGateway<G>[],
   fallback: G | undefined,
-): (req: SelectionInput) => G | undefined {
+): (req: SelectionInput, why?: (by: string) => void) => G | undefined {
   const byPort = new Map<number, G>();
   for (const e of entries) for (const p of e.ports) byPort.set(p, e.gateway);
   const portless = entries.filter((e) => e.ports.length === 0 && e.hosts !== undefined);
-  return (req) => {
+  // `why` is passed only by explain; the hot path never builds the strings.
+  return (req, why) => {
     const name = req.contextExtensions['gateway'];
-    if (name !== undefined) return named.get(name);
+    if (name !== undefined) {
+      why?.(`context_extensions.gateway = ${JSON.stringify(name)}${named.has(name) ? '' : ' (no such gateway)'}`);
+      return named.get(name);
+    }
     if (req.destinationPort !== 0) {
       const gw = byPort.get(req.destinationPort);
-      if (gw !== undefined) return gw;
+      if (gw !== undefined) {
+        why?.(`destination port ${req.destinationPort} (select.ports)`);
+        return gw;
+      }
     }
     const by = req.sni !== '' ? req.sni.toLowerCase() : req.host;
-    if (by !== '') for (const e of portless) if (e.hosts!(by)) return e.gateway;
+    if (by !== '') {
+      for (const e of portless) {
+        if (e.hosts!(by)) {
+          why?.(`${req.sni !== '' ? 'TLS SNI' : 'Host'} ${by} (select.hosts; port ${req.destinationPort} selects no gateway)`);
+          return e.gateway;
+        }
+      }
+    }
+    why?.(fallback === undefined ? `nothing selects a gateway (port ${req.destinationPort}, host ${JSON.stringify(by)}) and no defaultGateway is set` : 'defaultGateway (nothing else selected one)');
     return fallback;
   };
 }

@@ -53,19 +53,46 @@ function headerPredicate(rule: NonNullable<RouteMatchConfig['headers']>[number])
   return (req) => req.headers[name] !== undefined;
 }
 
-export function compileRouteMatch(match: RouteMatchConfig): RoutePredicate {
-  const predicates: RoutePredicate[] = [];
-  // Cheapest first: a method Set lookup rejects most non-matching routes before any string work.
+/** One predicate of a route with what it tests, for `passgate explain`. */
+export interface LabelledPredicate {
+  readonly label: string;
+  readonly test: RoutePredicate;
+}
+
+function headerLabel(rule: NonNullable<RouteMatchConfig['headers']>[number]): string {
+  if (rule.exact !== undefined) return `header ${rule.name} = ${JSON.stringify(rule.exact)}`;
+  if (rule.prefix !== undefined) return `header ${rule.name} starts with ${JSON.stringify(rule.prefix)}`;
+  if (rule.regex !== undefined) return `header ${rule.name} ~ /${rule.regex}/`;
+  return rule.present === false ? `header ${rule.name} absent` : `header ${rule.name} present`;
+}
+
+function pathLabel(path: NonNullable<RouteMatchConfig['path']>): string {
+  const ci = path.caseInsensitive === true ? ' (case-insensitive)' : '';
+  if ('exact' in path) return `path = ${path.exact}${ci}`;
+  if ('prefix' in path) return `path prefix ${path.prefix}${ci}`;
+  return `path ~ /${path.regex}/${ci}`;
+}
+
+/** The route's predicates, cheapest first: a method Set lookup rejects most non-matching routes before any string work. */
+export function compilePredicates(match: RouteMatchConfig): LabelledPredicate[] {
+  const predicates: LabelledPredicate[] = [];
   if (match.methods) {
     const methods = new Set<string>(match.methods);
-    predicates.push((req) => methods.has(req.method));
+    predicates.push({ label: `method in ${match.methods.join(',')}`, test: (req) => methods.has(req.method) });
   }
   const hosts = compileHosts(match.hosts ?? []);
-  if (hosts) predicates.push((req) => hosts(req.host));
+  if (hosts) predicates.push({ label: `host in ${match.hosts!.join(',')}`, test: (req) => hosts(req.host) });
   const path = pathPredicate(match.path);
-  if (path) predicates.push(path);
-  for (const h of match.headers ?? []) predicates.push(headerPredicate(h));
+  if (path) predicates.push({ label: pathLabel(match.path!), test: path });
+  for (const h of match.headers ?? []) predicates.push({ label: headerLabel(h), test: headerPredicate(h) });
+  return predicates;
+}
 
+export function compileRouteMatch(match: RouteMatchConfig): RoutePredicate {
+  return combine(compilePredicates(match).map((p) => p.test));
+}
+
+function combine(predicates: readonly RoutePredicate[]): RoutePredicate {
   if (predicates.length === 0) return () => true;
   if (predicates.length === 1) return predicates[0]!;
   return (req) => {

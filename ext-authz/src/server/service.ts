@@ -22,6 +22,8 @@ import { prepareGeneration, type Generation } from './assemble.js';
 import { compose, defaultComposition, type Composition } from '../capabilities/index.js';
 import { AdminServer } from './admin-server.js';
 import { GrpcServer } from './grpc-server.js';
+import { explainHandler } from './explain-endpoint.js';
+import { fdsCapability } from '../fds/capability.js';
 
 export interface ServiceOptions {
   readonly config: PassgateConfig;
@@ -61,6 +63,12 @@ export class PassgateService {
     this.metrics = new Metrics(options.processMetrics ?? true);
     this.composition = options.capabilities?.length ? compose(options.capabilities) : defaultComposition();
     this.admin = new AdminServer(this.metrics, () => this.readiness(), this.logger);
+    // A dry run against the committed config; the deadline leaves room for a cold FDS connection.
+    this.admin.route(
+      'POST',
+      '/explain',
+      explainHandler(() => this.checker, () => this.stateOf(fdsCapability)?.engine, () => Math.max(this.config.server.defaultDeadlineMs, 2_000), this.logger),
+    );
     this.grpc = new GrpcServer(
       () => this.checker!,
       () => ({ defaultMs: this.config.server.defaultDeadlineMs, marginMs: this.config.server.deadlineMarginMs }),

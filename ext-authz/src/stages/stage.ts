@@ -17,6 +17,8 @@ export type FinishResult = void | Decision | FailResult;
 export interface Stage {
   /** The stage type, for audit and metrics labels. */
   readonly type: string;
+  /** Set on the wrapper of a shadowed stage (pipeline/shadow.ts): its verdicts are recorded, not enforced. */
+  readonly shadow?: boolean;
   /**
    * Decide or pass. Return a shared constant (CONTINUE, ALLOW) when nothing
    * needs saying; return a Promise only when real I/O is needed, so the

@@ -10,9 +10,12 @@
  *       [2] nb  [3] number of ops  [4] number of claims
  *       then per op 8 values: increment, windowMs, threshold, ttls (comma list, ms),
  *       memoryMs, rule name, record JSON prefix ('{"kind":...,"reason":...,' without the time fields),
- *       when ('' always, 'f' only when no claim was replayed, 'r' only when one was)
+ *       when ('' always, 'f' only when no claim was replayed, 'r' only when one was;
+ *       prefixed 's' for a shadow op: counted in its own key, never blocking)
  *       then per claim 2 values: expiresAt (epoch ms), minimum TTL (ms)
  * Returns: [blocked record JSON or '', '1' when a claim was replayed else '', created record JSON...]
+ *          (a shadow op that reaches its threshold returns its would-be record with "shadow":true,
+ *          creates no block, raises no offense level and starts its window over)
  *
  * Claims run after the block checks and before the counters: a blocked
  * subject burns no jti, and a replay is counted in this same call. All claim
@@ -64,6 +67,8 @@ for o = 0, nops - 1 do
   local rule = ARGV[a + 5]
   local head = ARGV[a + 6]
   local when = ARGV[a + 7]
+  local shadow = string.sub(when, 1, 1) == 's'
+  if shadow then when = string.sub(when, 2) end
   a = a + 8
   -- An already blocked subject is not counted: its block stands, and counting would only grow memory.
   if (when == '' or (when == 'r') == replayed) and redis.call('EXISTS', bk) == 0 then
@@ -72,7 +77,11 @@ for o = 0, nops - 1 do
       redis.call('ZADD', ck, now, ARGV[1] .. ':' .. o .. ':' .. j)
     end
     local c = redis.call('ZCARD', ck)
-    if c >= thr then
+    if c >= thr and shadow then
+      out[#out + 1] = head .. '"createdAt":' .. now .. ',"ttlMs":0,"expiresAt":' .. now ..
+        ',"rule":' .. cjson.encode(rule) .. ',"level":0,"shadow":true}'
+      redis.call('DEL', ck)
+    elseif c >= thr then
       local level = redis.call('INCR', okey)
       redis.call('PEXPIRE', okey, mem)
       local list = {}

@@ -12,6 +12,7 @@ import {
   type CounterOp,
   type EvaluateResult,
   type FdsStore,
+  type PeekResult,
   type Inspection,
   type ListPage,
   type RuleWindow,
@@ -100,11 +101,13 @@ export class MemoryStore implements FdsStore {
     }
     const replayed = claims !== undefined && claims.length > 0 && blocked === undefined ? this.claim(claims, now) : false;
     const created: BlockRecord[] = [];
+    let wouldBlock: BlockRecord[] | undefined;
     for (const op of ops) {
       if (op.when !== undefined && (op.when === 'replay') !== replayed) continue;
       const bk = key(op.kind, op.subject);
       if (this.live(this.blocks.get(bk), now)) continue;
-      const ck = `${op.rule}\u0000${bk}`;
+      // A shadow op has its own window (the real rule's is untouched) and never blocks.
+      const ck = `${op.shadow === true ? 'shadow\u0001' : ''}${op.rule}\u0000${bk}`;
       let c = this.counters.get(ck);
       if (!c) this.counters.set(ck, (c = { times: [], windowMs: op.windowMs, expiresAt: 0 }));
       const from = now - op.windowMs;
@@ -113,7 +116,11 @@ export class MemoryStore implements FdsStore {
       if (drop > 0) c.times.splice(0, drop);
       for (let i = 0; i < op.increment; i++) c.times.push(now);
       c.expiresAt = now + op.windowMs;
-      if (c.times.length >= op.threshold) {
+      if (c.times.length >= op.threshold && op.shadow === true) {
+        this.counters.delete(ck);
+        const would = { kind: op.kind, subject: op.subject, reason: op.reason, createdBy: `rule:${op.rule}`, createdAt: now, ttlMs: 0, expiresAt: now, rule: op.rule, level: 0 };
+        (wouldBlock ??= []).push(would);
+      } else if (c.times.length >= op.threshold) {
         const prev = this.offenses.get(bk);
         const level = prev && prev.expiresAt > now ? prev.level + 1 : 1;
         this.offenses.set(bk, { level, expiresAt: now + op.memoryMs });
@@ -134,7 +141,19 @@ export class MemoryStore implements FdsStore {
         created.push(record);
       }
     }
-    return replayed ? { blocked, created, replayed } : { blocked, created };
+    const out: EvaluateResult = replayed ? { blocked, created, replayed } : { blocked, created };
+    return wouldBlock === undefined ? out : { ...out, wouldBlock };
+  }
+
+  async peek(check: readonly SubjectRef[], claims?: readonly Claim[]): Promise<PeekResult> {
+    const now = this.now();
+    let blocked: BlockRecord | undefined;
+    for (const s of check) {
+      blocked = this.live(this.blocks.get(key(s.kind, s.subject)), now);
+      if (blocked) break;
+    }
+    const replayed = claims?.some((c) => (this.claims.get(c.key) ?? 0) > now) === true;
+    return { blocked, replayed };
   }
 
   async block(record: BlockRecord): Promise<void> {

@@ -18,6 +18,7 @@ import {
   type Claim,
   type CounterOp,
   type EvaluateResult,
+  type PeekResult,
   type FdsStore,
   type Inspection,
   type ListPage,
@@ -142,9 +143,11 @@ export class RedisStore implements FdsStore {
     const args: Array<string | number> = [`${this.nonceBase}${(this.seq = (this.seq + 1) % 1e15)}`, check.length, ops.length, claims.length];
     for (const op of ops) {
       const subject = keySubject(op.subject);
-      keys.push(`${this.base}c:${op.rule}:${op.kind}:${subject}`, `${this.base}o:${op.kind}:${subject}`, this.blockKey(op.kind, op.subject));
+      // A shadow op counts in its own key (`s:`), so it never fills the real rule's window.
+      keys.push(`${this.base}${op.shadow === true ? 's' : 'c'}:${op.rule}:${op.kind}:${subject}`, `${this.base}o:${op.kind}:${subject}`, this.blockKey(op.kind, op.subject));
       const head = `{"kind":${JSON.stringify(op.kind)},"subject":${JSON.stringify(op.subject)},"reason":${JSON.stringify(op.reason)},"createdBy":${JSON.stringify(`rule:${op.rule}`)},`;
-      args.push(op.increment, op.windowMs, op.threshold, op.ttls.join(','), op.memoryMs, op.rule, head, op.when === undefined ? '' : op.when === 'fresh' ? 'f' : 'r');
+      const when = op.when === undefined ? '' : op.when === 'fresh' ? 'f' : 'r';
+      args.push(op.increment, op.windowMs, op.threshold, op.ttls.join(','), op.memoryMs, op.rule, head, op.shadow === true ? `s${when}` : when);
     }
     for (const c of claims) {
       keys.push(`${this.base}j:${c.key}`);
@@ -159,11 +162,26 @@ export class RedisStore implements FdsStore {
     }
     const blocked = reply[0] ? parseRecord(reply[0]) : undefined;
     const created: BlockRecord[] = [];
+    let wouldBlock: BlockRecord[] | undefined;
     for (let i = 2; i < reply.length; i++) {
       const r = parseRecord(reply[i]!);
-      if (r) created.push(r);
+      if (r === undefined) continue;
+      if ((r as { shadow?: boolean }).shadow === true) (wouldBlock ??= []).push(r);
+      else created.push(r);
     }
-    return reply[1] === '1' ? { blocked, created, replayed: true } : { blocked, created };
+    const out: EvaluateResult = reply[1] === '1' ? { blocked, created, replayed: true } : { blocked, created };
+    return wouldBlock === undefined ? out : { ...out, wouldBlock };
+  }
+
+  async peek(check: readonly SubjectRef[], claims: readonly Claim[] = NO_CLAIMS): Promise<PeekResult> {
+    const keys = check.map((s) => this.blockKey(s.kind, s.subject));
+    for (const c of claims) keys.push(`${this.base}j:${c.key}`);
+    if (keys.length === 0) return { blocked: undefined, replayed: false };
+    const values = await this.run('peek', () => this.client.mget(...keys));
+    let blocked: BlockRecord | undefined;
+    for (let i = 0; i < check.length && blocked === undefined; i++) if (values[i]) blocked = parseRecord(values[i]!);
+    const replayed = values.slice(check.length).some((v) => v !== null);
+    return { blocked, replayed };
   }
 
   private async run<T>(op: string, f: () => Promise<T>): Promise<T> {

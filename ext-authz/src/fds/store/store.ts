@@ -44,6 +44,12 @@ export interface CounterOp {
   readonly reason: string;
   /** Only when no claim of the call was replayed (`fresh`), or only when one was (`replay`); always when unset. */
   readonly when?: 'fresh' | 'replay';
+  /**
+   * From a shadowed route or stage: counted in a counter of its own (the real
+   * rule's window is untouched) and never blocking; crossing the threshold is
+   * reported in `wouldBlock`, so a rule or route can be rolled out in shadow first.
+   */
+  readonly shadow?: boolean;
 }
 
 /**
@@ -65,6 +71,15 @@ export interface EvaluateResult {
   readonly created: readonly BlockRecord[];
   /** A claim was already taken (a replay); no claim of the call was set. */
   readonly replayed?: boolean;
+  /** Shadow ops that reached their threshold: the blocks they would have created (none was). */
+  readonly wouldBlock?: readonly BlockRecord[];
+}
+
+/** What a dry run may know (`passgate explain`): reads only. */
+export interface PeekResult {
+  readonly blocked: BlockRecord | undefined;
+  /** A claim of the call is taken already (the request would be a replay). */
+  readonly replayed: boolean;
 }
 
 export interface RuleWindow {
@@ -99,6 +114,8 @@ export type StoreEvent =
 export interface FdsStore {
   readonly kind: 'memory' | 'redis';
   evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims?: readonly Claim[]): Promise<EvaluateResult>;
+  /** Block lookups and claim existence without writing anything (one MGET on Redis). */
+  peek(check: readonly SubjectRef[], claims?: readonly Claim[]): Promise<PeekResult>;
   /** Creates or replaces a block (CIDR ranges included). */
   block(record: BlockRecord): Promise<void>;
   /** Removes a block and tells every replica; false when there was none. */
