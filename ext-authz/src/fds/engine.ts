@@ -254,10 +254,17 @@ export class FdsEngine {
       return Promise.reject(new Error('Redis circuit open after consecutive failures; retrying shortly'));
     }
     const p = this.store.evaluate(check, ops, claims).then(this.evaluated, this.evaluateFailed);
-    // Only Redis can be slow, and its command timeout bounds it: race a timer only when the Check has less time left.
-    if (this.store.kind === 'memory' || limitMs >= this.settings.redis!.commandTimeoutMs) return p;
-    return within(p, limitMs).then((r) => {
-      if (r === TIMED_OUT) throw new Error(`FDS store did not answer within the ${limitMs} ms left before the Check deadline`);
+    // Only Redis can be slow, and its command timeout bounds one command: race a timer only when the Check has
+    // less time left, or on a cluster, where ioredis sends a command again to a failed node's successor (each
+    // try with its own timeout) and a Check may need two calls: there the timeout bounds the whole call.
+    if (this.store.kind === 'memory') return p;
+    const redis = this.settings.redis!;
+    const cluster = redis.mode === 'cluster';
+    if (!cluster && limitMs >= redis.commandTimeoutMs) return p;
+    const bound = cluster ? Math.min(limitMs, redis.commandTimeoutMs) : limitMs;
+    return within(p, bound).then((r) => {
+      if (r === TIMED_OUT)
+        throw new Error(bound < limitMs ? `FDS store did not answer within fds.redis.commandTimeoutMs (${bound} ms)` : `FDS store did not answer within the ${bound} ms left before the Check deadline`);
       return r;
     });
   }

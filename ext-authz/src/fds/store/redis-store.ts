@@ -6,7 +6,7 @@
  * A second connection per instance subscribes to the FDS channel so an
  * unblock or CIDR change reaches every replica's in-process cache at once.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FdsSettings } from '../config.js';
@@ -61,6 +61,13 @@ export class RedisStore implements FdsStore {
     this.channel = this.keys.channel;
     this.client = this.connect(false) as EvalClient;
     this.client.defineCommand('fdsEvaluate', { lua: EVALUATE_LUA });
+    // Warm every master's script cache, so a Check's first call on a node is one EVALSHA (not NOSCRIPT, then EVAL).
+    if (this.client instanceof Cluster) {
+      const cluster = this.client;
+      cluster.on('ready', () => {
+        for (const node of cluster.nodes('master')) node.script('LOAD', EVALUATE_LUA).catch((err: Error) => this.logError('script_load', err, false));
+      });
+    }
     this.subscriber = this.connect(true);
     this.subscriber.on('message', (_channel: string, message: string) => this.onMessage(message));
     // Every (re)subscription may follow a gap in which unblocks were missed: resync caches.
@@ -167,7 +174,15 @@ export class RedisStore implements FdsStore {
 
   private call(nonce: string, ops: readonly ScriptOp[]): Promise<string[]> {
     const { keys, args } = encodeCall(nonce, ops);
-    return this.client.fdsEvaluate(keys.length, ...keys, ...args);
+    if (!(this.client instanceof Cluster)) return this.client.fdsEvaluate(keys.length, ...keys, ...args);
+    // On a Cluster, ioredis's auto-pipelining groups a defined command by its first argument (the key count),
+    // not by its first key, and then refuses the pipeline when the keys are on different nodes; EVALSHA is
+    // grouped by its first key. A node that never saw the script (a promoted replica) answers NOSCRIPT: EVAL loads it.
+    const client = this.client;
+    return (client.evalsha(EVALUATE_SHA, keys.length, ...keys, ...args) as Promise<string[]>).catch((err: Error) => {
+      if (!err.message.startsWith('NOSCRIPT')) throw err;
+      return client.eval(EVALUATE_LUA, keys.length, ...keys, ...args) as Promise<string[]>;
+    });
   }
 
   private async run<T>(op: string, f: () => Promise<T>): Promise<T> {
@@ -360,3 +375,4 @@ export class RedisStore implements FdsStore {
 }
 
 const NO_CLAIMS: readonly Claim[] = Object.freeze([]);
+const EVALUATE_SHA = createHash('sha1').update(EVALUATE_LUA).digest('hex');
