@@ -228,7 +228,7 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
       await Promise.all(batch);
     }
     const map = await masters(nodes[0]!.port);
-    const perMaster = await Promise.all([...map.keys()].map((p) => countKeys(p, prefix)));
+    const perMaster = await Promise.all([...map.keys()].map((p) => countKeys(p, `${prefix}{user:`)));
     assert.equal(perMaster.reduce((a, b) => a + b, 0), 10_000, `one counter key per user: ${perMaster.join(',')}`);
     const even = 10_000 / 3;
     for (const n of perMaster) assert.ok(Math.abs(n - even) <= 0.15 * even, `per master ${perMaster.join(',')}`);
@@ -323,6 +323,26 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
       assert.equal(await probe.exists(slotKey), 1);
     } finally {
       probe.disconnect();
+    }
+  });
+
+  it('moves the keys of an earlier single-tag deployment to their per-subject names at start', async () => {
+    const prefix = 'test:fds:upgrade:';
+    const old = new Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }]);
+    try {
+      const users = Array.from({ length: 30 }, (_, i) => `old-${i}`);
+      for (const u of users) {
+        await old.set(`${prefix}{fds}:b:user:${u}`, JSON.stringify({ kind: 'user', subject: u, reason: 'r', createdBy: 'admin:t', createdAt: Date.now(), ttlMs: null, expiresAt: null }));
+        await old.set(`${prefix}{fds}:o:user:${u}`, '1', 'PX', 600_000);
+      }
+      const s = store(prefix);
+      await eventually('moved', async () => (await old.get(`${prefix}{fds}:layout`)) === 'per-subject', 20_000);
+      for (const u of users) assert.equal((await s.evaluate([{ kind: 'user', subject: u }], [])).blocked?.subject, u);
+      const map = await masters(nodes[0]!.port);
+      assert.equal(new Set(users.map((u) => ownerOf(map, `${prefix}{user:${u}}:b`))).size, 3, 'now on every master');
+      assert.equal(await old.exists(...users.map((u) => `${prefix}{fds}:b:user:${u}`)), 0);
+    } finally {
+      old.disconnect();
     }
   });
 

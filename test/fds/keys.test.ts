@@ -7,10 +7,12 @@ import calculateSlot from 'cluster-key-slot';
 import pino from 'pino';
 import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
 import { KeyLayout, keyLayoutOf } from '../../ext-authz/src/fds/store/keys.js';
+import { perSubjectName } from '../../ext-authz/src/fds/store/migrate-layout.js';
 import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import { checkOp, claimOp, countOp, encodeCall, groupBySlot, mergeReplies, replayFollowUps, type ScriptOp } from '../../ext-authz/src/fds/store/script-ops.js';
 import type { CounterOp } from '../../ext-authz/src/fds/store/store.js';
-import { REDIS_URL, cleanup, testPrefix } from './helpers.js';
+import { Redis } from 'ioredis';
+import { REDIS_URL, cleanup, eventually, testPrefix } from './helpers.js';
 
 const OP: CounterOp = { rule: 'r', kind: 'user', subject: 'alice', increment: 1, windowMs: 1000, threshold: 5, ttls: [60_000], memoryMs: 1000, reason: 'x' };
 
@@ -107,6 +109,51 @@ describe('fds key layouts and per-slot ops', () => {
     assert.deepEqual(plan[0]![0]!.args, ['0', 1]);
     assert.equal(plan[0]![1]!.args[7], '', 'the replay count applies unconditionally');
     assert.equal(plan[0]![1]!.args[8], '1', 'with its own member tag');
+  });
+});
+
+describe('fds key layout upgrade (single-tag to per-subject)', () => {
+  const prefix = testPrefix();
+  let store: RedisStore | undefined;
+  after(async () => {
+    await store?.close();
+    await cleanup(prefix);
+  });
+
+  it('names the per-subject key of every moved old key', () => {
+    const k = new KeyLayout('p:', 'fds', 'per-subject');
+    assert.equal(perSubjectName(k, 'p:{fds}:b:ip:2001:db8::1'), 'p:{ip:2001:db8::1}:b');
+    assert.equal(perSubjectName(k, 'p:{fds}:o:user:alice'), 'p:{user:alice}:o');
+    assert.equal(perSubjectName(k, 'p:{fds}:c:login-fail:ip:2001:db8::1'), 'p:{ip:2001:db8::1}:c:login-fail');
+    assert.equal(perSubjectName(k, 'p:{fds}:j:dpop:edge:t:j'), 'p:{j:dpop:edge:t:j}:j');
+    assert.equal(perSubjectName(k, 'p:{fds}:cidr'), undefined);
+    assert.equal(perSubjectName(k, 'p:{fds}:b:'), undefined);
+  });
+
+  it('moves blocks, offenses, counters and claims with their TTL at start, and keeps newer keys', async () => {
+    const r = new Redis(REDIS_URL);
+    try {
+      await r.set(`${prefix}{fds}:b:user:dave`, rec('dave'), 'PX', 600_000);
+      await r.set(`${prefix}{fds}:b:user:erin`, rec('old-erin'));
+      await r.set(`${prefix}{user:erin}:b`, rec('erin'));
+      await r.set(`${prefix}{fds}:o:user:dave`, '2', 'PX', 600_000);
+      await r.zadd(`${prefix}{fds}:c:r:user:dave`, Date.now(), 'm1');
+      await r.set(`${prefix}{fds}:j:dpop:edge:t:9`, '1', 'PX', 600_000);
+      await r.hset(`${prefix}{fds}:cidr`, '10.0.0.0/8', rec('10.0.0.0/8'));
+      const settings = fdsConfigSchema.parse({ store: 'redis', redis: { mode: 'single', url: REDIS_URL, keyPrefix: prefix, keyLayout: 'per-subject', commandTimeoutMs: 1000 } })!;
+      store = new RedisStore(settings.redis!, pino({ level: 'silent' }), { onError: () => undefined });
+      await eventually('marker set', async () => (await r.get(`${prefix}{fds}:layout`)) === 'per-subject');
+      assert.equal((await store.evaluate([{ kind: 'user', subject: 'dave' }], [])).blocked?.subject, 'dave');
+      assert.ok((await r.pttl(`${prefix}{user:dave}:b`)) > 500_000);
+      assert.equal((await store.inspect('user', 'dave', [{ name: 'r', windowMs: 60_000 }])).offenses, 2);
+      assert.equal(await r.zcard(`${prefix}{user:dave}:c:r`), 1);
+      assert.equal((await store.evaluate([], [], [{ key: 'dpop:edge:t:9', expiresAt: Date.now() + 1000, minTtlMs: 1000 }])).replayed, true);
+      assert.equal((await store.evaluate([{ kind: 'user', subject: 'erin' }], [])).blocked?.subject, 'erin', 'the newer key kept');
+      assert.equal(await r.exists(`${prefix}{fds}:b:user:dave`, `${prefix}{fds}:b:user:erin`, `${prefix}{fds}:o:user:dave`, `${prefix}{fds}:j:dpop:edge:t:9`), 0);
+      assert.equal((await store.loadCidrs()).length, 1, 'CIDR ranges stay under the shared tag');
+    } finally {
+      r.disconnect();
+    }
   });
 });
 

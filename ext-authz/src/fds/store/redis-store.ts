@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { FdsSettings } from '../config.js';
 import { isSubjectKind, type SubjectKind } from '../subjects.js';
 import { KeyLayout, keyLayoutOf } from './keys.js';
+import { migrateFromSingleTag } from './migrate-layout.js';
 import { checkOp, claimOp, countOp, encodeCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
 import { EVALUATE_LUA } from '../lua/evaluate.js';
 import {
@@ -66,6 +67,16 @@ export class RedisStore implements FdsStore {
       const cluster = this.client;
       cluster.on('ready', () => {
         for (const node of cluster.nodes('master')) node.script('LOAD', EVALUATE_LUA).catch((err: Error) => this.logError('script_load', err, false));
+      });
+    }
+    if (this.keys.layout === 'per-subject') {
+      this.client.once('ready', () => {
+        migrateFromSingleTag(this.client, this.keys).then(
+          (moved) => {
+            if (moved > 0) this.logger.info({ fds: 'key_layout', moved }, 'FDS moved keys of the single-tag layout to their per-subject names');
+          },
+          (err: Error) => this.logger.warn({ op: 'migrate_layout', err: err.message }, 'FDS could not move single-tag keys to the per-subject layout; they will be tried again at the next start'),
+        );
       });
     }
     this.subscriber = this.connect(true);
