@@ -5,80 +5,19 @@
  * replaced by its replica while every Check gets a CheckResponse.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis } from 'ioredis';
 import pino from 'pino';
 import type { PassgateService } from '../../ext-authz/src/server/service.js';
 import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
 import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import type { CounterOp } from '../../ext-authz/src/fds/store/store.js';
-import { TOKEN, adminCall, checkClient, clientCommandsDuring, config, eventually, freePort, startService, statusOf, type CheckClient } from './helpers.js';
+import { countKeys, ownerOf, slotOwners as masters, startCluster, type ClusterNode, type LocalCluster } from '../../bench/common/redis-cluster.js';
+import { TOKEN, adminCall, checkClient, clientCommandsDuring, config, eventually, startService, statusOf, type CheckClient } from './helpers.js';
 
 const ROUTES = [
   { name: 'login', prefix: '/login', stages: ['fds', { type: 'deny', status: 401, reason: 'bad_credentials' }] },
   { name: 'api', prefix: '/api', failureMode: 'closed' as const, stages: ['fds', 'allow'] },
 ];
-
-const NODE_TIMEOUT_MS = 1000;
-
-interface Node {
-  port: number;
-  proc: ChildProcess;
-}
-
-function redisCli(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => execFile('redis-cli', args, { timeout: 30_000 }, (err, out) => (err ? reject(err) : resolve(out))));
-}
-
-/** `CLUSTER NODES` of one node, as master port → the slot ranges it serves. */
-async function masters(port: number): Promise<Map<number, Array<[number, number]>>> {
-  const out = new Map<number, Array<[number, number]>>();
-  const r = new Redis(port, '127.0.0.1');
-  try {
-    const text = (await r.cluster('NODES')) as string;
-    for (const line of text.trim().split('\n')) {
-      const f = line.split(' ');
-      if (!f[2]!.includes('master') || f[2]!.includes('fail')) continue;
-      const p = Number(f[1]!.split('@')[0]!.split(':')[1]);
-      const ranges: Array<[number, number]> = [];
-      for (const s of f.slice(8)) {
-        if (s.startsWith('[')) continue;
-        const [a, b] = s.split('-');
-        ranges.push([Number(a), Number(b ?? a)]);
-      }
-      if (ranges.length > 0) out.set(p, ranges);
-    }
-  } finally {
-    r.disconnect();
-  }
-  return out;
-}
-
-function ownerOf(map: Map<number, Array<[number, number]>>, key: string): number {
-  const slot = calculateSlot(key);
-  for (const [port, ranges] of map) if (ranges.some(([a, b]) => slot >= a && slot <= b)) return port;
-  throw new Error(`no master serves slot ${slot}`);
-}
-
-async function countKeys(port: number, prefix: string): Promise<number> {
-  const r = new Redis(port, '127.0.0.1');
-  try {
-    let n = 0;
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      n += keys.length;
-      cursor = next;
-    } while (cursor !== '0');
-    return n;
-  } finally {
-    r.disconnect();
-  }
-}
 
 function counter(kind: CounterOp['kind'], subject: string, extra: Partial<CounterOp> = {}): CounterOp {
   return { rule: 'r1', kind, subject, increment: 1, windowMs: 60_000, threshold: 1000, ttls: [60_000], memoryMs: 60_000, reason: 'test', ...extra };
@@ -86,8 +25,8 @@ function counter(kind: CounterOp['kind'], subject: string, extra: Partial<Counte
 
 describe('fds on Redis Cluster (3 local masters with replicas)', function () {
   this.timeout(120_000);
-  const nodes: Node[] = [];
-  let dir: string;
+  let cluster: LocalCluster | undefined;
+  let nodes: readonly ClusterNode[] = [];
   let svc: PassgateService | undefined;
   let client: CheckClient | undefined;
   const stores: RedisStore[] = [];
@@ -102,43 +41,8 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
   }
 
   before(async function () {
-    dir = mkdtempSync(join(tmpdir(), 'fds-cluster-'));
-    for (let i = 0; i < 6; i++) {
-      const port = await freePort();
-      const proc = spawn(
-        '/usr/bin/redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--dir', dir],
-        { stdio: 'ignore' },
-      );
-      nodes.push({ port, proc });
-    }
-    for (const { port } of nodes) {
-      await eventually(`redis-server :${port}`, async () => {
-        const r = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-        r.on('error', () => undefined);
-        try {
-          await r.connect();
-          return (await r.ping()) === 'PONG';
-        } catch {
-          return false;
-        } finally {
-          r.disconnect();
-        }
-      });
-    }
-    await redisCli(['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
-    await eventually('cluster_state:ok and three masters on every node', async () => {
-      for (const { port } of nodes) {
-        const r = new Redis(port, '127.0.0.1');
-        try {
-          if (!(await r.cluster('INFO')).includes('cluster_state:ok')) return false;
-        } finally {
-          r.disconnect();
-        }
-        if ((await masters(port)).size !== 3) return false;
-      }
-      return true;
-    }, 20_000);
+    cluster = await startCluster(3, 1, 1000);
+    nodes = cluster.nodes;
     const fds = {
       store: 'redis',
       redis: { mode: 'cluster', nodes: [{ host: '127.0.0.1', port: nodes[0]!.port }], keyPrefix: 'test:fds:cluster:', commandTimeoutMs: 200, breaker: { failures: 1000, openMs: 100 } },
@@ -154,8 +58,7 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
     client?.close();
     await svc?.stop(100);
     for (const s of stores) await s.close();
-    for (const n of nodes) n.proc.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    cluster?.stop();
   });
 
   it('blocks by rule, by admin (exact and CIDR), lists and unblocks', async () => {
@@ -228,7 +131,7 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
       await Promise.all(batch);
     }
     const map = await masters(nodes[0]!.port);
-    const perMaster = await Promise.all([...map.keys()].map((p) => countKeys(p, `${prefix}{user:`)));
+    const perMaster = await Promise.all([...map.keys()].map((p) => countKeys(p, `${prefix}{user:*`)));
     assert.equal(perMaster.reduce((a, b) => a + b, 0), 10_000, `one counter key per user: ${perMaster.join(',')}`);
     const even = 10_000 / 3;
     for (const n of perMaster) assert.ok(Math.abs(n - even) <= 0.15 * even, `per master ${perMaster.join(',')}`);
