@@ -45,7 +45,7 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
     nodes = cluster.nodes;
     const fds = {
       store: 'redis',
-      redis: { mode: 'cluster', nodes: [{ host: '127.0.0.1', port: nodes[0]!.port }], keyPrefix: 'test:fds:cluster:', commandTimeoutMs: 200, breaker: { failures: 1000, openMs: 100 } },
+      redis: { mode: 'cluster', nodes: [{ host: '127.0.0.1', port: nodes[0]!.port }], keyPrefix: 'test:fds:cluster:', commandTimeoutMs: 500, breaker: { failures: 1000, openMs: 100 } },
       admin: { token: TOKEN },
       rules: [{ name: 'ip-fail', events: ['auth_failure'], subject: 'ip', threshold: 3, window: '10s', block: '1m' }],
     };
@@ -224,6 +224,13 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
       const slotKey = `${prefix}{j:${claim2.key}}:j`;
       assert.equal(ownerOf(map, slotKey) === ownerOf(map, `${prefix}{ip:${ip}}:b`), false);
       assert.equal(await probe.exists(slotKey), 1);
+      // Claims in two slots, one of them taken: the Check is a replay, and the other claim is set (documented).
+      let other = 0;
+      const claimSlot = (k: string) => ownerOf(map, `${prefix}{j:${k}}:j`);
+      while (claimSlot(claimKey(`c-${other}`)) === claimSlot(claim.key)) other++;
+      const fresh = { key: claimKey(`c-${other}`), expiresAt: Date.now() + 60_000, minTtlMs: 1000 };
+      assert.equal((await s.evaluate([], [], [claim, fresh])).replayed, true);
+      assert.equal(await probe.exists(`${prefix}{j:${fresh.key}}:j`), 1);
     } finally {
       probe.disconnect();
     }

@@ -103,6 +103,7 @@ export class FdsEngine {
   private cidrs = new CidrSet([]);
   private cidrTimer: NodeJS.Timeout | undefined;
   private cidrLoading: Promise<void> | undefined;
+  private cidrRetry: NodeJS.Timeout | undefined;
   rules: CompiledRules;
   settings: FdsSettings;
   adminToken: Buffer | undefined;
@@ -189,12 +190,22 @@ export class FdsEngine {
         (records) => {
           this.cidrs = new CidrSet(records);
         },
-        () => undefined,
+        () => this.retryCidrsSoon(),
       )
       .finally(() => {
         this.cidrLoading = undefined;
       });
     return this.cidrLoading;
+  }
+
+  /** A failed reload (often the one a pub/sub change asked for) is tried again in a second, not only at the next refresh. */
+  private retryCidrsSoon(): void {
+    if (this.cidrRetry !== undefined || this.closed) return;
+    this.cidrRetry = setTimeout(() => {
+      this.cidrRetry = undefined;
+      void this.reloadCidrs();
+    }, 1000);
+    this.cidrRetry.unref();
   }
 
   /** In-process answers only (no I/O): a cached block, or a CIDR range for ips. */
@@ -289,6 +300,7 @@ export class FdsEngine {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.cidrTimer);
+    clearTimeout(this.cidrRetry);
     if (this.metrics.engine === this) this.metrics.engine = undefined;
     await this.store.close();
   }
