@@ -18,7 +18,7 @@ import pino from 'pino';
 import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
 import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import type { Claim, CounterOp, SubjectRef } from '../../ext-authz/src/fds/store/store.js';
-import { countKeys, slotOwners, startCluster } from '../common/redis-cluster.js';
+import { countKeys, ping, scriptCalls, slotOwners, startCluster } from '../common/redis-cluster.js';
 import { freePort, sleep } from '../common/process.js';
 import { fmtMs, markdownTable, summarize } from '../common/stats.js';
 
@@ -76,42 +76,17 @@ function checkOf(i: number): [SubjectRef[], CounterOp[], Claim[]] {
   ];
 }
 
-async function pingable(port: number): Promise<boolean> {
-  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
-
-async function scriptCalls(port: number): Promise<number> {
-  const r = new Redis(port, '127.0.0.1');
-  try {
-    const text = await r.info('commandstats');
-    let n = 0;
-    for (const m of text.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) n += Number(m[2]);
-    return n;
-  } finally {
-    r.disconnect();
-  }
-}
-
 async function measure(name: string, store: RedisStore, masters: readonly number[], prefix: string, opts: Required<ClusterRowOptions>, base: number): Promise<ClusterTarget> {
   if (!(await store.ready(10_000))) throw new Error(`${name}: the store did not connect`);
   for (let i = 0; i < 200; i++) await store.evaluate(...checkOf(base + i)); // warm-up: JIT, script caches, connections
-  const before = await Promise.all(masters.map(scriptCalls));
+  const before = await Promise.all(masters.map((p) => scriptCalls(`redis://127.0.0.1:${p}`)));
   const samples: number[] = [];
   for (let i = 0; i < opts.sequential; i++) {
     const t = performance.now();
     await store.evaluate(...checkOf(base + i));
     samples.push(performance.now() - t);
   }
-  const after = await Promise.all(masters.map(scriptCalls));
+  const after = await Promise.all(masters.map((p) => scriptCalls(`redis://127.0.0.1:${p}`)));
   const calls = after.map((a, i) => (a - before[i]!) / opts.sequential);
   let next = 0;
   const t0 = performance.now();
@@ -145,7 +120,7 @@ export async function fdsClusterRow(options: ClusterRowOptions = {}): Promise<Cl
     return s;
   };
   try {
-    for (let i = 0; !(await pingable(singlePort)); i++) {
+    for (let i = 0; !(await ping(singlePort)); i++) {
       if (i > 200) throw new Error(`redis-server :${singlePort} did not start`);
       await sleep(50);
     }

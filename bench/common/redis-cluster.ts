@@ -1,7 +1,8 @@
 /**
  * A real local Redis Cluster for tests and benchmarks: `redis-server --cluster-enabled yes` on free
  * loopback ports, joined by `redis-cli --cluster create` (Debian's redis-server and redis-tools), torn
- * down by pid. Also reads which master serves which slots (CLUSTER NODES).
+ * down by pid. Also reads which master serves which slots (CLUSTER NODES), and small Redis probes
+ * shared by tests and benchmarks.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -34,12 +35,15 @@ async function until(what: string, cond: () => Promise<boolean>, limitMs: number
   }
 }
 
-async function ping(port: number): Promise<boolean> {
+/** Whether a redis-server answers on `port` (no retries). */
+export async function ping(port: number): Promise<boolean> {
   const r = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
   r.on('error', () => undefined);
   try {
     await r.connect();
     return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
   } finally {
     r.disconnect();
   }
@@ -127,6 +131,19 @@ export async function countKeys(port: number, pattern: string): Promise<number> 
       n += keys.length;
       cursor = next;
     } while (cursor !== '0');
+    return n;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** EVALSHA/EVAL calls so far on the Redis at `url` (INFO commandstats). */
+export async function scriptCalls(url: string): Promise<number> {
+  const r = new Redis(url, { maxRetriesPerRequest: 1 });
+  try {
+    const info = await r.info('commandstats');
+    let n = 0;
+    for (const m of info.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) n += Number(m[2]);
     return n;
   } finally {
     r.disconnect();

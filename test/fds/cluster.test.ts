@@ -246,7 +246,7 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
         await old.set(`${prefix}{fds}:o:user:${u}`, '1', 'PX', 600_000);
       }
       const s = store(prefix);
-      await eventually('moved', async () => (await old.get(`${prefix}{fds}:layout`)) === 'per-subject', 20_000);
+      await eventually('moved', async () => (await old.get(`${prefix}{fds}:layout`)) === 'per-subject', 40_000);
       for (const u of users) assert.equal((await s.evaluate([{ kind: 'user', subject: u }], [])).blocked?.subject, u);
       const map = await masters(nodes[0]!.port);
       assert.equal(new Set(users.map((u) => ownerOf(map, `${prefix}{user:${u}}:b`))).size, 3, 'now on every master');

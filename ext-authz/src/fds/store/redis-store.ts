@@ -69,16 +69,7 @@ export class RedisStore implements FdsStore {
         for (const node of cluster.nodes('master')) node.script('LOAD', EVALUATE_LUA).catch((err: Error) => this.logError('script_load', err, false));
       });
     }
-    if (this.keys.layout === 'per-subject') {
-      this.client.once('ready', () => {
-        migrateFromSingleTag(this.client, this.keys).then(
-          (moved) => {
-            if (moved > 0) this.logger.info({ fds: 'key_layout', moved }, 'FDS moved keys of the single-tag layout to their per-subject names');
-          },
-          (err: Error) => this.logger.warn({ op: 'migrate_layout', err: err.message }, 'FDS could not move single-tag keys to the per-subject layout; they will be tried again at the next start'),
-        );
-      });
-    }
+    if (this.keys.layout === 'per-subject') this.client.once('ready', () => this.migrateLayout(0));
     this.subscriber = this.connect(true);
     this.subscriber.on('message', (_channel: string, message: string) => this.onMessage(message));
     // Every (re)subscription may follow a gap in which unblocks were missed: resync caches.
@@ -128,6 +119,21 @@ export class RedisStore implements FdsStore {
     // Without a listener ioredis would print every reconnect failure; we log them rate-limited.
     client.on('error', (err: Error) => this.logError(subscriber ? 'subscriber' : 'connection', err, false));
     return client;
+  }
+
+  /** Moves keys of the single-tag layout (migrate-layout.ts); a failed pass is tried again with backoff (it is idempotent). */
+  private migrateLayout(attempt: number): void {
+    migrateFromSingleTag(this.client, this.keys).then(
+      (moved) => {
+        if (moved > 0) this.logger.info({ fds: 'key_layout', moved }, 'FDS moved keys of the single-tag layout to their per-subject names');
+      },
+      (err: Error) => {
+        if (this.closed) return;
+        const delay = Math.min(60_000, 1000 * 2 ** attempt);
+        this.logger.warn({ op: 'migrate_layout', err: err.message, retryInMs: delay }, 'FDS could not move single-tag keys to the per-subject layout; trying again');
+        setTimeout(() => this.migrateLayout(attempt + 1), delay).unref();
+      },
+    );
   }
 
   private logError(op: string, err: Error, count = true): void {
