@@ -1,7 +1,6 @@
 /** Shared parts of the token tests: proofs made as a browser would (the `dpop` package) and hand-made bad ones. */
 import { createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { generateKeyPair, generateProof } from 'dpop';
-import { Redis } from 'ioredis';
 import { httpCheck } from '../support/service.js';
 import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/types.js';
 
@@ -64,15 +63,4 @@ export function nowSec(): number {
 
 export { createPrivateKey };
 
-/** EVALSHA/EVAL calls so far on the Redis at `url` (INFO commandstats). */
-export async function scriptCalls(url: string): Promise<number> {
-  const r = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    const info = await r.info('commandstats');
-    let n = 0;
-    for (const m of info.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) n += Number(m[2]);
-    return n;
-  } finally {
-    r.disconnect();
-  }
-}
+export { scriptCalls } from '../../bench/common/redis-cluster.js';

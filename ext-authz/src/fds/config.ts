@@ -78,8 +78,14 @@ const redisSchema = z
     db: z.number().int().min(0).max(15).default(0),
     /** Every key starts with this, then the hash tag: `passgate:fds:{fds}:b:ip:1.2.3.4`. */
     keyPrefix: z.string().regex(/^[^{}\s]*$/, 'must not contain braces or spaces (the hash tag is added after it)').default('passgate:fds:'),
-    /** Hash tag shared by every FDS key, so one script can touch them all on Redis Cluster. */
+    /** The hash tag of the keys every replica shares (CIDR ranges, event channel), and of every key in the single-tag layout. */
     hashTag: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits, _ . : -').default('fds'),
+    /**
+     * per-subject: each subject's keys have their own hash tag (`{user:alice}`), so they spread over a cluster's
+     * masters; single-tag: every key under `{hashTag}` (one slot: the layout before this option). Default:
+     * per-subject in cluster mode, single-tag in single and Sentinel mode (one server holds every key there anyway).
+     */
+    keyLayout: z.enum(['per-subject', 'single-tag']).optional(),
     /** Bound on every Redis command; the route's failure mode applies past it. */
     commandTimeoutMs: z.number().int().min(1).max(5000).default(50),
     connectTimeoutMs: z.number().int().min(10).max(60_000).default(1000),

@@ -110,6 +110,7 @@ export class FdsEngine {
   private cidrs = new CidrSet([]);
   private cidrTimer: NodeJS.Timeout | undefined;
   private cidrLoading: Promise<void> | undefined;
+  private cidrRetry: NodeJS.Timeout | undefined;
   rules: CompiledRules;
   settings: FdsSettings;
   adminToken: Buffer | undefined;
@@ -196,12 +197,22 @@ export class FdsEngine {
         (records) => {
           this.cidrs = new CidrSet(records);
         },
-        () => undefined,
+        () => this.retryCidrsSoon(),
       )
       .finally(() => {
         this.cidrLoading = undefined;
       });
     return this.cidrLoading;
+  }
+
+  /** A failed reload (often the one a pub/sub change asked for) is tried again in a second, not only at the next refresh. */
+  private retryCidrsSoon(): void {
+    if (this.cidrRetry !== undefined || this.closed) return;
+    this.cidrRetry = setTimeout(() => {
+      this.cidrRetry = undefined;
+      void this.reloadCidrs();
+    }, 1000);
+    this.cidrRetry.unref();
   }
 
   /** In-process answers only (no I/O): a cached block, or a CIDR range for ips. */
@@ -261,10 +272,17 @@ export class FdsEngine {
       return Promise.reject(new Error('Redis circuit open after consecutive failures; retrying shortly'));
     }
     const p = this.store.evaluate(check, ops, claims).then(this.evaluated, this.evaluateFailed);
-    // Only Redis can be slow, and its command timeout bounds it: race a timer only when the Check has less time left.
-    if (this.store.kind === 'memory' || limitMs >= this.settings.redis!.commandTimeoutMs) return p;
-    return within(p, limitMs).then((r) => {
-      if (r === TIMED_OUT) throw new Error(`FDS store did not answer within the ${limitMs} ms left before the Check deadline`);
+    // Only Redis can be slow, and its command timeout bounds one command: race a timer only when the Check has
+    // less time left, or on a cluster, where ioredis sends a command again to a failed node's successor (each
+    // try with its own timeout) and a Check may need two calls: there the timeout bounds the whole call.
+    if (this.store.kind === 'memory') return p;
+    const redis = this.settings.redis!;
+    const cluster = redis.mode === 'cluster';
+    if (!cluster && limitMs >= redis.commandTimeoutMs) return p;
+    const bound = cluster ? Math.min(limitMs, redis.commandTimeoutMs) : limitMs;
+    return within(p, bound).then((r) => {
+      if (r === TIMED_OUT)
+        throw new Error(bound < limitMs ? `FDS store did not answer within fds.redis.commandTimeoutMs (${bound} ms)` : `FDS store did not answer within the ${bound} ms left before the Check deadline`);
       return r;
     });
   }
@@ -303,6 +321,7 @@ export class FdsEngine {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.cidrTimer);
+    clearTimeout(this.cidrRetry);
     if (this.metrics.engine === this) this.metrics.engine = undefined;
     await this.store.close();
   }

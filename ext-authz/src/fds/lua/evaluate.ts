@@ -1,28 +1,34 @@
 /**
- * The one-round-trip script of a Check (sent once, then run by EVALSHA).
- * Every key carries the same hash tag, so the script is legal on Redis
- * Cluster (all keys in one slot) and is declared in KEYS.
+ * The one-round-trip script of a Check (sent once, then run by EVALSHA),
+ * over a list of ops. Every key is declared in KEYS. On a Redis Cluster one
+ * call may only touch one slot: the store sends one call per slot group of
+ * ops (script-ops.ts), each with this same script.
  *
- * KEYS: [1..nb]            block keys of the request's subjects (checked in order)
- *       then per counter op 3 keys: counter (sorted set), offense (int), block (string)
- *       then one key per claim (single-use proof jti)
- * ARGV: [1] nonce (unique per call, makes sorted-set members unique)
- *       [2] nb  [3] number of ops  [4] number of claims
- *       then per op 8 values: increment, windowMs, threshold, ttls (comma list, ms),
- *       memoryMs, rule name, record JSON prefix ('{"kind":...,"reason":...,' without the time fields),
- *       when ('' always, 'f' only when no claim was replayed, 'r' only when one was;
- *       prefixed 's' for a shadow op: counted in its own key, never blocking)
- *       then per claim 2 values: expiresAt (epoch ms), minimum TTL (ms)
- * Returns: [blocked record JSON or '', '1' when a claim was replayed else '', created record JSON...]
- *          (a shadow op that reaches its threshold returns its would-be record with "shadow":true,
- *          creates no block, raises no offense level and starts its window over)
+ * KEYS: the ops' keys, in op order (each op type takes a fixed number, below).
+ * ARGV: [1] nonce (unique per Check, makes sorted-set members unique)
+ *       [2] number of ops
+ *       then per op: its type, then its values (a fixed number per type, below).
+ * Op types (keys; values):
+ *   check   (block key; none)                   is this subject blocked? The first blocked one is answered.
+ *   claim   (claim key; expiresAt epoch ms, minimum TTL ms)
+ *                                               single-use id: set if absent; taken = a replay.
+ *   count   (counter zset, offense int, block key; increment, windowMs, threshold, ttls (comma list, ms),
+ *            memoryMs, rule, record JSON prefix, when ('' always, 'f' only without a replay, 'r' only with one),
+ *            member tag (unique in the Check), shadow ('1': a shadowed route or stage; its counter key is its own,
+ *            and crossing the threshold returns the would-be record with "shadow":true, blocks nothing, raises
+ *            no offense level and starts the window over))
+ *   retract (counter zset; member tag, increment)
+ *                                               removes what a `count` of an earlier call added (see script-ops.ts).
+ * Phases run in this order, whatever the op order: checks, claims, counts, retracts.
+ * Returns: [op number of the first blocked check or '', its record JSON or '', '1' when a claim was replayed
+ *          else '', created record JSON...]
  *
  * Claims run after the block checks and before the counters: a blocked
- * subject burns no jti, and a replay is counted in this same call. All claim
- * keys are checked before any is set, so a replayed claim burns none of the
- * others. The TTL is `expiresAt - now` by Redis's clock, never below the
- * minimum (the verifier's clock skew), so a skewed replica cannot make an
- * entry that expires before the proof does, nor a zero/negative TTL.
+ * subject (of this call) burns no id, and a replay is counted in this same
+ * call. All claim keys are checked before any is set, so a replayed claim
+ * burns none of the others. The TTL is `expiresAt - now` by Redis's clock,
+ * never below the minimum (the verifier's clock skew), so a skewed replica
+ * cannot make an entry that expires before the proof does, nor a zero TTL.
  *
  * Time is the server's (TIME), so replicas with skewed clocks share one window.
  * Scripts replicate by effects (Redis ≥ 5 default, 7 only), so TIME is fine before writes.
@@ -30,51 +36,61 @@
 export const EVALUATE_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nb = tonumber(ARGV[2])
-local nops = tonumber(ARGV[3])
-local nclaims = tonumber(ARGV[4])
-local out = {'', ''}
-for i = 1, nb do
-  local v = redis.call('GET', KEYS[i])
-  if v then out[1] = v break end
+local nonce = ARGV[1]
+
+-- Op list: each type takes a fixed number of keys and values.
+local SHAPE = {check = {1, 0}, claim = {1, 2}, count = {3, 10}, retract = {1, 2}}
+local ops = {check = {}, claim = {}, count = {}, retract = {}}
+local k, a = 1, 3
+for i = 1, tonumber(ARGV[2]) do
+  local ty = ARGV[a]
+  local shape = SHAPE[ty]
+  if not shape then return redis.error_reply('unknown FDS op type ' .. tostring(ty)) end
+  local list = ops[ty]
+  list[#list + 1] = {i = i, k = k, a = a + 1}
+  k = k + shape[1]
+  a = a + 1 + shape[2]
 end
+local out = {'', '', ''}
+
+-- check: the first blocked subject of the call.
+for _, op in ipairs(ops.check) do
+  local v = redis.call('GET', KEYS[op.k])
+  if v then
+    out[1] = tostring(op.i)
+    out[2] = v
+    break
+  end
+end
+
+-- claim: only when nothing here is blocked; all are looked at before any is set.
 local replayed = false
-if nclaims > 0 and out[1] == '' then
-  local k0 = nb + 3 * nops
-  for c = 1, nclaims do
-    if redis.call('EXISTS', KEYS[k0 + c]) == 1 then replayed = true break end
+if #ops.claim > 0 and out[1] == '' then
+  for _, op in ipairs(ops.claim) do
+    if redis.call('EXISTS', KEYS[op.k]) == 1 then replayed = true break end
   end
   if replayed then
-    out[2] = '1'
+    out[3] = '1'
   else
-    local ca = 5 + 8 * nops
-    for c = 1, nclaims do
-      local ttl = math.max(tonumber(ARGV[ca]) - now, tonumber(ARGV[ca + 1]))
-      redis.call('SET', KEYS[k0 + c], '1', 'PX', ttl, 'NX')
-      ca = ca + 2
+    for _, op in ipairs(ops.claim) do
+      local ttl = math.max(tonumber(ARGV[op.a]) - now, tonumber(ARGV[op.a + 1]))
+      redis.call('SET', KEYS[op.k], '1', 'PX', ttl, 'NX')
     end
   end
 end
-local a = 5
-for o = 0, nops - 1 do
-  local k = nb + 3 * o
-  local ck, okey, bk = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local inc = tonumber(ARGV[a])
-  local win = tonumber(ARGV[a + 1])
-  local thr = tonumber(ARGV[a + 2])
-  local ttls = ARGV[a + 3]
-  local mem = tonumber(ARGV[a + 4])
-  local rule = ARGV[a + 5]
-  local head = ARGV[a + 6]
-  local when = ARGV[a + 7]
-  local shadow = string.sub(when, 1, 1) == 's'
-  if shadow then when = string.sub(when, 2) end
-  a = a + 8
+
+-- count: sliding-window log; crossing the threshold blocks (escalating with remembered offenses) and clears.
+for _, op in ipairs(ops.count) do
+  local ck, okey, bk = KEYS[op.k], KEYS[op.k + 1], KEYS[op.k + 2]
+  local x = op.a
+  local inc, win, thr = tonumber(ARGV[x]), tonumber(ARGV[x + 1]), tonumber(ARGV[x + 2])
+  local ttls, mem, rule, head, when, tag = ARGV[x + 3], tonumber(ARGV[x + 4]), ARGV[x + 5], ARGV[x + 6], ARGV[x + 7], ARGV[x + 8]
+  local shadow = ARGV[x + 9] == '1'
   -- An already blocked subject is not counted: its block stands, and counting would only grow memory.
   if (when == '' or (when == 'r') == replayed) and redis.call('EXISTS', bk) == 0 then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - win)
     for j = 1, inc do
-      redis.call('ZADD', ck, now, ARGV[1] .. ':' .. o .. ':' .. j)
+      redis.call('ZADD', ck, now, nonce .. ':' .. tag .. ':' .. j)
     end
     local c = redis.call('ZCARD', ck)
     if c >= thr and shadow then
@@ -85,7 +101,7 @@ for o = 0, nops - 1 do
       local level = redis.call('INCR', okey)
       redis.call('PEXPIRE', okey, mem)
       local list = {}
-      for x in string.gmatch(ttls, '[^,]+') do list[#list + 1] = x end
+      for s in string.gmatch(ttls, '[^,]+') do list[#list + 1] = s end
       local ttl = tonumber(list[math.min(level, #list)])
       local rec = head .. '"createdAt":' .. now .. ',"ttlMs":' .. ttl .. ',"expiresAt":' .. (now + ttl) ..
         ',"rule":' .. cjson.encode(rule) .. ',"level":' .. level .. '}'
@@ -96,6 +112,14 @@ for o = 0, nops - 1 do
       -- The log never holds more than threshold-1 entries: crossing it blocks and clears.
       redis.call('PEXPIRE', ck, win)
     end
+  end
+end
+
+-- retract: drop the entries an earlier count of this Check (same nonce and member tag) added.
+for _, op in ipairs(ops.retract) do
+  local tag, inc = ARGV[op.a], tonumber(ARGV[op.a + 1])
+  for j = 1, inc do
+    redis.call('ZREM', KEYS[op.k], nonce .. ':' .. tag .. ':' .. j)
   end
 end
 return out

@@ -6,11 +6,14 @@
  * A second connection per instance subscribes to the FDS channel so an
  * unblock or CIDR change reaches every replica's in-process cache at once.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FdsSettings } from '../config.js';
-import { keySubject, type SubjectKind } from '../subjects.js';
+import { isSubjectKind, type SubjectKind } from '../subjects.js';
+import { KeyLayout, keyLayoutOf } from './keys.js';
+import { migrateFromSingleTag } from './migrate-layout.js';
+import { checkOp, claimOp, countOp, encodeCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
 import { EVALUATE_LUA } from '../lua/evaluate.js';
 import {
   isCidr,
@@ -36,17 +39,14 @@ export interface RedisStoreHooks {
   onError(op: string, err: Error): void;
 }
 
-/** Escapes SCAN MATCH glob characters in a literal prefix. */
-function globEscape(s: string): string {
-  return s.replace(/[*?[\]\\]/g, '\\$&');
-}
-
 export class RedisStore implements FdsStore {
   readonly kind = 'redis' as const;
-  readonly base: string;
+  readonly keys: KeyLayout;
   private readonly client: EvalClient;
   private readonly subscriber: Client;
   private readonly channel: string;
+  /** Cluster with per-subject keys: a Check's ops span slots, one call per slot. */
+  private readonly bySlot: boolean;
   private readonly listeners: Array<(e: StoreEvent) => void> = [];
   private readonly nonceBase = randomBytes(6).toString('base64url');
   private seq = 0;
@@ -58,14 +58,26 @@ export class RedisStore implements FdsStore {
     private readonly logger: Logger,
     private readonly hooks: RedisStoreHooks,
   ) {
-    this.base = `${settings.keyPrefix}{${settings.hashTag}}:`;
-    this.channel = `${this.base}events`;
+    this.keys = new KeyLayout(settings.keyPrefix, settings.hashTag, keyLayoutOf(settings));
+    this.bySlot = settings.mode === 'cluster' && this.keys.layout === 'per-subject';
+    this.channel = this.keys.channel;
     this.client = this.connect(false) as EvalClient;
     this.client.defineCommand('fdsEvaluate', { lua: EVALUATE_LUA });
+    // Warm every master's script cache, so a Check's first call on a node is one EVALSHA (not NOSCRIPT, then EVAL).
+    if (this.client instanceof Cluster) {
+      const cluster = this.client;
+      cluster.on('ready', () => {
+        for (const node of cluster.nodes('master')) node.script('LOAD', EVALUATE_LUA).catch((err: Error) => this.logError('script_load', err, false));
+      });
+    }
+    if (this.keys.layout === 'per-subject') this.client.once('ready', () => this.migrateLayout(0));
     this.subscriber = this.connect(true);
     this.subscriber.on('message', (_channel: string, message: string) => this.onMessage(message));
     // Every (re)subscription may follow a gap in which unblocks were missed: resync caches.
     this.subscriber.on('ready', () => this.emit({ type: 'resync' }));
+    // On a cluster the subscription moves to another node when its node leaves (ioredis re-subscribes
+    // without telling): messages of the gap are lost, so a node leaving resyncs too.
+    if (this.subscriber instanceof Cluster) this.subscriber.on('-node', () => this.emit({ type: 'resync' }));
     this.subscriber.subscribe(this.channel).catch((err: Error) => this.logError('subscribe', err));
   }
 
@@ -110,6 +122,21 @@ export class RedisStore implements FdsStore {
     return client;
   }
 
+  /** Moves keys of the single-tag layout (migrate-layout.ts); a failed pass is tried again with backoff (it is idempotent). */
+  private migrateLayout(attempt: number): void {
+    migrateFromSingleTag(this.client, this.keys).then(
+      (moved) => {
+        if (moved > 0) this.logger.info({ fds: 'key_layout', moved }, 'FDS moved keys of the single-tag layout to their per-subject names');
+      },
+      (err: Error) => {
+        if (this.closed) return;
+        const delay = Math.min(60_000, 1000 * 2 ** attempt);
+        this.logger.warn({ op: 'migrate_layout', err: err.message, retryInMs: delay }, 'FDS could not move single-tag keys to the per-subject layout; trying again');
+        setTimeout(() => this.migrateLayout(attempt + 1), delay).unref();
+      },
+    );
+  }
+
   private logError(op: string, err: Error, count = true): void {
     if (count) this.hooks.onError(op, err);
     if (this.closed) return;
@@ -133,55 +160,67 @@ export class RedisStore implements FdsStore {
     });
   }
 
-  private blockKey(kind: string, subject: string): string {
-    return `${this.base}b:${kind}:${keySubject(subject)}`;
-  }
-
   async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims: readonly Claim[] = NO_CLAIMS): Promise<EvaluateResult> {
-    const keys: string[] = [];
-    for (const s of check) keys.push(this.blockKey(s.kind, s.subject));
-    const args: Array<string | number> = [`${this.nonceBase}${(this.seq = (this.seq + 1) % 1e15)}`, check.length, ops.length, claims.length];
-    for (const op of ops) {
-      const subject = keySubject(op.subject);
-      // A shadow op counts in its own key (`s:`), so it never fills the real rule's window.
-      keys.push(`${this.base}${op.shadow === true ? 's' : 'c'}:${op.rule}:${op.kind}:${subject}`, `${this.base}o:${op.kind}:${subject}`, this.blockKey(op.kind, op.subject));
-      const head = `{"kind":${JSON.stringify(op.kind)},"subject":${JSON.stringify(op.subject)},"reason":${JSON.stringify(op.reason)},"createdBy":${JSON.stringify(`rule:${op.rule}`)},`;
-      const when = op.when === undefined ? '' : op.when === 'fresh' ? 'f' : 'r';
-      args.push(op.increment, op.windowMs, op.threshold, op.ttls.join(','), op.memoryMs, op.rule, head, op.shadow === true ? `s${when}` : when);
-    }
-    for (const c of claims) {
-      keys.push(`${this.base}j:${c.key}`);
-      args.push(Math.ceil(c.expiresAt), Math.max(1, Math.ceil(c.minTtlMs)));
-    }
-    let reply: string[];
+    const keys = this.keys;
+    const list: ScriptOp[] = [];
+    for (let i = 0; i < check.length; i++) list.push(checkOp(keys, check[i]!.kind, check[i]!.subject, i));
+    for (const c of claims) list.push(claimOp(keys, c));
+    for (let i = 0; i < ops.length; i++) list.push(countOp(keys, ops[i]!, String(i)));
+    const nonce = `${this.nonceBase}${(this.seq = (this.seq + 1) % 1e15)}`;
     try {
-      reply = await this.client.fdsEvaluate(keys.length, ...keys, ...args);
+      if (!this.bySlot) return mergeReplies([{ ops: list, reply: await this.call(nonce, list) }]);
+      return await this.evaluateBySlot(nonce, list);
     } catch (err) {
       this.logError('evaluate', err as Error);
       throw err;
     }
-    const blocked = reply[0] ? parseRecord(reply[0]) : undefined;
-    const created: BlockRecord[] = [];
-    let wouldBlock: BlockRecord[] | undefined;
-    for (let i = 2; i < reply.length; i++) {
-      const r = parseRecord(reply[i]!);
-      if (r === undefined) continue;
-      if ((r as { shadow?: boolean }).shadow === true) (wouldBlock ??= []).push(r);
-      else created.push(r);
-    }
-    const out: EvaluateResult = reply[1] === '1' ? { blocked, created, replayed: true } : { blocked, created };
-    return wouldBlock === undefined ? out : { ...out, wouldBlock };
   }
 
   async peek(check: readonly SubjectRef[], claims: readonly Claim[] = NO_CLAIMS): Promise<PeekResult> {
-    const keys = check.map((s) => this.blockKey(s.kind, s.subject));
-    for (const c of claims) keys.push(`${this.base}j:${c.key}`);
+    const keys: string[] = check.map((s) => this.keys.block(s.kind, s.subject));
+    for (const c of claims) keys.push(this.keys.claim(c.key));
     if (keys.length === 0) return { blocked: undefined, replayed: false };
-    const values = await this.run('peek', () => this.client.mget(...keys));
+    const values = await this.run('peek', () => this.readValues(keys));
     let blocked: BlockRecord | undefined;
     for (let i = 0; i < check.length && blocked === undefined; i++) if (values[i]) blocked = parseRecord(values[i]!);
     const replayed = values.slice(check.length).some((v) => v !== null);
     return { blocked, replayed };
+  }
+
+  /**
+   * Values of `keys`: one MGET when they share a slot, else one GET each, sent together (MGET and a Cluster
+   * pipeline across slots are refused; auto-pipelining batches the GETs per node).
+   */
+  private readValues(keys: readonly string[]): Promise<Array<string | null>> {
+    if (!this.bySlot) return this.client.mget(...keys);
+    return Promise.all(keys.map((k) => this.client.get(k)));
+  }
+
+  /** One call per slot group, concurrently (see script-ops.ts for what may differ from one call). */
+  private async evaluateBySlot(nonce: string, list: readonly ScriptOp[]): Promise<EvaluateResult> {
+    const groups = groupBySlot(list);
+    if (groups.length === 1) return mergeReplies([{ ops: list, reply: await this.call(nonce, list) }]);
+    const calls = await Promise.all(groups.map(async (ops): Promise<CallReply> => ({ ops, reply: await this.call(nonce, ops) })));
+    const result = mergeReplies(calls);
+    if (!result.replayed || result.blocked) return result;
+    const fixes = replayFollowUps(calls);
+    if (fixes.length === 0) return result;
+    const more = await Promise.all(fixes.map(async (ops): Promise<CallReply> => ({ ops, reply: await this.call(nonce, ops) })));
+    const created = mergeReplies(more).created;
+    return created.length === 0 ? result : { ...result, created: [...result.created, ...created] };
+  }
+
+  private call(nonce: string, ops: readonly ScriptOp[]): Promise<string[]> {
+    const { keys, args } = encodeCall(nonce, ops);
+    if (!(this.client instanceof Cluster)) return this.client.fdsEvaluate(keys.length, ...keys, ...args);
+    // On a Cluster, ioredis's auto-pipelining groups a defined command by its first argument (the key count),
+    // not by its first key, and then refuses the pipeline when the keys are on different nodes; EVALSHA is
+    // grouped by its first key. A node that never saw the script (a promoted replica) answers NOSCRIPT: EVAL loads it.
+    const client = this.client;
+    return (client.evalsha(EVALUATE_SHA, keys.length, ...keys, ...args) as Promise<string[]>).catch((err: Error) => {
+      if (!err.message.startsWith('NOSCRIPT')) throw err;
+      return client.eval(EVALUATE_LUA, keys.length, ...keys, ...args) as Promise<string[]>;
+    });
   }
 
   private async run<T>(op: string, f: () => Promise<T>): Promise<T> {
@@ -197,10 +236,10 @@ export class RedisStore implements FdsStore {
     const json = JSON.stringify(record);
     await this.run('block', async () => {
       if (isCidr(record.kind, record.subject)) {
-        await this.client.hset(`${this.base}cidr`, record.subject, json);
+        await this.client.hset(this.keys.cidr, record.subject, json);
         await this.client.publish(this.channel, JSON.stringify({ type: 'cidr' }));
-      } else if (record.ttlMs === null) await this.client.set(this.blockKey(record.kind, record.subject), json);
-      else await this.client.set(this.blockKey(record.kind, record.subject), json, 'PX', record.ttlMs);
+      } else if (record.ttlMs === null) await this.client.set(this.keys.block(record.kind, record.subject), json);
+      else await this.client.set(this.keys.block(record.kind, record.subject), json, 'PX', record.ttlMs);
     });
   }
 
@@ -209,14 +248,14 @@ export class RedisStore implements FdsStore {
       let removed: number;
       let event: StoreEvent;
       if (isCidr(kind, subject)) {
-        const cidrKey = `${this.base}cidr`;
+        const cidrKey = this.keys.cidr;
         const old = await this.client.hget(cidrKey, subject);
         removed = await this.client.hdel(cidrKey, subject);
         const rec = old ? parseRecord(old) : undefined;
         if (rec && rec.expiresAt !== null && rec.expiresAt <= Date.now()) removed = 0;
         event = { type: 'cidr' };
       } else {
-        removed = await this.client.del(this.blockKey(kind, subject));
+        removed = await this.client.del(this.keys.block(kind, subject));
         event = { type: 'unblock', kind, subject };
       }
       // Published even when nothing was removed: a replica may still cache an expired-in-Redis block.
@@ -227,17 +266,16 @@ export class RedisStore implements FdsStore {
 
   async inspect(kind: SubjectKind, subject: string, rules: readonly RuleWindow[]): Promise<Inspection> {
     return this.run('inspect', async () => {
-      const ks = keySubject(subject);
-      const raw = isCidr(kind, subject) ? await this.client.hget(`${this.base}cidr`, subject) : await this.client.get(this.blockKey(kind, subject));
+      const raw = isCidr(kind, subject) ? await this.client.hget(this.keys.cidr, subject) : await this.client.get(this.keys.block(kind, subject));
       let block = raw ? parseRecord(raw) : undefined;
       if (block && block.expiresAt !== null && block.expiresAt <= Date.now()) block = undefined;
       const now = Date.now();
       const counters = [];
       for (const rule of rules) {
-        const count = await this.client.zcount(`${this.base}c:${rule.name}:${kind}:${ks}`, `(${now - rule.windowMs}`, '+inf');
+        const count = await this.client.zcount(this.keys.counter(rule.name, kind, subject), `(${now - rule.windowMs}`, '+inf');
         counters.push({ rule: rule.name, count });
       }
-      const offenses = Number((await this.client.get(`${this.base}o:${kind}:${ks}`)) ?? 0);
+      const offenses = Number((await this.client.get(this.keys.offense(kind, subject))) ?? 0);
       return { block, counters, offenses };
     });
   }
@@ -245,6 +283,24 @@ export class RedisStore implements FdsStore {
   /** Nodes holding FDS keys: the one node, or every Cluster master (all keys share one slot, but SCAN is per node). */
   private scanNodes(): Redis[] {
     return this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+  }
+
+  /** Block records under `keys` of one node: per-subject keys are in many slots, where MGET is refused (CROSSSLOT). */
+  private async readBlocks(node: Redis, keys: readonly string[]): Promise<BlockRecord[]> {
+    if (keys.length === 0) return [];
+    let values: Array<string | null>;
+    if (this.keys.layout === 'single-tag') values = await node.mget(...keys);
+    else {
+      const p = node.pipeline();
+      for (const k of keys) p.get(k);
+      values = ((await p.exec()) ?? []).map(([err, v]) => (err ? null : (v as string | null)));
+    }
+    const out: BlockRecord[] = [];
+    for (const v of values) {
+      const r = v ? parseRecord(v) : undefined;
+      if (r && isSubjectKind(r.kind)) out.push(r);
+    }
+    return out;
   }
 
   /**
@@ -271,22 +327,15 @@ export class RedisStore implements FdsStore {
         const nodes = this.scanNodes();
         const target = nodes[node];
         if (target) {
-          const match = `${globEscape(this.base)}b:${kind === undefined ? '' : `${kind}:`}*`;
-          const [nextCursor, keys] = await target.scan(scan, 'MATCH', match, 'COUNT', Math.max(count, 10));
-          if (keys.length > 0) {
-            const values = await target.mget(...keys);
-            for (const v of values) {
-              const r = v ? parseRecord(v) : undefined;
-              if (r) items.push(r);
-            }
-          }
+          const [nextCursor, keys] = await target.scan(scan, 'MATCH', this.keys.blockPattern(kind), 'COUNT', Math.max(count, 10));
+          for (const r of await this.readBlocks(target, keys)) if (kind === undefined || r.kind === kind) items.push(r);
           if (nextCursor !== '0') return { items, next: `k.${node}.${nextCursor}` };
           if (node + 1 < nodes.length) return { items, next: `k.${node + 1}.0` };
         }
         if (kind !== undefined && kind !== 'ip') return { items, next: null };
         scan = '0';
       }
-      const [nextCursor, flat] = await this.client.hscan(`${this.base}cidr`, scan, 'COUNT', Math.max(count, 10));
+      const [nextCursor, flat] = await this.client.hscan(this.keys.cidr, scan, 'COUNT', Math.max(count, 10));
       for (let i = 1; i < flat.length; i += 2) {
         const r = parseRecord(flat[i]!);
         if (r && (r.expiresAt === null || r.expiresAt > now)) items.push(r);
@@ -297,7 +346,7 @@ export class RedisStore implements FdsStore {
 
   async loadCidrs(): Promise<BlockRecord[]> {
     return this.run('load_cidrs', async () => {
-      const cidrKey = `${this.base}cidr`;
+      const cidrKey = this.keys.cidr;
       const all = await this.client.hgetall(cidrKey);
       const now = Date.now();
       const out: BlockRecord[] = [];
@@ -320,12 +369,12 @@ export class RedisStore implements FdsStore {
         let cursor = '0';
         let rounds = 0;
         do {
-          const [next, keys] = await node.scan(cursor, 'MATCH', `${globEscape(this.base)}b:*`, 'COUNT', 1000);
+          const [next, keys] = await node.scan(cursor, 'MATCH', this.keys.blockPattern(), 'COUNT', 1000);
           n += keys.length;
           cursor = next;
         } while (cursor !== '0' && ++rounds < 1000);
       }
-      return n + (await this.client.hlen(`${this.base}cidr`));
+      return n + (await this.client.hlen(this.keys.cidr));
     });
   }
 
@@ -364,12 +413,4 @@ export class RedisStore implements FdsStore {
 }
 
 const NO_CLAIMS: readonly Claim[] = Object.freeze([]);
-
-function parseRecord(json: string): BlockRecord | undefined {
-  try {
-    const r = JSON.parse(json) as BlockRecord;
-    return typeof r === 'object' && r !== null && typeof r.subject === 'string' ? r : undefined;
-  } catch {
-    return undefined;
-  }
-}
+const EVALUATE_SHA = createHash('sha1').update(EVALUATE_LUA).digest('hex');

@@ -1,0 +1,155 @@
+/**
+ * A Check's store work as a list of ops for the evaluate script (lua/evaluate.ts), each naming its keys,
+ * and the split of that list into one script call per Redis Cluster slot.
+ *
+ * Every key of one op shares one hash tag (keys.ts), so an op lives in one slot. On one node (or Sentinel,
+ * or the single-tag layout) the whole list is one call and the script's order holds exactly: block checks,
+ * then claims, then counters, atomically. On a cluster each slot group runs that order over its own ops,
+ * the calls go out concurrently (one round trip of wall time: ioredis pipelines per node), and the answers
+ * merge: the first blocked subject in the Check's order, any replay, every block created. What can differ
+ * from the one-call order (docs/fds.md, "FDS on Redis Cluster"):
+ *  - a claim is set although a subject in ANOTHER slot is blocked (the Check is still denied as blocked;
+ *    the proof id is spent, which only refuses its reuse);
+ *  - with claims in several slots, a replay of one does not keep the others from being set;
+ *  - counters marked for one claim outcome (`when`) in a slot without the claims are applied as if no claim
+ *    was replayed; when a replay shows up elsewhere, a second call per such slot retracts those entries and
+ *    applies the replay counters instead (a second round trip only for a replayed, unblocked Check). A block
+ *    the first call's counters created stands.
+ * Adding an op type: a builder here, its Lua block and its SHAPE entry in the script, nothing else.
+ */
+import calculateSlot from 'cluster-key-slot';
+import type { BlockRecord, Claim, CounterOp, EvaluateResult } from './store.js';
+import type { KeyLayout } from './keys.js';
+
+export interface ScriptOp {
+  readonly type: string;
+  /** Every key shares one hash tag: the op's slot is that of keys[0]. */
+  readonly keys: readonly string[];
+  readonly args: ReadonlyArray<string | number>;
+  /** check ops: the place in the Check's order of checks (the first blocked one is answered). */
+  readonly at?: number;
+  /** count ops: what a retract or a replay follow-up needs. */
+  readonly count?: { readonly when: '' | 'f' | 'r'; readonly tag: string; readonly increment: number };
+}
+
+export function checkOp(keys: KeyLayout, kind: string, subject: string, at: number): ScriptOp {
+  return { type: 'check', keys: [keys.block(kind, subject)], args: NO_ARGS, at };
+}
+
+export function claimOp(keys: KeyLayout, c: Claim): ScriptOp {
+  return { type: 'claim', keys: [keys.claim(c.key)], args: [Math.ceil(c.expiresAt), Math.max(1, Math.ceil(c.minTtlMs))] };
+}
+
+/** `tag` makes the op's sorted-set members unique within the Check (with the Check's nonce). */
+export function countOp(keys: KeyLayout, op: CounterOp, tag: string): ScriptOp {
+  const head = `{"kind":${JSON.stringify(op.kind)},"subject":${JSON.stringify(op.subject)},"reason":${JSON.stringify(op.reason)},"createdBy":${JSON.stringify(`rule:${op.rule}`)},`;
+  const when = op.when === undefined ? '' : op.when === 'fresh' ? 'f' : 'r';
+  return {
+    type: 'count',
+    // A shadow op counts in its own key, so it never fills the real rule's window.
+    keys: [op.shadow === true ? keys.shadowCounter(op.rule, op.kind, op.subject) : keys.counter(op.rule, op.kind, op.subject), keys.offense(op.kind, op.subject), keys.block(op.kind, op.subject)],
+    args: [op.increment, op.windowMs, op.threshold, op.ttls.join(','), op.memoryMs, op.rule, head, when, tag, op.shadow === true ? '1' : ''],
+    count: { when, tag, increment: op.increment },
+  };
+}
+
+function retractOp(counterKey: string, tag: string, increment: number): ScriptOp {
+  return { type: 'retract', keys: [counterKey], args: [tag, increment] };
+}
+
+/** The same count, applied unconditionally (the replay follow-up). */
+function unconditional(op: ScriptOp): ScriptOp {
+  const args = op.args.slice();
+  args[7] = '';
+  return { ...op, args, count: { ...op.count!, when: '' } };
+}
+
+/** KEYS and ARGV of one script call over `ops`. */
+export function encodeCall(nonce: string, ops: readonly ScriptOp[]): { keys: string[]; args: Array<string | number> } {
+  const keys: string[] = [];
+  const args: Array<string | number> = [nonce, ops.length];
+  for (const op of ops) {
+    for (const k of op.keys) keys.push(k);
+    args.push(op.type);
+    for (const v of op.args) args.push(v);
+  }
+  return { keys, args };
+}
+
+/** Ops grouped by the slot of their keys, each group in the list's order (so the first blocked subject can be told). */
+export function groupBySlot(ops: readonly ScriptOp[]): ScriptOp[][] {
+  if (ops.length === 0) return [];
+  const bySlot = new Map<number, ScriptOp[]>();
+  for (const op of ops) {
+    const slot = calculateSlot(op.keys[0]!);
+    const g = bySlot.get(slot);
+    if (g === undefined) bySlot.set(slot, [op]);
+    else g.push(op);
+  }
+  return [...bySlot.values()];
+}
+
+/** One call's reply: [op number of the first blocked check or '', its record, '1' when replayed, created...]. */
+export interface CallReply {
+  readonly ops: readonly ScriptOp[];
+  readonly reply: readonly string[];
+}
+
+/** Merges the replies of a Check's calls: the first blocked subject in the Check's order is answered, as one call would. */
+export function mergeReplies(calls: readonly CallReply[]): EvaluateResult {
+  let blocked: BlockRecord | undefined;
+  let blockedAt = Infinity;
+  let replayed = false;
+  const created: BlockRecord[] = [];
+  let wouldBlock: BlockRecord[] | undefined;
+  for (const { ops, reply } of calls) {
+    if (reply[0]) {
+      const op = ops[Number(reply[0]) - 1];
+      const at = op?.at ?? Infinity;
+      const r = parseRecord(reply[1]!);
+      if (r && (blocked === undefined || at < blockedAt)) {
+        blocked = r;
+        blockedAt = at;
+      }
+    }
+    if (reply[2] === '1') replayed = true;
+    for (let i = 3; i < reply.length; i++) {
+      const r = parseRecord(reply[i]!);
+      if (r === undefined) continue;
+      if ((r as { shadow?: boolean }).shadow === true) (wouldBlock ??= []).push(r);
+      else created.push(r);
+    }
+  }
+  const out: EvaluateResult = replayed ? { blocked, created, replayed: true } : { blocked, created };
+  return wouldBlock === undefined ? out : { ...out, wouldBlock };
+}
+
+/**
+ * After a multi-slot Check that turned out replayed (and not blocked): for every call that saw no replay
+ * itself, the ops that put it right: retract its `fresh` counts, apply its `replay` counts. Empty when
+ * nothing needs it.
+ */
+export function replayFollowUps(calls: readonly CallReply[]): ScriptOp[][] {
+  const out: ScriptOp[][] = [];
+  for (const { ops, reply } of calls) {
+    if (reply[2] === '1') continue;
+    const fix: ScriptOp[] = [];
+    for (const op of ops) {
+      if (op.count?.when === 'f') fix.push(retractOp(op.keys[0]!, op.count.tag, op.count.increment));
+      else if (op.count?.when === 'r') fix.push(unconditional(op));
+    }
+    if (fix.length > 0) out.push(fix);
+  }
+  return out;
+}
+
+export function parseRecord(json: string): BlockRecord | undefined {
+  try {
+    const r = JSON.parse(json) as BlockRecord;
+    return typeof r === 'object' && r !== null && typeof r.subject === 'string' ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const NO_ARGS: ReadonlyArray<string | number> = Object.freeze([]);
