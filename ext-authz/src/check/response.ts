@@ -22,6 +22,9 @@ export const RpcCode = {
 } as const;
 
 const RPC_FOR_STATUS: Record<DenyStatus, number> = {
+  // Local replies still need a non-OK code, or Envoy would forward the request instead.
+  200: RpcCode.UNAUTHENTICATED,
+  302: RpcCode.UNAUTHENTICATED,
   400: RpcCode.INVALID_ARGUMENT,
   401: RpcCode.UNAUTHENTICATED,
   403: RpcCode.PERMISSION_DENIED,
@@ -35,6 +38,8 @@ const RPC_FOR_STATUS: Record<DenyStatus, number> = {
 };
 
 const ERROR_FOR_STATUS: Record<DenyStatus, string> = {
+  200: 'ok',
+  302: 'redirect',
   400: 'bad_request',
   401: 'unauthenticated',
   403: 'forbidden',

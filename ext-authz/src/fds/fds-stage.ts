@@ -29,8 +29,9 @@ import { BLOCKED_DENIAL } from './blocked.js';
 import type { FdsState } from './state.js';
 import { withoutExempt } from './exempt.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
-import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
-import { pendingClaims } from './claims.js';
+import type { BlockRecord, CounterOp, SubjectRef, WatchState } from './store/store.js';
+import type { PendingWatch } from './facts.js';
+import { pendingClaims, pendingWatch } from './claims.js';
 import type { Outcome } from '../pipeline/context.js';
 import type { CompiledRules } from './rules.js';
 
@@ -52,6 +53,13 @@ function certSubject(v: unknown): string | undefined {
 }
 
 const NO_OPS: readonly CounterOp[] = Object.freeze([]);
+
+/** Tells the watching stage what the store found; true when the watched key is gone. */
+function settleWatch(watch: PendingWatch, state: WatchState | undefined): boolean {
+  const s = state ?? 'gone';
+  watch.settle(s);
+  return s === 'gone';
+}
 
 /** Adds one `event` for `subject` to every rule on `route` that counts it (repeats of the same rule and subject add up). */
 function addOps(ops: CounterOp[], rules: CompiledRules, route: string, event: string, kind: string, subject: string): void {
@@ -231,13 +239,17 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
             ops = [...ops.map((o): CounterOp => ({ ...o, when: 'fresh' })), ...replayOps.map((o): CounterOp => ({ ...o, when: 'replay' }))];
           }
         }
-        if (check.length === 0 && ops.length === 0 && !pending) return;
+        // A session another stage wants checked and touched (oidc) rides in the same call, for allows only.
+        const watch = decision.kind === 'allow' ? pendingWatch(ctx) : undefined;
+        if (watch) watch.sent = true;
+        if (check.length === 0 && ops.length === 0 && !pending && !watch) return;
         const left = ctx.remainingMs();
         if (left <= 1) return unavailable(ctx, new Error('no time left before the Check deadline'));
         // Give up a little before the core's own deadline timer, so the answer names FDS.
         const bound = Math.max(1, left - Math.max(2, Math.floor(left / 20)));
-        return handle.engine.evaluate(check, ops, bound, pending?.claims).then(
+        return handle.engine.evaluate(check, ops, bound, pending?.claims, watch ? [watch.watch] : undefined).then(
           (res): Decision | undefined => {
+            const gone = watch !== undefined && settleWatch(watch, res.watched?.[0]);
             if (res.blocked) {
               blocked(ctx, res.blocked, false);
               return BLOCKED_DECISION;
@@ -258,7 +270,7 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
               }
             }
             handle.engine.confirmNotBlocked(check);
-            return undefined;
+            return gone ? { kind: 'deny', denial: watch.goneDenial } : undefined;
           },
           (err: unknown) => {
             // Stale-if-error: a block seen before the outage holds until its own expiry, whatever the failure mode.

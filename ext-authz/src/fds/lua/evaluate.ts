@@ -12,7 +12,15 @@
  *       memoryMs, rule name, record JSON prefix ('{"kind":...,"reason":...,' without the time fields),
  *       when ('' always, 'f' only when no claim was replayed, 'r' only when one was)
  *       then per claim 2 values: expiresAt (epoch ms), minimum TTL (ms)
+ *       then (optional) the number of watches, and per watch 2 values: expected version, idle TTL (ms)
  * Returns: [blocked record JSON or '', '1' when a claim was replayed else '', created record JSON...]
+ *          and, when the call has watches, a last element: one letter per watch
+ *          (l live, c changed version, g gone)
+ *
+ * Watches (sessions of the oidc capability, KEYS after the claims, one hash
+ * each): the session must still exist with the version the replica cached;
+ * its idle TTL slides in this same call, so a Check with a session costs no
+ * second round trip. A watch never blocks, counts or claims anything.
  *
  * Claims run after the block checks and before the counters: a blocked
  * subject burns no jti, and a replay is counted in this same call. All claim
@@ -89,5 +97,50 @@ for o = 0, nops - 1 do
     end
   end
 end
+-- Watches (oidc sessions): checked and touched whatever the other parts found.
+local wa = 5 + 8 * nops + 2 * nclaims
+local nw = tonumber(ARGV[wa] or '0')
+if nw > 0 then
+  local k0 = nb + 3 * nops + nclaims
+  local states = ''
+  for w = 1, nw do
+    local key = KEYS[k0 + w]
+    local v = redis.call('HGET', key, 'v')
+    if not v then
+      states = states .. 'g'
+    else
+      redis.call('PEXPIRE', key, ARGV[wa + 2 * w])
+      states = states .. (v == ARGV[wa + 2 * w - 1] and 'l' or 'c')
+    end
+  end
+  out[#out + 1] = states
+end
 return out
+`;
+
+/** Compare-and-rewrite of a session (a refresh): KEYS[1] session; ARGV version expected, new version, sealed, absolute expiry, TTL ms. */
+export const SESSION_REPLACE_LUA = `
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'a', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`;
+
+/** Reads a session and slides its idle TTL: KEYS[1] session; ARGV TTL ms. Returns {version, sealed, absolute} or nil. */
+export const SESSION_READ_LUA = `
+local r = redis.call('HMGET', KEYS[1], 'v', 'd', 'a')
+if not r[1] then return nil end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return r
+`;
+
+/** Lock holder operations: KEYS[1] lock; ARGV token [, TTL ms]. Renew extends, release deletes, only for the holder. */
+export const LOCK_RENEW_LUA = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`;
+export const LOCK_RELEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 `;

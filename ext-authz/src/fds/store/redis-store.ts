@@ -11,7 +11,7 @@ import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis'
 import type { Logger } from 'pino';
 import type { FdsSettings } from '../config.js';
 import { keySubject, type SubjectKind } from '../subjects.js';
-import { EVALUATE_LUA } from '../lua/evaluate.js';
+import { EVALUATE_LUA, LOCK_RELEASE_LUA, LOCK_RENEW_LUA, SESSION_READ_LUA, SESSION_REPLACE_LUA } from '../lua/evaluate.js';
 import {
   isCidr,
   type BlockRecord,
@@ -22,13 +22,27 @@ import {
   type Inspection,
   type ListPage,
   type RuleWindow,
+  type SessionRecord,
   type StoreEvent,
   type SubjectRef,
+  type Watch,
+  type WatchState,
 } from './store.js';
 
 type RedisSettings = NonNullable<FdsSettings['redis']>;
 type Client = Redis | Cluster;
-type EvalClient = Client & { fdsEvaluate(numKeys: number, ...args: Array<string | number>): Promise<string[]> };
+type EvalClient = Client & {
+  fdsEvaluate(numKeys: number, ...args: Array<string | number>): Promise<string[]>;
+  oidcRead(key: string, ttlMs: number): Promise<[string, string | null, string | null] | null>;
+  oidcReplace(key: string, ...args: Array<string | number>): Promise<number>;
+  oidcRenew(key: string, token: string, ttlMs: number): Promise<number>;
+  oidcRelease(key: string, token: string): Promise<number>;
+};
+
+/** What a session key names (sessionKey). */
+export type SessionKeyKind = 'session' | 'lock' | 'flow' | 'index';
+
+const WATCH_STATE: Record<string, WatchState> = { l: 'live', c: 'changed', g: 'gone' };
 
 export interface RedisStoreHooks {
   /** Called for every failed command (for the error counter). */
@@ -61,6 +75,10 @@ export class RedisStore implements FdsStore {
     this.channel = `${this.base}events`;
     this.client = this.connect(false) as EvalClient;
     this.client.defineCommand('fdsEvaluate', { lua: EVALUATE_LUA });
+    this.client.defineCommand('oidcRead', { lua: SESSION_READ_LUA, numberOfKeys: 1 });
+    this.client.defineCommand('oidcReplace', { lua: SESSION_REPLACE_LUA, numberOfKeys: 1 });
+    this.client.defineCommand('oidcRenew', { lua: LOCK_RENEW_LUA, numberOfKeys: 1 });
+    this.client.defineCommand('oidcRelease', { lua: LOCK_RELEASE_LUA, numberOfKeys: 1 });
     this.subscriber = this.connect(true);
     this.subscriber.on('message', (_channel: string, message: string) => this.onMessage(message));
     // Every (re)subscription may follow a gap in which unblocks were missed: resync caches.
@@ -136,7 +154,7 @@ export class RedisStore implements FdsStore {
     return `${this.base}b:${kind}:${keySubject(subject)}`;
   }
 
-  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims: readonly Claim[] = NO_CLAIMS): Promise<EvaluateResult> {
+  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims: readonly Claim[] = NO_CLAIMS, watches?: readonly Watch[]): Promise<EvaluateResult> {
     const keys: string[] = [];
     for (const s of check) keys.push(this.blockKey(s.kind, s.subject));
     const args: Array<string | number> = [`${this.nonceBase}${(this.seq = (this.seq + 1) % 1e15)}`, check.length, ops.length, claims.length];
@@ -150,6 +168,14 @@ export class RedisStore implements FdsStore {
       keys.push(`${this.base}j:${c.key}`);
       args.push(Math.ceil(c.expiresAt), Math.max(1, Math.ceil(c.minTtlMs)));
     }
+    const nw = watches?.length ?? 0;
+    if (nw > 0) {
+      args.push(nw);
+      for (const w of watches!) {
+        keys.push(this.sessionKey('session', w.id));
+        args.push(w.version, Math.max(1, Math.ceil(w.ttlMs)));
+      }
+    }
     let reply: string[];
     try {
       reply = await this.client.fdsEvaluate(keys.length, ...keys, ...args);
@@ -159,11 +185,96 @@ export class RedisStore implements FdsStore {
     }
     const blocked = reply[0] ? parseRecord(reply[0]) : undefined;
     const created: BlockRecord[] = [];
-    for (let i = 2; i < reply.length; i++) {
+    const end = nw > 0 ? reply.length - 1 : reply.length;
+    for (let i = 2; i < end; i++) {
       const r = parseRecord(reply[i]!);
       if (r) created.push(r);
     }
-    return reply[1] === '1' ? { blocked, created, replayed: true } : { blocked, created };
+    const base: EvaluateResult = reply[1] === '1' ? { blocked, created, replayed: true } : { blocked, created };
+    if (nw === 0) return base;
+    const letters = reply[reply.length - 1] ?? '';
+    const watched: WatchState[] = [];
+    for (let i = 0; i < nw; i++) watched.push(WATCH_STATE[letters[i] ?? 'g'] ?? 'gone');
+    return { ...base, watched };
+  }
+
+  // ---- Sessions (oidc). Each session has its own hash tag, so a Cluster spreads them; the lock shares the session's slot.
+
+  /** The ONE place session keys are built. */
+  sessionKey(kind: SessionKeyKind, id: string): string {
+    const p = this.settings.keyPrefix;
+    switch (kind) {
+      case 'session':
+        return `${p}oidc:{s:${id}}`;
+      case 'lock':
+        return `${p}oidc:{s:${id}}:lock`;
+      case 'flow':
+        return `${p}oidc:{f:${id}}`;
+      case 'index':
+        return `${p}oidc:{i:${id}}`;
+    }
+  }
+
+  async putSession(id: string, record: SessionRecord, ttlMs: number, index: readonly string[]): Promise<void> {
+    await this.run('session_put', async () => {
+      const key = this.sessionKey('session', id);
+      const ttl = Math.max(1, Math.ceil(ttlMs));
+      const life = Math.max(1, Math.ceil(record.absoluteExpiresAt - Date.now()));
+      // Separate commands (auto-pipelined): the index sets live in other slots on a Cluster.
+      await Promise.all([
+        this.client.multi().hset(key, 'v', record.version, 'd', record.sealed, 'a', String(record.absoluteExpiresAt)).pexpire(key, ttl).exec(),
+        ...index.map(async (i) => {
+          const ik = this.sessionKey('index', i);
+          await this.client.sadd(ik, id);
+          // The set lives as long as its longest session could (GT: never shortened by a newer, shorter one).
+          await this.client.pexpire(ik, life, 'GT');
+          await this.client.pexpire(ik, life, 'NX');
+        }),
+      ]);
+    });
+  }
+
+  async readSession(id: string, ttlMs: number): Promise<SessionRecord | undefined> {
+    return this.run('session_read', async () => {
+      const r = await this.client.oidcRead(this.sessionKey('session', id), Math.max(1, Math.ceil(ttlMs)));
+      if (!r || r[1] === null || r[2] === null) return undefined;
+      return { version: r[0], sealed: r[1], absoluteExpiresAt: Number(r[2]) };
+    });
+  }
+
+  async replaceSession(id: string, expectedVersion: string, record: SessionRecord, ttlMs: number): Promise<boolean> {
+    return this.run('session_replace', async () => {
+      const n = await this.client.oidcReplace(this.sessionKey('session', id), expectedVersion, record.version, record.sealed, record.absoluteExpiresAt, Math.max(1, Math.ceil(ttlMs)));
+      return n === 1;
+    });
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    return this.run('session_delete', async () => (await this.client.del(this.sessionKey('session', id))) > 0);
+  }
+
+  async indexedSessions(index: string): Promise<string[]> {
+    return this.run('session_index', () => this.client.smembers(this.sessionKey('index', index)));
+  }
+
+  async putFlow(id: string, value: string, ttlMs: number): Promise<void> {
+    await this.run('flow_put', () => this.client.set(this.sessionKey('flow', id), value, 'PX', Math.max(1, Math.ceil(ttlMs))));
+  }
+
+  async takeFlow(id: string): Promise<string | undefined> {
+    return this.run('flow_take', async () => (await this.client.getdel(this.sessionKey('flow', id))) ?? undefined);
+  }
+
+  async lock(id: string, token: string, ttlMs: number): Promise<boolean> {
+    return this.run('lock', async () => (await this.client.set(this.sessionKey('lock', id), token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) === 'OK');
+  }
+
+  async renewLock(id: string, token: string, ttlMs: number): Promise<boolean> {
+    return this.run('lock_renew', async () => (await this.client.oidcRenew(this.sessionKey('lock', id), token, Math.max(1, Math.ceil(ttlMs)))) === 1);
+  }
+
+  async unlock(id: string, token: string): Promise<void> {
+    await this.run('unlock', () => this.client.oidcRelease(this.sessionKey('lock', id), token));
   }
 
   private async run<T>(op: string, f: () => Promise<T>): Promise<T> {
