@@ -21,6 +21,8 @@ export interface DownstreamRequest {
   /** TLS only: the SNI the client sent ("" when none); undefined for plain HTTP. */
   readonly sni?: string;
   readonly contextExtensions?: Readonly<Record<string, string>>;
+  /** The buffered body (Envoy with_request_body), when configured. */
+  readonly body?: string;
 }
 
 export interface PeerInfo {
@@ -67,6 +69,7 @@ export function buildCheckRequest(req: DownstreamRequest): CheckRequest {
           scheme: headers['x-forwarded-proto'] ?? headers[':scheme'] ?? '',
           size: String(req.size),
           protocol: req.protocol,
+          ...(req.body !== undefined ? { body: req.body } : {}),
         },
       },
       ...(req.contextExtensions && Object.keys(req.contextExtensions).length > 0

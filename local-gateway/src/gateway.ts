@@ -25,7 +25,7 @@ import https from 'node:https';
 import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { createAuthorizationClient, type AuthorizationClient } from '../../ext-authz/src/proto/load.js';
@@ -62,6 +62,12 @@ export interface ExtAuthzOptions extends Partial<ExtAuthzSettings> {
   readonly target: string;
   /** Envoy's ext_authz timeout (default 200 ms), sent as the gRPC deadline. */
   readonly timeoutMs?: number;
+  /**
+   * Envoy's with_request_body (Istio includeRequestBodyInCheck): a request
+   * body is buffered, up to maxRequestBytes (larger: 413, allow_partial_message
+   * false), and sent in the Check as request.http.body.
+   */
+  readonly withRequestBody?: { readonly maxRequestBytes: number };
 }
 
 export interface WasmFilterOptions {
@@ -113,6 +119,27 @@ function hasBody(h: http.IncomingHttpHeaders): number {
   const cl = h['content-length'];
   if (cl !== undefined && /^\d+$/.test(cl)) return Number(cl);
   return h['transfer-encoding'] !== undefined ? -1 : 0;
+}
+
+/** The whole body, or null once it passes `max` bytes (the rest is drained). */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      n += c.length;
+      if (n > max) {
+        over = true;
+        parts.length = 0;
+        return;
+      }
+      parts.push(c);
+    });
+    req.on('end', () => resolve(over ? null : Buffer.concat(parts)));
+    req.on('error', reject);
+  });
 }
 
 function isBuffer(b: Buffer | Readable): b is Buffer {
@@ -349,8 +376,15 @@ export class LocalGateway {
     const az = this.options.extAuthz;
     let toSet: HeaderList = [];
     let toAdd: HeaderList = [];
+    let buffered: Buffer | undefined;
     if (az && this.client) {
+      if (az.withRequestBody !== undefined && ctx.size !== 0) {
+        const b = await readBody(ctx.req, az.withRequestBody.maxRequestBytes);
+        if (b === null) return { status: 413, headers: [['content-type', 'text/plain']], body: Buffer.from('Payload Too Large') };
+        buffered = b;
+      }
       const checkRequest = buildCheckRequest({
+        ...(buffered !== undefined ? { body: buffered.toString('utf8') } : {}),
         streamId: ctx.streamId,
         headers,
         protocol: ctx.protocol,
@@ -373,7 +407,7 @@ export class LocalGateway {
       toSet = outcome.responseHeadersToSet;
       toAdd = outcome.responseHeadersToAdd;
     }
-    const up = await forward(this.options.upstream, this.agent, headers, ctx.size === 0 ? null : ctx.req);
+    const up = await forward(this.options.upstream, this.agent, headers, buffered !== undefined ? Readable.from([buffered]) : ctx.size === 0 ? null : ctx.req);
     if (ctx.size === 0) ctx.req.resume();
     if (up.kind === 'local') return { status: up.status, headers: up.headers, body: Buffer.from(up.body) };
     const hs = up.headers;

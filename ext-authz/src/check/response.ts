@@ -58,6 +58,13 @@ function overwrite(name: string, value: string): HeaderValueOption {
   return { header: { key: name, value }, append: OVERWRITE };
 }
 
+const APPEND = Object.freeze({ value: true });
+
+/** Set-Cookie is added beside the upstream's own cookies: overwriting would drop them (RFC 6265 §3, one cookie per header). */
+function appended(name: string, value: string): HeaderValueOption {
+  return { header: { key: name, value }, append: APPEND };
+}
+
 function plain(name: string, value: string): HeaderValueOption {
   return { header: { key: name, value } };
 }
@@ -76,7 +83,7 @@ export function okResponse(
       headers: upstream.length === 0 ? (EMPTY as HeaderValueOption[]) : upstream.map(([k, v]) => overwrite(k, v)),
       headers_to_remove: headersToRemove as string[],
       response_headers_to_add:
-        responseHeaders.length === 0 ? (EMPTY as HeaderValueOption[]) : responseHeaders.map(([k, v]) => overwrite(k, v)),
+        responseHeaders.length === 0 ? (EMPTY as HeaderValueOption[]) : responseHeaders.map(([k, v]) => (k === 'set-cookie' ? appended(k, v) : overwrite(k, v))),
     },
   };
 }
