@@ -167,9 +167,8 @@ export class OidcProvider {
     let tokens: oauth.TokenEndpointResponse;
     try {
       res = await oauth.authorizationCodeGrantRequest(as, this.client, this.auth, params, redirectUri, codeVerifier, this.options());
-      const forSignature = res.clone();
       tokens = await oauth.processAuthorizationCodeResponse(as, this.client, res, { expectedNonce: nonce, requireIdToken: true });
-      await this.checkSignature(as, tokens, forSignature);
+      await this.checkSignature(as, tokens, res);
     } catch (err) {
       throw this.wrap(err, 'code');
     }
@@ -182,9 +181,8 @@ export class OidcProvider {
     let tokens: oauth.TokenEndpointResponse;
     try {
       const res = await oauth.refreshTokenGrantRequest(as, this.client, this.auth, refreshToken, this.options());
-      const forSignature = res.clone();
       tokens = await oauth.processRefreshTokenResponse(as, this.client, res);
-      if (tokens.id_token !== undefined) await this.checkSignature(as, tokens, forSignature);
+      if (tokens.id_token !== undefined) await this.checkSignature(as, tokens, res);
     } catch (err) {
       throw this.wrap(err, 'refresh');
     }
