@@ -102,6 +102,11 @@ export class TestOpenIdProvider {
         Interaction: 600,
       },
       cookies: { keys: ['test-cookie-key-0123456789'] },
+      // Its SSRF guard refuses loopback targets; the back-channel logout goes to the gateway on 127.0.0.1 here.
+      fetch: (url: string, options: RequestInit & { dispatcher?: unknown }) => {
+        delete options.dispatcher;
+        return globalThis.fetch(url, options);
+      },
       features: {
         devInteractions: { enabled: false },
         rpInitiatedLogout: {
@@ -115,7 +120,7 @@ export class TestOpenIdProvider {
     });
     p.proxy = false;
     p.on('backchannel.success', () => this.backchannelSent++);
-    p.on('backchannel.error', (_ctx: unknown, err: Error) => this.backchannelErrors.push(err.message));
+    p.on('backchannel.error', (_ctx: unknown, err: Error) => this.backchannelErrors.push(`${err.message} ${String((err as { cause?: unknown }).cause ?? '')}`));
     p.on('grant.error', (_ctx: unknown, err: Error) => {
       if ((err as { error?: string }).error === 'invalid_grant') this.seen.refreshFailures++;
     });

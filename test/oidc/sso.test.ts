@@ -133,4 +133,204 @@ describe('oidc: single sign-on through the local gateway (oidc-provider, Redis, 
       for (const secret of [data.idt, data.at, ticket.secret]) assert.ok(!line.includes(secret), `a log line carries a secret: ${line.slice(0, 200)}`);
     }
   });
+
+  const NAV = { accept: 'text/html', 'sec-fetch-mode': 'navigate' };
+  const HOST = '127.0.0.1';
+
+  it('logs out: ends the session, expires the cookie, sends the browser to the provider with id_token_hint', async () => {
+    const browser = new Browser('alice');
+    await login(browser);
+    const old = browser.cookie(HOST, COOKIE)!;
+    const page = await browser.navigate(`${a.origin}/oauth2/logout`, { stopAt: (u) => u.origin === op.issuer });
+    const hop = page.hops[0]!;
+    assert.equal(hop.status, 302);
+    const end = new URL(hop.location!);
+    assert.equal(`${end.origin}${end.pathname}`, `${op.issuer}/session/end`);
+    assert.ok(end.searchParams.get('id_token_hint')?.startsWith('eyJ'));
+    assert.equal(end.searchParams.get('post_logout_redirect_uri'), `${a.origin}/`);
+    assert.ok(hop.setCookies.some((c) => c.startsWith(`${COOKIE}=; Max-Age=0`)));
+    assert.equal(browser.cookie(HOST, COOKIE), undefined);
+    // The old cookie, replayed (e.g. copied before logout), finds no session: cleared again and sent to log in.
+    const replay = await new Browser().request(`${a.origin}/x?y=1`, { headers: { cookie: `${COOKIE}=${old}`, ...NAV } });
+    assert.equal(replay.status, 302);
+    assert.equal(replay.headers.get('location'), '/x?y=1');
+    assert.equal(((await replay.json()) as { reason: string }).reason, 'oidc_session_ended');
+  });
+
+  it('back-channel logout from the provider ends the session on the other Passgate process too (warm cache there)', async () => {
+    const browser = new Browser('bob');
+    await login(browser);
+    // The same browser on the second process (cookies are per host): read once (cold), then served from its cache.
+    assert.equal((await browser.navigate(`${b.origin}/b-page`)).status, 200);
+    assert.equal((await browser.navigate(`${b.origin}/b-page`)).hops.length, 1);
+    // Bob signs out at the provider itself: it posts a logout token to the gateway's back-channel endpoint.
+    const form = await browser.navigate(`${op.issuer}/session/end`);
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(form.text)?.[1];
+    assert.ok(xsrf, form.text.slice(0, 500));
+    const sent = op.backchannelSent;
+    const confirm = await browser.request(`${op.issuer}/session/end/confirm`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `xsrf=${encodeURIComponent(xsrf)}&logout=yes` });
+    assert.ok(confirm.status < 400, `${confirm.status} ${(await confirm.text()).slice(0, 300)}`);
+    await until('the provider delivered the logout token', () => op.backchannelSent > sent || op.backchannelErrors.length > 0);
+    assert.deepEqual(op.backchannelErrors, []);
+    const after = await browser.request(`${b.origin}/b-page`, { headers: NAV });
+    assert.equal(after.status, 302, 'the second process saw the session gone in its one store call');
+    assert.equal(((await after.json()) as { reason: string }).reason, 'oidc_session_ended');
+    const onA = await browser.request(`${a.origin}/a-page`, { headers: NAV });
+    assert.equal(onA.status, 302);
+  });
+
+  it('refreshes once for 50 concurrent requests on two processes (Redis lock), and both serve the new version', async () => {
+    const browser = new Browser('alice');
+    op.accessTtl = 10; // refreshBeforeExpiryMs is 8.5 s: due 1.5 s after login
+    await login(browser);
+    op.accessTtl = 3600; // the refreshed token is long-lived: nothing more is due
+    assert.equal((await browser.navigate(`${b.origin}/warm`)).status, 200, 'the second process caches the first version');
+    await new Promise((r) => setTimeout(r, 1_700));
+    const before = op.seen.refreshGrants;
+    const xhr = { accept: 'application/json', 'sec-fetch-mode': 'cors' };
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => browser.request(`${(i % 2 === 0 ? a : b).origin}/api/r${i}`, { headers: xhr })));
+    assert.deepEqual(answers.map((r) => r.status), Array(50).fill(200), 'the requests are served with the session they have while the refresh runs');
+    await until('the refresh reached the provider', () => op.seen.refreshGrants > before);
+    await until('the refresh was stored', async () => {
+      const t = parseTicket(browser.cookie(HOST, COOKIE)!)!;
+      const d = JSON.parse(unseal(sessionKey(t), t.id, (await redis.hget(`${keyPrefix}oidc:{s:${t.id}}`, 'd'))!)!) as { ate: number };
+      return d.ate - Date.now() > 60_000;
+    });
+    const more = await Promise.all(Array.from({ length: 20 }, (_, i) => browser.request(`${(i % 2 === 0 ? a : b).origin}/api/s${i}`, { headers: xhr })));
+    assert.deepEqual(more.map((r) => r.status), Array(20).fill(200));
+    assert.equal(op.seen.refreshGrants - before, 1, 'exactly one refresh call at the provider');
+  });
+
+  it('keeps serving sessions while the provider is down; a login then fails closed with a precise reason', async () => {
+    const browser = new Browser('alice');
+    await login(browser);
+    // A login that got its code, whose exchange meets a dead provider.
+    const pending = new Browser('bob');
+    const stopped = await pending.navigate(`${a.origin}/later`, { stopAt: (u) => u.pathname === '/oauth2/callback' });
+    const callbackUrl = stopped.hops[stopped.hops.length - 1]!.location!;
+    op.mode = 'down';
+    assert.equal((await browser.navigate(`${a.origin}/still`)).status, 200);
+    const exchange = await pending.request(new URL(callbackUrl, a.origin).href, { headers: NAV });
+    assert.equal(exchange.status, 502);
+    assert.equal(((await exchange.json()) as { reason: string }).reason, 'oidc_provider_unavailable');
+    // A process that never reached the provider cannot start a login: the route's failure mode (closed) answers 503.
+    const cold = await startSso({ issuer: op.issuer, keyPrefix });
+    try {
+      const res = await new Browser().request(`${cold.origin}/x`, { headers: NAV });
+      assert.equal(res.status, 503);
+      assert.equal(((await res.json()) as { reason: string }).reason, 'oidc_provider_unavailable');
+    } finally {
+      await cold.stop();
+    }
+  });
+
+  describe('bad input', () => {
+    async function reasonOf(res: Response): Promise<string> {
+      return ((await res.json()) as { reason: string }).reason;
+    }
+
+    /** A login stopped just before its callback: the callback URL (relative to the gateway) and the browser. */
+    async function pendingLogin(user = 'alice'): Promise<{ browser: Browser; callback: URL }> {
+      const browser = new Browser(user);
+      const page = await browser.navigate(`${a.origin}/p`, { stopAt: (u) => u.pathname === '/oauth2/callback' });
+      return { browser, callback: new URL(page.hops[page.hops.length - 1]!.location!, a.origin) };
+    }
+
+    it('refuses a forged, malformed or replayed state', async () => {
+      const forged = await new Browser().request(`${a.origin}/oauth2/callback?code=abc&state=AAAAAAAAAAAAAAAAAAAAAA`, { headers: NAV });
+      assert.equal(forged.status, 400);
+      assert.equal(await reasonOf(forged), 'oidc_state_unknown');
+      const malformed = await new Browser().request(`${a.origin}/oauth2/callback?code=abc&state=x'`, { headers: NAV });
+      assert.equal(await reasonOf(malformed), 'oidc_state_invalid');
+      const { browser, callback } = await pendingLogin();
+      assert.equal((await browser.request(callback.href, { headers: NAV })).status, 302);
+      const replay = await browser.request(callback.href, { headers: NAV });
+      assert.equal(replay.status, 400);
+      assert.equal(await reasonOf(replay), 'oidc_state_unknown');
+      const line = a.logs.lines.find((l) => l['reason'] === 'oidc_state_unknown');
+      assert.ok(line, 'an audit line names the refusal');
+    });
+
+    it('refuses a callback from another browser than the one that started the login (state bound by cookie)', async () => {
+      const { callback } = await pendingLogin();
+      const res = await new Browser('mallory').request(callback.href, { headers: NAV });
+      assert.equal(res.status, 400);
+      assert.equal(await reasonOf(res), 'oidc_state_unbound');
+    });
+
+    it('refuses a missing code, a reused code and a wrong iss in the callback', async () => {
+      const one = await pendingLogin();
+      const noCode = new URL(one.callback);
+      noCode.searchParams.delete('code');
+      const missing = await one.browser.request(noCode.href, { headers: NAV });
+      assert.equal(missing.status, 400);
+      assert.match(await reasonOf(missing), /^oidc_(bad_callback|code_rejected|code_invalid)$/);
+
+      const two = await pendingLogin();
+      assert.equal((await two.browser.request(two.callback.href, { headers: NAV })).status, 302);
+      const three = await pendingLogin();
+      const reused = new URL(three.callback);
+      reused.searchParams.set('code', two.callback.searchParams.get('code')!);
+      const res = await three.browser.request(reused.href, { headers: NAV });
+      assert.equal(res.status, 400);
+      assert.equal(await reasonOf(res), 'oidc_code_rejected');
+
+      const four = await pendingLogin();
+      const wrongIss = new URL(four.callback);
+      wrongIss.searchParams.set('iss', 'https://evil.example');
+      const iss = await four.browser.request(wrongIss.href, { headers: NAV });
+      assert.equal(iss.status, 400);
+      assert.equal(await reasonOf(iss), 'oidc_bad_callback');
+    });
+
+    for (const [claim, value] of [
+      ['iss', 'https://evil.example'],
+      ['aud', 'someone-else'],
+      ['nonce', 'not-the-nonce'],
+    ] as const) {
+      it(`refuses an ID token with a wrong ${claim} (re-signed with the provider's key)`, async () => {
+        const { browser, callback } = await pendingLogin();
+        op.tamper = { [claim]: value };
+        const res = await browser.request(callback.href, { headers: NAV });
+        assert.equal(res.status, 400);
+        assert.equal(await reasonOf(res), 'oidc_code_invalid');
+        assert.equal(browser.cookie(HOST, COOKIE), undefined, 'no session was made');
+      });
+    }
+
+    it('refuses tampered, malformed and oversize cookies', async () => {
+      const browser = new Browser('alice');
+      await login(browser);
+      const good = browser.cookie(HOST, COOKIE)!;
+      const flipped = `${good.slice(0, -2)}${good.endsWith('A') ? 'B' : 'A'}${good.slice(-1)}`;
+      for (const [target, what] of [
+        [a, 'warm'],
+        [b, 'cold'],
+      ] as const) {
+        const res = await new Browser().request(`${target.origin}/x`, { headers: { cookie: `${COOKIE}=${flipped}`, ...NAV } });
+        assert.equal(res.status, 302, what);
+        assert.equal(await reasonOf(res), 'oidc_cookie_forged', what);
+        assert.ok(res.headers.getSetCookie().some((c) => c.startsWith(`${COOKIE}=; Max-Age=0`)));
+      }
+      const malformed = await new Browser().request(`${a.origin}/x`, { headers: { cookie: `${COOKIE}=../../etc`, ...NAV } });
+      assert.equal(await reasonOf(malformed), 'oidc_cookie_invalid');
+      // Over oidc.session.maxCookieHeaderBytes (8 KiB here), under the gateway's own header limit.
+      const big = await new Browser().request(`${a.origin}/x`, { headers: { cookie: `${COOKIE}=${good}; junk=${'x'.repeat(9_000)}`, ...NAV } });
+      assert.equal(big.status, 431);
+      assert.equal(await reasonOf(big), 'cookie_too_large');
+      assert.equal((await browser.navigate(`${a.origin}/x`)).status, 200, 'the real session is untouched');
+    });
+
+    it('never redirects to another origin after login (return_to)', async () => {
+      for (const evil of ['//evil.example/x', '/\\evil.example', 'https://evil.example/', 'http://127.0.0.1:1/x', 'javascript:alert(1)', '/x\r\nSet-Cookie: a=b']) {
+        const res = await new Browser().request(`${a.origin}/oauth2/login?return_to=${encodeURIComponent(evil)}`, { headers: NAV });
+        assert.equal(res.status, 400, evil);
+        assert.equal(await reasonOf(res), 'oidc_return_to_invalid', evil);
+      }
+      const browser = new Browser('alice');
+      const page = await browser.navigate(`${a.origin}/oauth2/login?return_to=${encodeURIComponent(`${a.origin}/deep/link?q=1`)}`);
+      assert.equal(page.status, 200);
+      assert.equal(page.json<Echo>().path, '/deep/link?q=1');
+    });
+  });
 });

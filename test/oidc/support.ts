@@ -192,7 +192,7 @@ export function ssoConfig(s: StackSettings): string {
       providers: {
         corp: { issuer: s.issuer, clientId: CLIENT.id, clientSecret: CLIENT.secret, allowInsecureHttp: true, scopes: ['openid', 'email', 'profile', 'groups'], timeoutMs: 2_000, algorithms: ['RS256'] },
       },
-      session: { refreshLockMs: 2_000, ...s.session },
+      session: { refreshLockMs: 2_000, maxCookieHeaderBytes: 8_192, ...s.session },
     },
     gateways: {
       tools: {

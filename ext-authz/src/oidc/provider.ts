@@ -67,7 +67,8 @@ function secretOf(c: OidcProviderConfig, key: string): string {
 
 function isNetworkError(err: unknown): boolean {
   const name = (err as Error)?.name;
-  return err instanceof TypeError || name === 'AbortError' || name === 'TimeoutError';
+  // fetch fails with a plain TypeError (cause: the socket error); oauth4webapi's own TypeErrors carry a code (bad input).
+  return (err instanceof TypeError && (err as { code?: unknown }).code === undefined) || name === 'AbortError' || name === 'TimeoutError';
 }
 
 /** The alg of a compact JWS, '' when unreadable. */
@@ -162,6 +163,7 @@ export class OidcProvider {
       if (err instanceof oauth.AuthorizationResponseError) throw new OidcError('oidc_login_refused', `oidc provider "${this.name}" refused the login: ${err.error}`);
       throw new OidcError('oidc_bad_callback', `oidc provider "${this.name}" callback: ${(err as Error).message}`);
     }
+    if (!params.get('code')) throw new OidcError('oidc_bad_callback', `oidc provider "${this.name}" callback: no code`);
     this.calls.code++;
     let res: Response;
     let tokens: oauth.TokenEndpointResponse;
