@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { Browser, newKeyPrefix, REDIS_URL, startSso, TestOpenIdProvider, until, type SsoStack } from './support.js';
+import { SignJWT, generateKeyPair } from 'jose';
 import { parseTicket, sessionKey, unseal } from '../../ext-authz/src/oidc/seal.js';
+import { clientCommandsDuring } from '../fds/helpers.js';
+import { CLIENT } from './provider.js';
 
 const COOKIE = '__Host-passgate';
 
@@ -224,6 +227,64 @@ describe('oidc: single sign-on through the local gateway (oidc-provider, Redis, 
     }
   });
 
+  it('costs one Redis round trip per Check with a warm session, on a route with an fds stage and on one without', async () => {
+    const browser = new Browser('alice');
+    await login(browser);
+    await browser.navigate(`${a.origin}/plain/warm`);
+    for (const path of ['/app/one', '/plain/one']) {
+      const seen = await clientCommandsDuring(REDIS_URL, async () => {
+        for (let i = 0; i < 5; i++) assert.equal((await browser.navigate(`${a.origin}${path}`)).status, 200);
+      });
+      // Leaving out the FDS CIDR refresh timer and connection pings (housekeeping, not per Check).
+      const perCheck = [...seen].filter(([name]) => !['hgetall', 'ping', 'info', 'echo'].includes(name));
+      assert.deepEqual(perCheck, [['evalsha', 5]], `${path}: ${JSON.stringify([...seen])}`);
+    }
+  });
+
+  it('sees a logout made on the other process on a route without an fds stage (the stage sends its watch itself)', async () => {
+    const browser = new Browser('bob');
+    await login(browser);
+    assert.equal((await browser.navigate(`${b.origin}/plain/x`)).status, 200);
+    assert.equal((await browser.navigate(`${b.origin}/plain/x`)).hops.length, 1, 'warm at b');
+    const cookie = browser.cookie(HOST, COOKIE)!;
+    await browser.navigate(`${a.origin}/oauth2/logout`, { stopAt: (u) => u.origin === op.issuer });
+    const after = await new Browser().request(`${b.origin}/plain/x`, { headers: { cookie: `${COOKIE}=${cookie}`, ...NAV } });
+    assert.equal(after.status, 302);
+    assert.equal(((await after.json()) as { reason: string }).reason, 'oidc_session_ended');
+  });
+
+  describe('back-channel logout tokens', () => {
+    const url = () => `${a.origin}/oauth2/backchannel-logout`;
+    const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} };
+    async function token(claims: Record<string, unknown>, key = op.signingKey().key, kid = op.signingKey().kid): Promise<string> {
+      const now = Math.floor(Date.now() / 1000);
+      const payload = { iss: op.issuer, aud: CLIENT.id, iat: now, jti: `jti-${Math.random()}`, events: EVENT, sid: 'some-sid', ...claims };
+      return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid, typ: 'logout+jwt' }).sign(key);
+    }
+    async function post(logoutToken: string): Promise<{ status: number; reason: string }> {
+      const res = await fetch(url(), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `logout_token=${encodeURIComponent(logoutToken)}` });
+      const body = (await res.json()) as { reason: string };
+      return { status: res.status, reason: body.reason };
+    }
+
+    it('accepts a valid one once (jti is single use) and refuses forged or malformed ones', async () => {
+      const good = await token({});
+      assert.deepEqual(await post(good), { status: 200, reason: 'oidc_backchannel_logout' });
+      assert.deepEqual(await post(good), { status: 400, reason: 'oidc_logout_token_replayed' });
+      const other = (await generateKeyPair('RS256')).privateKey;
+      assert.equal((await post(await token({}, other))).reason, 'oidc_logout_token_invalid', 'signed by another key');
+      assert.equal((await post(await token({ nonce: 'n' }))).reason, 'oidc_logout_token_invalid', 'a nonce');
+      assert.equal((await post(await token({ events: { other: {} } }))).reason, 'oidc_logout_token_invalid', 'no logout event');
+      assert.equal((await post(await token({ sid: undefined }))).reason, 'oidc_logout_token_invalid', 'neither sid nor sub');
+      assert.equal((await post(await token({ aud: 'someone-else' }))).reason, 'oidc_logout_token_invalid', 'another audience');
+      assert.equal((await post(await token({ iss: 'https://evil.example' }))).reason, 'oidc_logout_token_invalid', 'another issuer');
+      const get = await fetch(url());
+      assert.equal(get.status, 400);
+      const empty = await fetch(url(), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'x=1' });
+      assert.equal(((await empty.json()) as { reason: string }).reason, 'oidc_logout_token_missing');
+    });
+  });
+
   describe('bad input', () => {
     async function reasonOf(res: Response): Promise<string> {
       return ((await res.json()) as { reason: string }).reason;
@@ -331,6 +392,14 @@ describe('oidc: single sign-on through the local gateway (oidc-provider, Redis, 
       const page = await browser.navigate(`${a.origin}/oauth2/login?return_to=${encodeURIComponent(`${a.origin}/deep/link?q=1`)}`);
       assert.equal(page.status, 200);
       assert.equal(page.json<Echo>().path, '/deep/link?q=1');
+    });
+  });
+
+  // Nested so it runs after every other test of the file (mocha runs a block's own tests before its nested blocks).
+  describe('afterwards', () => {
+    it('wrote no JWT into any log line of the whole run', () => {
+      assert.ok(a.logs.lines.length > 20);
+      for (const line of [...a.logs.lines, ...b.logs.lines].map((l) => JSON.stringify(l))) assert.ok(!line.includes('eyJ'), line.slice(0, 300));
     });
   });
 });
