@@ -76,8 +76,8 @@ export type OidcSessionSettings = z.infer<typeof sessionSchema>;
 export const oidcConfigSchema = z.strictObject({
   providers: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), providerSchema).refine((p) => Object.keys(p).length > 0, { message: 'name at least one provider' }),
   session: sessionSchema.prefault({}),
-});
-export type OidcConfig = z.infer<typeof oidcConfigSchema>;
+}).optional();
+export type OidcConfig = NonNullable<z.infer<typeof oidcConfigSchema>>;
 
 declare module '../config/schema.js' {
   interface ConfigSections {

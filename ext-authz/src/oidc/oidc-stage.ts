@@ -43,7 +43,6 @@ interface Flow {
   readonly u: string;
 }
 
-const FAILURE_EVENT = 'oidc_failure';
 
 /** Only a same-origin path may be returned to: `/x?y`, never `//host`, `/\host`, another scheme or origin. */
 export function sameOriginPath(raw: string, origin: string): string | undefined {
@@ -107,7 +106,7 @@ class OidcStage implements Stage {
   }
 
   private failure(ctx: CheckContext, status: 400 | 403 | 502, reason: string, detail: string): StageResult {
-    ctx.report(FAILURE_EVENT, 'ip', ctx.request.source.address);
+    ctx.report('oidc_failure', 'ip', ctx.request.source.address);
     ctx.audit['oidc'] = { event: 'refused', reason };
     return deny(status, reason, detail);
   }
@@ -190,7 +189,7 @@ class OidcStage implements Stage {
   }
 
   private restart(ctx: CheckContext, reason: string): StageResult {
-    if (reason !== 'oidc_session_ended' && reason !== 'oidc_session_expired') ctx.report(FAILURE_EVENT, 'ip', ctx.request.source.address);
+    if (reason !== 'oidc_session_ended' && reason !== 'oidc_session_expired') ctx.report('oidc_failure', 'ip', ctx.request.source.address);
     ctx.audit['oidc'] = { event: 'session_refused', reason };
     return { kind: 'deny', denial: this.endedDenial(ctx, reason) };
   }
@@ -347,7 +346,7 @@ export const oidcStage: StageDefinition<OidcStageOptions, OidcState> = {
   type: 'oidc',
   schema: oidcStageSchema,
   description: 'OIDC single sign-on: browser sessions (encrypted in the FDS store), login, callback, refresh, logout and back-channel logout answered by the stage.',
-  events: [{ event: FAILURE_EVENT, kinds: ['ip'] }],
+  events: [{ event: 'oidc_failure', kinds: ['ip'] }],
   validate(options, config) {
     const providers = Object.keys(config.oidc?.providers ?? {});
     if (config.oidc === undefined) return ['the oidc stage needs an `oidc:` section (providers and session settings)'];
