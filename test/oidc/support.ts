@@ -181,6 +181,7 @@ export interface StackSettings {
   readonly port?: number;
 }
 
+/** The tests' (and bench:oidc's) config: routes `bare` (allow only), `admin` (fds, oidc, group admins), `plain` (oidc, no fds), default (fds, oidc). */
 export function ssoConfig(s: StackSettings): string {
   const oidcStage = { type: 'oidc', identityHeaders: { 'x-auth-request-user': 'sub', 'x-auth-request-email': 'email', 'x-auth-request-groups': 'groups' } };
   return JSON.stringify({
@@ -198,6 +199,7 @@ export function ssoConfig(s: StackSettings): string {
       tools: {
         kind: 'internal',
         routes: [
+          { name: 'bare', match: { path: { prefix: '/bare' } }, stages: [{ type: 'allow' }] },
           { name: 'admin', match: { path: { prefix: '/admin' } }, stages: [{ type: 'fds' }, oidcStage, { type: 'authorize', groups: ['admins'] }, { type: 'allow' }] },
           { name: 'plain', match: { path: { prefix: '/plain' } }, stages: [oidcStage, { type: 'allow' }] },
         ],
