@@ -13,7 +13,8 @@
  * Environment overrides: PASSGATE_GRPC_PORT (9001), PASSGATE_ADMIN_PORT (9090),
  * GATEWAY_HTTPS_PORT (8443), GATEWAY_HTTP_PORT (8080), UPSTREAM_PORT (8081), GATEWAY_APP_PORT (8082),
  * GATEWAY_HOST (127.0.0.1), PASSGATE_DEV_CONFIG, PASSGATE_DEV_CERTS (.dev-certs),
- * PASSGATE_FDS_ADMIN_TOKEN (made up when unset).
+ * PASSGATE_FDS_ADMIN_TOKEN (made up when unset), SSO_PROVIDER_PORT (8082) and
+ * SSO_GATEWAY_PORT (8083) for the single sign-on demo (dev-sso.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -26,6 +27,7 @@ import { createLogger } from '../../ext-authz/src/observability/logger.js';
 import { DEV_TOOL_NOTICE } from './gateway.js';
 import { e2eeBanner } from './dev-e2ee.js';
 import { DEV_CONFIG_PATH, REPO_ROOT, ensureDevCerts, ensureWasmBuilt, startStack, type Stack } from './stack.js';
+import { startSsoDemo, type SsoDemo } from './dev-sso.js';
 
 function port(name: string, fallback: number): number {
   const v = process.env[name];
@@ -134,6 +136,7 @@ async function main(): Promise<void> {
   // filters, certificate decoding, the first Passport signature, the JIT) that shares this one event
   // loop with the gateway, so the user's first curl is not judged against a cold 200 ms ext_authz timeout.
   const selfCheck = await warmUp(stack.httpsPort, certs.dir);
+  const sso = await ssoDemo(host, stack, logger);
 
   const d = relative(process.cwd(), certs.dir) || '.';
   const h = `https://localhost:${stack.httpsPort}`;
@@ -166,6 +169,10 @@ async function main(): Promise<void> {
   say(exempt.length > 0 ? `  FDS never auto-blocks ${exempt.join(', ')} (fds.exempt.ip).` : '  FDS may auto-block your own IP after repeated 401s (see fds.rules).');
   say('  Locked out? Unblock (an IP, or user/device/client/cert):');
   say(`    PASSGATE_FDS_ADMIN_TOKEN=${bearer} npm run passgate -- fds unblock ip 127.0.0.1 --url ${admin}`);
+  if (sso !== undefined) {
+    say('');
+    for (const line of sso.banner) say(line);
+  }
   say('  Ctrl-C stops everything.\n');
 
   let stopping = false;
@@ -175,7 +182,7 @@ async function main(): Promise<void> {
     say(`\n  ${signal}: stopping the local chain ...`);
     const hard = setTimeout(() => process.exit(1), 5_000);
     hard.unref();
-    stack.stop().then(
+    Promise.all([stack.stop(), sso?.stop()]).then(
       () => process.exit(0),
       () => process.exit(1),
     );
@@ -186,6 +193,16 @@ async function main(): Promise<void> {
   });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** The SSO demo beside the chain; a failure (a port taken) only skips it. */
+async function ssoDemo(host: string, stack: Stack, logger: ReturnType<typeof createLogger>): Promise<SsoDemo | undefined> {
+  try {
+    return await startSsoDemo({ host, providerPort: port('SSO_PROVIDER_PORT', 8082), gatewayPort: port('SSO_GATEWAY_PORT', 8083), upstreamPort: stack.echo.port, logger });
+  } catch (err) {
+    say(`\n  note: the single sign-on demo did not start (${(err as Error).message}); set SSO_PROVIDER_PORT / SSO_GATEWAY_PORT`);
+    return undefined;
+  }
 }
 
 main().catch((err: unknown) => {

@@ -29,7 +29,7 @@ import https from 'node:https';
 import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { createAuthorizationClient, type AuthorizationClient } from '../../ext-authz/src/proto/load.js';
@@ -69,6 +69,16 @@ export interface ExtAuthzOptions extends Partial<ExtAuthzSettings> {
   readonly target: string;
   /** Envoy's ext_authz timeout (default 200 ms), sent as the gRPC deadline. */
   readonly timeoutMs?: number;
+  /** Envoy's with_request_body (Istio includeRequestBodyInCheck): buffer the body and send it in the Check. */
+  readonly withRequestBody?: WithRequestBody;
+}
+
+export interface WithRequestBody {
+  readonly maxRequestBytes: number;
+  /** true: a longer body is cut and marked `x-envoy-auth-partial-body: true`; false (default): refused with 413, as Envoy does. */
+  readonly allowPartialMessage?: boolean;
+  /** true: raw_body bytes; false (default): the body as a UTF-8 string. */
+  readonly packAsBytes?: boolean;
 }
 
 export interface WasmFilterOptions {
@@ -381,7 +391,18 @@ export class LocalGateway {
     }
     const size = Buffer.isBuffer(body) ? body.length : ctx.size;
     if (az && this.client) {
+      let checkBody: { bytes: Buffer; packAsBytes: boolean } | undefined;
+      if (az.withRequestBody && body !== null) {
+        const b = await bufferBody(body, headers, az.withRequestBody);
+        if (b.kind === 'too_large') {
+          exchange?.close();
+          return { status: 413, headers: [['content-type', 'text/plain']], body: Buffer.from('Payload Too Large') };
+        }
+        body = b.all;
+        checkBody = { bytes: b.sent, packAsBytes: az.withRequestBody.packAsBytes ?? false };
+      }
       const checkRequest = buildCheckRequest({
+        ...(checkBody ? { body: checkBody } : {}),
         streamId: ctx.streamId,
         headers,
         protocol: ctx.protocol,
@@ -444,6 +465,27 @@ export class LocalGateway {
   closeIdle(): void {
     for (const l of this.listening) l.server.closeIdleConnections();
   }
+}
+
+/**
+ * Buffers a request body for the Check as Envoy's with_request_body does:
+ * up to maxRequestBytes; past that, 413 or (allow_partial_message) the
+ * first maxRequestBytes with `x-envoy-auth-partial-body: true`. The whole
+ * body is kept for the upstream either way (a dev tool: bodies are small).
+ * A body an ext_proc step already replaced arrives as a Buffer.
+ */
+async function bufferBody(body: Readable | Buffer, headers: HeaderList, o: WithRequestBody): Promise<{ kind: 'ok'; all: Buffer; sent: Buffer } | { kind: 'too_large' }> {
+  let all: Buffer;
+  if (Buffer.isBuffer(body)) all = body;
+  else {
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    all = Buffer.concat(chunks);
+  }
+  const partial = o.allowPartialMessage === true;
+  if (all.length > o.maxRequestBytes && !partial) return { kind: 'too_large' };
+  if (partial) setHeader(headers, 'x-envoy-auth-partial-body', all.length > o.maxRequestBytes ? 'true' : 'false');
+  return { kind: 'ok', all, sent: all.length > o.maxRequestBytes ? all.subarray(0, o.maxRequestBytes) : all };
 }
 
 interface RequestCtx {

@@ -52,6 +52,8 @@ describe('npm start -- --config FILE: reload as in production', function () {
       GATEWAY_HTTPS_PORT: '0',
       GATEWAY_HTTP_PORT: '0',
       UPSTREAM_PORT: '0',
+      SSO_PROVIDER_PORT: '0',
+      SSO_GATEWAY_PORT: '0',
     };
     delete env['PASSGATE_DEV_CONFIG'];
     // As `npm start -- --config FILE` runs it: the script's --dev, then the user's flags.

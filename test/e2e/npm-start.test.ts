@@ -37,6 +37,8 @@ describe('npm start: the printed curl commands work as described', function () {
       GATEWAY_HTTPS_PORT: '0',
       GATEWAY_HTTP_PORT: '0',
       UPSTREAM_PORT: '0',
+      SSO_PROVIDER_PORT: '0',
+      SSO_GATEWAY_PORT: '0',
     };
     delete env['PASSGATE_FDS_ADMIN_TOKEN']; // npm start makes one up, as for a newcomer
     delete env['PASSGATE_DEV_CONFIG'];

@@ -86,13 +86,13 @@ describe('fds key layouts and per-slot ops', () => {
     const a = checkOp(k, 'user', 'a', 0);
     const b = checkOp(k, 'user', 'b', 1);
     const merged = mergeReplies([
-      { ops: [b], reply: ['1', rec('b'), '', rec('made')] },
-      { ops: [a], reply: ['1', rec('a'), '1'] },
+      { ops: [b], reply: ['1', rec('b'), '', '', rec('made')] },
+      { ops: [a], reply: ['1', rec('a'), '1', ''] },
     ]);
     assert.equal(merged.blocked?.subject, 'a');
     assert.equal(merged.replayed, true);
     assert.deepEqual(merged.created.map((r) => r.subject), ['made']);
-    assert.equal(mergeReplies([{ ops: [a], reply: ['', '', ''] }]).blocked, undefined);
+    assert.equal(mergeReplies([{ ops: [a], reply: ['', '', '', ''] }]).blocked, undefined);
   });
 
   it('plans the replay follow-up only for calls that did not see the replay', () => {
@@ -101,8 +101,8 @@ describe('fds key layouts and per-slot ops', () => {
     const replay = countOp(k, { ...OP, when: 'replay' }, '1');
     const always = countOp(k, { ...OP, subject: 'bob' }, '2');
     const plan = replayFollowUps([
-      { ops: [fresh, replay, always], reply: ['', '', ''] },
-      { ops: [claimOp(k, { key: 'j', expiresAt: 1, minTtlMs: 1 }), countOp(k, { ...OP, subject: 'c', when: 'fresh' }, '3')], reply: ['', '', '1'] },
+      { ops: [fresh, replay, always], reply: ['', '', '', ''] },
+      { ops: [claimOp(k, { key: 'j', expiresAt: 1, minTtlMs: 1 }), countOp(k, { ...OP, subject: 'c', when: 'fresh' }, '3')], reply: ['', '', '1', ''] },
     ]);
     assert.equal(plan.length, 1);
     assert.deepEqual(plan[0]!.map((o) => o.type), ['retract', 'count']);

@@ -22,6 +22,9 @@ export const RpcCode = {
 } as const;
 
 const RPC_FOR_STATUS: Record<DenyStatus, number> = {
+  // Local replies still need a non-OK code, or Envoy would forward the request instead.
+  200: RpcCode.UNAUTHENTICATED,
+  302: RpcCode.UNAUTHENTICATED,
   400: RpcCode.INVALID_ARGUMENT,
   401: RpcCode.UNAUTHENTICATED,
   403: RpcCode.PERMISSION_DENIED,
@@ -35,6 +38,8 @@ const RPC_FOR_STATUS: Record<DenyStatus, number> = {
 };
 
 const ERROR_FOR_STATUS: Record<DenyStatus, string> = {
+  200: 'ok',
+  302: 'redirect',
   400: 'bad_request',
   401: 'unauthenticated',
   403: 'forbidden',
@@ -51,6 +56,13 @@ const OVERWRITE = Object.freeze({ value: false });
 
 function overwrite(name: string, value: string): HeaderValueOption {
   return { header: { key: name, value }, append: OVERWRITE };
+}
+
+const APPEND = Object.freeze({ value: true });
+
+/** Set-Cookie is added beside the upstream's own cookies: overwriting would drop them (RFC 6265 §3, one cookie per header). */
+function appended(name: string, value: string): HeaderValueOption {
+  return { header: { key: name, value }, append: APPEND };
 }
 
 function plain(name: string, value: string): HeaderValueOption {
@@ -71,7 +83,7 @@ export function okResponse(
       headers: upstream.length === 0 ? (EMPTY as HeaderValueOption[]) : upstream.map(([k, v]) => overwrite(k, v)),
       headers_to_remove: headersToRemove as string[],
       response_headers_to_add:
-        responseHeaders.length === 0 ? (EMPTY as HeaderValueOption[]) : responseHeaders.map(([k, v]) => overwrite(k, v)),
+        responseHeaders.length === 0 ? (EMPTY as HeaderValueOption[]) : responseHeaders.map(([k, v]) => (k === 'set-cookie' ? appended(k, v) : overwrite(k, v))),
     },
   };
 }

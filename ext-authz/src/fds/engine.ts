@@ -13,7 +13,7 @@ import type { FdsSettings } from './config.js';
 import { CidrSet } from './cidr.js';
 import { MemoryStore } from './store/memory-store.js';
 import { RedisStore } from './store/redis-store.js';
-import type { BlockRecord, Claim, CounterOp, EvaluateResult, FdsStore, PeekResult, SubjectRef } from './store/store.js';
+import type { BlockRecord, Claim, CounterOp, EvaluateResult, FdsStore, PeekResult, SubjectRef, Watch } from './store/store.js';
 import { compileRules, type CompiledRules } from './rules.js';
 import { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { TIMED_OUT, within } from '../resilience/within.js';
@@ -266,12 +266,12 @@ export class FdsEngine {
    * Redis command timeout, so a Check whose deadline is shorter than the
    * timeout still gets the failure mode, not a late answer.
    */
-  evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], limitMs: number, claims?: readonly Claim[]): Promise<EvaluateResult> {
+  evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], limitMs: number, claims?: readonly Claim[], watches?: readonly Watch[]): Promise<EvaluateResult> {
     if (this.breaker && !this.breaker.allow()) {
       this.metrics.redisErrors.inc({ op: 'breaker_open' });
       return Promise.reject(new Error('Redis circuit open after consecutive failures; retrying shortly'));
     }
-    const p = this.store.evaluate(check, ops, claims).then(this.evaluated, this.evaluateFailed);
+    const p = this.store.evaluate(check, ops, claims, watches).then(this.evaluated, this.evaluateFailed);
     // Only Redis can be slow, and its command timeout bounds one command: race a timer only when the Check has
     // less time left, or on a cluster, where ioredis sends a command again to a failed node's successor (each
     // try with its own timeout) and a Check may need two calls: there the timeout bounds the whole call.

@@ -29,9 +29,9 @@ import { BLOCKED_DENIAL } from './blocked.js';
 import type { FdsState } from './state.js';
 import { withoutExempt } from './exempt.js';
 import { SUBJECT_KINDS, canonicalIp, type SubjectKind } from './subjects.js';
-import type { BlockRecord, CounterOp, SubjectRef } from './store/store.js';
-import { pendingClaims, type PendingClaims } from './claims.js';
-import { PENDING_CLAIMS } from './facts.js';
+import type { BlockRecord, CounterOp, SubjectRef, WatchState } from './store/store.js';
+import { pendingClaims, pendingWatch, type PendingClaims } from './claims.js';
+import { PENDING_CLAIMS, type PendingWatch } from './facts.js';
 import type { Outcome } from '../pipeline/context.js';
 import { addOps } from './rules.js';
 
@@ -53,6 +53,13 @@ function certSubject(v: unknown): string | undefined {
 }
 
 const NO_OPS: readonly CounterOp[] = Object.freeze([]);
+
+/** Tells the watching stage what the store found; true when the watched key is gone. */
+function settleWatch(watch: PendingWatch, state: WatchState | undefined): boolean {
+  const s = state ?? 'gone';
+  watch.settle(s);
+  return s === 'gone';
+}
 
 /** The string facts a subject name in `fds.attributes` may name; any other name is an identity attribute. */
 const STRING_FACTS: readonly FactKey<string>[] = [CERT_FINGERPRINT, CERT_SERIAL];
@@ -244,14 +251,18 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
             ops = [...ops.map((o): CounterOp => ({ ...o, when: 'fresh' })), ...replayOps.map((o): CounterOp => ({ ...o, when: 'replay' }))];
           }
         }
-        if (check.length === 0 && ops.length === 0 && !pending) return;
+        // A session another stage wants checked and touched (oidc) rides in the same call, for allows only.
+        const watch = decision.kind === 'allow' ? pendingWatch(ctx) : undefined;
+        if (watch) watch.sent = true;
+        if (check.length === 0 && ops.length === 0 && !pending && !watch) return;
         const left = ctx.remainingMs();
         if (left <= 1) return unavailable(ctx, new Error('no time left before the Check deadline'));
         // Give up a little before the core's own deadline timer, so the answer names FDS.
         const bound = Math.max(1, left - Math.max(2, Math.floor(left / 20)));
-        return handle.engine.evaluate(check, ops, bound, pending?.claims).then(
+        return handle.engine.evaluate(check, ops, bound, pending?.claims, watch ? [watch.watch] : undefined).then(
           (res): Decision | undefined => {
             if (res.wouldBlock !== undefined) ctx.audit['fds_shadow'] = { wouldBlock: res.wouldBlock.map((c) => ({ kind: c.kind, subject: c.subject, rule: c.rule })) };
+            const gone = watch !== undefined && settleWatch(watch, res.watched?.[0]);
             if (res.blocked) {
               blocked(ctx, res.blocked, false);
               return BLOCKED_DECISION;
@@ -278,7 +289,7 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
               }
             }
             handle.engine.confirmNotBlocked(check);
-            return undefined;
+            return gone ? { kind: 'deny', denial: watch.goneDenial } : undefined;
           },
           (err: unknown) => {
             // Stale-if-error: a block seen before the outage holds until its own expiry, whatever the failure mode.

@@ -3,8 +3,13 @@
  * stage can return a shared constant on the hot path (no allocation).
  */
 
-/** HTTP statuses a deny may carry; each maps to one google.rpc code. */
-export type DenyStatus = 400 | 401 | 403 | 404 | 413 | 429 | 431 | 500 | 502 | 503;
+/**
+ * HTTP statuses a deny may carry; each maps to one google.rpc code. 200 and
+ * 302 are local replies, not refusals: a redirect to log in or back to the
+ * page (oidc), an endpoint answered by a stage itself (back-channel logout);
+ * Envoy sends any denied_response status as given.
+ */
+export type DenyStatus = 200 | 302 | 400 | 401 | 403 | 404 | 413 | 429 | 431 | 500 | 502 | 503;
 
 export interface Denial {
   readonly status: DenyStatus;

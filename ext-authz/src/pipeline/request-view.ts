@@ -42,6 +42,8 @@ export interface RequestView {
   readonly contextExtensions: Readonly<Record<string, string>>;
   /** Request size in bytes when Envoy knows it, else -1. */
   readonly size: number;
+  /** The body Envoy buffered for the Check (`with_request_body`), '' otherwise; read only by stages answering an endpoint themselves. */
+  readonly body: string;
 }
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
@@ -146,5 +148,6 @@ export function toRequestView(request: CheckRequest | null | undefined): Request
     sni: stringOr(attributes?.tls_session?.sni),
     contextExtensions: stringMap(attributes?.context_extensions),
     size: size === undefined || size === null ? -1 : Number(size),
+    body: http?.body ? http.body : http?.raw_body && http.raw_body.length > 0 ? Buffer.from(http.raw_body).toString('utf8') : '',
   };
 }

@@ -17,11 +17,18 @@
  *            member tag (unique in the Check), shadow ('1': a shadowed route or stage; its counter key is its own,
  *            and crossing the threshold returns the would-be record with "shadow":true, blocks nothing, raises
  *            no offense level and starts the window over))
+ *   watch   (session hash; expected version, idle TTL ms)
+ *                                               an oidc session: still there with the version the replica cached?
+ *                                               Its idle TTL slides in this same call. Never blocks, counts or claims.
  *   retract (counter zset; member tag, increment)
  *                                               removes what a `count` of an earlier call added (see script-ops.ts).
- * Phases run in this order, whatever the op order: checks, claims, counts, retracts.
+ * Phases run in this order, whatever the op order: checks, claims, counts, retracts, watches.
  * Returns: [op number of the first blocked check or '', its record JSON or '', '1' when a claim was replayed
- *          else '', created record JSON...]
+ *          else '', one letter per watch in op order (l live, c changed version, g gone), created record JSON...]
+ *
+ * Watches (sessions of the oidc capability) make a Check with a cached session
+ * cost no second round trip: the session must still exist with the version the
+ * replica cached, and its idle TTL slides in the same call.
  *
  * Claims run after the block checks and before the counters: a blocked
  * subject (of this call) burns no id, and a replay is counted in this same
@@ -39,8 +46,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nonce = ARGV[1]
 
 -- Op list: each type takes a fixed number of keys and values.
-local SHAPE = {check = {1, 0}, claim = {1, 2}, count = {3, 10}, retract = {1, 2}}
-local ops = {check = {}, claim = {}, count = {}, retract = {}}
+local SHAPE = {check = {1, 0}, claim = {1, 2}, count = {3, 10}, retract = {1, 2}, watch = {1, 2}}
+local ops = {check = {}, claim = {}, count = {}, retract = {}, watch = {}}
 local k, a = 1, 3
 for i = 1, tonumber(ARGV[2]) do
   local ty = ARGV[a]
@@ -51,7 +58,7 @@ for i = 1, tonumber(ARGV[2]) do
   k = k + shape[1]
   a = a + 1 + shape[2]
 end
-local out = {'', '', ''}
+local out = {'', '', '', ''}
 
 -- check: the first blocked subject of the call.
 for _, op in ipairs(ops.check) do
@@ -122,5 +129,43 @@ for _, op in ipairs(ops.retract) do
     redis.call('ZREM', KEYS[op.k], nonce .. ':' .. tag .. ':' .. j)
   end
 end
+
+-- watch: oidc sessions, checked and touched whatever the other parts found.
+for _, op in ipairs(ops.watch) do
+  local v = redis.call('HGET', KEYS[op.k], 'v')
+  if not v then
+    out[4] = out[4] .. 'g'
+  else
+    redis.call('PEXPIRE', KEYS[op.k], ARGV[op.a + 1])
+    out[4] = out[4] .. (v == ARGV[op.a] and 'l' or 'c')
+  end
+end
 return out
+`;
+
+/** Compare-and-rewrite of a session (a refresh): KEYS[1] session; ARGV version expected, new version, sealed, absolute expiry, TTL ms. */
+export const SESSION_REPLACE_LUA = `
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'a', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`;
+
+/** Reads a session and slides its idle TTL: KEYS[1] session; ARGV TTL ms. Returns {version, sealed, absolute} or nil. */
+export const SESSION_READ_LUA = `
+local r = redis.call('HMGET', KEYS[1], 'v', 'd', 'a')
+if not r[1] then return nil end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return r
+`;
+
+/** Lock holder operations: KEYS[1] lock; ARGV token [, TTL ms]. Renew extends, release deletes, only for the holder. */
+export const LOCK_RENEW_LUA = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`;
+export const LOCK_RELEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 `;

@@ -14,6 +14,9 @@ import { keySubject } from '../subjects.js';
 
 export type KeyLayoutName = 'per-subject' | 'single-tag';
 
+/** What an oidc key names: a session (and its refresh lock, in the session's slot), a login flow, a back-channel logout index set. */
+export type SessionKeyKind = 'session' | 'lock' | 'flow' | 'index';
+
 /** A tag text is cut at the first `}` by Redis: encode it (and `%`, to stay one-to-one) so a subject cannot end the tag. */
 function tagText(s: string): string {
   return /[%{}]/.test(s) ? s.replace(/%/g, '%25').replace(/\{/g, '%7B').replace(/\}/g, '%7D') : s;
@@ -67,6 +70,16 @@ export class KeyLayout {
   /** A single-use claim (scoped key from the claim, e.g. `dpop:<gateway>:<thumbprint>:<jti hash>`): its own slot in per-subject. */
   claim(claimKey: string): string {
     return this.layout === 'per-subject' ? this.key(`j:${claimKey}`, 'j') : `${this.shared}j:${claimKey}`;
+  }
+
+  /**
+   * oidc keys: in per-subject each session (its lock too), flow and index set has its own tag, so a cluster
+   * spreads them; in single-tag they live under the shared tag like everything else (one slot, one call).
+   */
+  session(kind: SessionKeyKind, id: string): string {
+    const letter = kind === 'flow' ? 'f' : kind === 'index' ? 'i' : 's';
+    const lock = kind === 'lock' ? ':lock' : '';
+    return this.layout === 'per-subject' ? `${this.prefix}oidc:{${letter}:${tagText(id)}}${lock}` : `${this.shared}oidc:${letter}:${id}${lock}`;
   }
 
   /** SCAN MATCH pattern for exact block keys, of one kind or all (glob characters of the prefix escaped). */

@@ -16,9 +16,20 @@ import {
   type Inspection,
   type ListPage,
   type RuleWindow,
+  type SessionRecord,
   type StoreEvent,
   type SubjectRef,
+  type Watch,
+  type WatchState,
 } from './store.js';
+
+/** A session, flow or lock with its expiry (the memory store's stand-in for Redis TTLs). */
+interface Expiring<T> {
+  value: T;
+  expiresAt: number;
+}
+
+const sessionSize = (id: string, r: SessionRecord) => 128 + 2 * (id.length + r.version.length + r.sealed.length);
 
 /** Map entry overhead plus the key's UTF-16 text. */
 const claimSize = (k: string) => 64 + 2 * k.length;
@@ -35,12 +46,20 @@ export class MemoryStore implements FdsStore {
   /** Single-use claims (proof jtis) → expiry. Never evicted early (that would allow a replay): full means refuse. */
   private readonly claims = new Map<string, number>();
   private claimBytes = 0;
+  /** oidc sessions, login flows, refresh locks and index sets; bounded by `maxSessionBytes` (full = refuse new ones). */
+  private readonly sessions = new Map<string, Expiring<SessionRecord>>();
+  private readonly flows = new Map<string, Expiring<string>>();
+  private readonly locks = new Map<string, Expiring<string>>();
+  private readonly index = new Map<string, Expiring<Set<string>>>();
+  private sessionBytes = 0;
   private sweeper: NodeJS.Timeout;
 
   constructor(
     private readonly now: () => number = Date.now,
     /** Bound of the claim map, by bytes of key text (+ per-entry overhead). */
     private readonly maxClaimBytes = 16 * 1024 * 1024,
+    /** Bound of sessions and login flows together, by estimated bytes. */
+    private readonly maxSessionBytes = 64 * 1024 * 1024,
   ) {
     // Expired entries are dropped lazily on read; this sweep bounds memory for subjects never seen again.
     this.sweeper = setInterval(() => this.sweep(), 30_000);
@@ -58,6 +77,134 @@ export class MemoryStore implements FdsStore {
     for (const [k, c] of this.counters) if (c.expiresAt <= now) this.counters.delete(k);
     for (const [k, o] of this.offenses) if (o.expiresAt <= now) this.offenses.delete(k);
     this.sweepClaims(now);
+    this.sweepSessions(now);
+  }
+
+  private sweepSessions(now: number): void {
+    for (const [k, e] of this.sessions) if (e.expiresAt <= now) this.dropSession(k);
+    for (const [k, e] of this.flows) if (e.expiresAt <= now) this.dropFlow(k);
+    for (const [k, e] of this.locks) if (e.expiresAt <= now) this.locks.delete(k);
+    for (const [k, e] of this.index) if (e.expiresAt <= now) this.index.delete(k);
+  }
+
+  private dropSession(id: string): boolean {
+    const e = this.sessions.get(id);
+    if (e === undefined) return false;
+    this.sessions.delete(id);
+    this.sessionBytes -= sessionSize(id, e.value);
+    return true;
+  }
+
+  private dropFlow(id: string): void {
+    const e = this.flows.get(id);
+    if (e === undefined) return;
+    this.flows.delete(id);
+    this.sessionBytes -= 64 + 2 * (id.length + e.value.length);
+  }
+
+  private room(need: number, now: number): void {
+    if (this.sessionBytes + need <= this.maxSessionBytes) return;
+    this.sweepSessions(now);
+    if (this.sessionBytes + need > this.maxSessionBytes) throw new Error(`session store is full (${this.maxSessionBytes} bytes of live sessions and login flows)`);
+  }
+
+  private liveSession(id: string, now: number): Expiring<SessionRecord> | undefined {
+    const e = this.sessions.get(id);
+    if (e !== undefined && e.expiresAt <= now) {
+      this.dropSession(id);
+      return undefined;
+    }
+    return e;
+  }
+
+  private watch(watches: readonly Watch[], now: number): WatchState[] {
+    return watches.map((w) => {
+      const e = this.liveSession(w.id, now);
+      if (e === undefined) return 'gone';
+      e.expiresAt = now + Math.max(1, w.ttlMs);
+      return e.value.version === w.version ? 'live' : 'changed';
+    });
+  }
+
+  async putSession(id: string, record: SessionRecord, ttlMs: number, index: readonly string[]): Promise<void> {
+    const now = this.now();
+    this.dropSession(id);
+    const size = sessionSize(id, record);
+    this.room(size, now);
+    this.sessions.set(id, { value: record, expiresAt: now + Math.max(1, ttlMs) });
+    this.sessionBytes += size;
+    for (const i of index) {
+      let e = this.index.get(i);
+      if (e === undefined || e.expiresAt <= now) this.index.set(i, (e = { value: new Set(), expiresAt: 0 }));
+      e.value.add(id);
+      e.expiresAt = Math.max(e.expiresAt, record.absoluteExpiresAt);
+    }
+  }
+
+  async readSession(id: string, ttlMs: number): Promise<SessionRecord | undefined> {
+    const now = this.now();
+    const e = this.liveSession(id, now);
+    if (e === undefined) return undefined;
+    e.expiresAt = now + Math.max(1, ttlMs);
+    return e.value;
+  }
+
+  async replaceSession(id: string, expectedVersion: string, record: SessionRecord, ttlMs: number): Promise<boolean> {
+    const now = this.now();
+    const e = this.liveSession(id, now);
+    if (e === undefined || e.value.version !== expectedVersion) return false;
+    const delta = sessionSize(id, record) - sessionSize(id, e.value);
+    this.room(delta, now);
+    this.sessionBytes += delta;
+    e.value = record;
+    e.expiresAt = now + Math.max(1, ttlMs);
+    return true;
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    const had = this.liveSession(id, this.now()) !== undefined;
+    this.dropSession(id);
+    return had;
+  }
+
+  async indexedSessions(index: string): Promise<string[]> {
+    const e = this.index.get(index);
+    return e === undefined || e.expiresAt <= this.now() ? [] : [...e.value];
+  }
+
+  async putFlow(id: string, value: string, ttlMs: number): Promise<void> {
+    const now = this.now();
+    this.dropFlow(id);
+    const size = 64 + 2 * (id.length + value.length);
+    this.room(size, now);
+    this.flows.set(id, { value, expiresAt: now + Math.max(1, ttlMs) });
+    this.sessionBytes += size;
+  }
+
+  async takeFlow(id: string): Promise<string | undefined> {
+    const e = this.flows.get(id);
+    this.dropFlow(id);
+    return e === undefined || e.expiresAt <= this.now() ? undefined : e.value;
+  }
+
+  async lock(id: string, token: string, ttlMs: number): Promise<boolean> {
+    const now = this.now();
+    const e = this.locks.get(id);
+    if (e !== undefined && e.expiresAt > now) return false;
+    this.locks.set(id, { value: token, expiresAt: now + Math.max(1, ttlMs) });
+    return true;
+  }
+
+  async renewLock(id: string, token: string, ttlMs: number): Promise<boolean> {
+    const now = this.now();
+    const e = this.locks.get(id);
+    if (e === undefined || e.expiresAt <= now || e.value !== token) return false;
+    e.expiresAt = now + Math.max(1, ttlMs);
+    return true;
+  }
+
+  async unlock(id: string, token: string): Promise<void> {
+    if (this.locks.get(id)?.value === token) this.locks.delete(id);
   }
 
   private sweepClaims(now: number): void {
@@ -92,7 +239,7 @@ export class MemoryStore implements FdsStore {
     return true;
   }
 
-  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims?: readonly Claim[]): Promise<EvaluateResult> {
+  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims?: readonly Claim[], watches?: readonly Watch[]): Promise<EvaluateResult> {
     const now = this.now();
     let blocked: BlockRecord | undefined;
     for (const s of check) {
@@ -141,8 +288,9 @@ export class MemoryStore implements FdsStore {
         created.push(record);
       }
     }
-    const out: EvaluateResult = replayed ? { blocked, created, replayed } : { blocked, created };
-    return wouldBlock === undefined ? out : { ...out, wouldBlock };
+    let out: EvaluateResult = replayed ? { blocked, created, replayed } : { blocked, created };
+    if (wouldBlock !== undefined) out = { ...out, wouldBlock };
+    return watches !== undefined && watches.length > 0 ? { ...out, watched: this.watch(watches, now) } : out;
   }
 
   async peek(check: readonly SubjectRef[], claims?: readonly Claim[]): Promise<PeekResult> {

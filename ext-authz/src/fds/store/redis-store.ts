@@ -11,10 +11,10 @@ import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis'
 import type { Logger } from 'pino';
 import type { FdsSettings } from '../config.js';
 import { isSubjectKind, type SubjectKind } from '../subjects.js';
-import { KeyLayout, keyLayoutOf } from './keys.js';
+import { KeyLayout, keyLayoutOf, type SessionKeyKind } from './keys.js';
 import { migrateFromSingleTag } from './migrate-layout.js';
-import { checkOp, claimOp, countOp, encodeCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
-import { EVALUATE_LUA } from '../lua/evaluate.js';
+import { checkOp, claimOp, countOp, watchOp, encodeCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
+import { EVALUATE_LUA, LOCK_RELEASE_LUA, LOCK_RENEW_LUA, SESSION_READ_LUA, SESSION_REPLACE_LUA } from '../lua/evaluate.js';
 import {
   isCidr,
   type BlockRecord,
@@ -26,13 +26,22 @@ import {
   type Inspection,
   type ListPage,
   type RuleWindow,
+  type SessionRecord,
   type StoreEvent,
   type SubjectRef,
+  type Watch,
 } from './store.js';
 
 type RedisSettings = NonNullable<FdsSettings['redis']>;
 type Client = Redis | Cluster;
-type EvalClient = Client & { fdsEvaluate(numKeys: number, ...args: Array<string | number>): Promise<string[]> };
+type EvalClient = Client & {
+  fdsEvaluate(numKeys: number, ...args: Array<string | number>): Promise<string[]>;
+  oidcRead(key: string, ttlMs: number): Promise<[string, string | null, string | null] | null>;
+  oidcReplace(key: string, ...args: Array<string | number>): Promise<number>;
+  oidcRenew(key: string, token: string, ttlMs: number): Promise<number>;
+  oidcRelease(key: string, token: string): Promise<number>;
+};
+
 
 export interface RedisStoreHooks {
   /** Called for every failed command (for the error counter). */
@@ -63,6 +72,10 @@ export class RedisStore implements FdsStore {
     this.channel = this.keys.channel;
     this.client = this.connect(false) as EvalClient;
     this.client.defineCommand('fdsEvaluate', { lua: EVALUATE_LUA });
+    this.client.defineCommand('oidcRead', { lua: SESSION_READ_LUA, numberOfKeys: 1 });
+    this.client.defineCommand('oidcReplace', { lua: SESSION_REPLACE_LUA, numberOfKeys: 1 });
+    this.client.defineCommand('oidcRenew', { lua: LOCK_RENEW_LUA, numberOfKeys: 1 });
+    this.client.defineCommand('oidcRelease', { lua: LOCK_RELEASE_LUA, numberOfKeys: 1 });
     // Warm every master's script cache, so a Check's first call on a node is one EVALSHA (not NOSCRIPT, then EVAL).
     if (this.client instanceof Cluster) {
       const cluster = this.client;
@@ -160,12 +173,13 @@ export class RedisStore implements FdsStore {
     });
   }
 
-  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims: readonly Claim[] = NO_CLAIMS): Promise<EvaluateResult> {
+  async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims: readonly Claim[] = NO_CLAIMS, watches?: readonly Watch[]): Promise<EvaluateResult> {
     const keys = this.keys;
     const list: ScriptOp[] = [];
     for (let i = 0; i < check.length; i++) list.push(checkOp(keys, check[i]!.kind, check[i]!.subject, i));
     for (const c of claims) list.push(claimOp(keys, c));
     for (let i = 0; i < ops.length; i++) list.push(countOp(keys, ops[i]!, String(i)));
+    if (watches !== undefined) for (let i = 0; i < watches.length; i++) list.push(watchOp(keys, watches[i]!, i));
     const nonce = `${this.nonceBase}${(this.seq = (this.seq + 1) % 1e15)}`;
     try {
       if (!this.bySlot) return mergeReplies([{ ops: list, reply: await this.call(nonce, list) }]);
@@ -221,6 +235,75 @@ export class RedisStore implements FdsStore {
       if (!err.message.startsWith('NOSCRIPT')) throw err;
       return client.eval(EVALUATE_LUA, keys.length, ...keys, ...args) as Promise<string[]>;
     });
+  }
+
+  // ---- Sessions (oidc). Each session has its own hash tag, so a Cluster spreads them; the lock shares the session's slot.
+
+  /** Session keys are built by the key layout (keys.ts), like every other key. */
+  sessionKey(kind: SessionKeyKind, id: string): string {
+    return this.keys.session(kind, id);
+  }
+
+  async putSession(id: string, record: SessionRecord, ttlMs: number, index: readonly string[]): Promise<void> {
+    await this.run('session_put', async () => {
+      const key = this.sessionKey('session', id);
+      const ttl = Math.max(1, Math.ceil(ttlMs));
+      const life = Math.max(1, Math.ceil(record.absoluteExpiresAt - Date.now()));
+      // Separate commands (auto-pipelined): the index sets live in other slots on a Cluster.
+      await Promise.all([
+        this.client.multi().hset(key, 'v', record.version, 'd', record.sealed, 'a', String(record.absoluteExpiresAt)).pexpire(key, ttl).exec(),
+        ...index.map(async (i) => {
+          const ik = this.sessionKey('index', i);
+          await this.client.sadd(ik, id);
+          // The set lives as long as its longest session could (GT: never shortened by a newer, shorter one).
+          await this.client.pexpire(ik, life, 'GT');
+          await this.client.pexpire(ik, life, 'NX');
+        }),
+      ]);
+    });
+  }
+
+  async readSession(id: string, ttlMs: number): Promise<SessionRecord | undefined> {
+    return this.run('session_read', async () => {
+      const r = await this.client.oidcRead(this.sessionKey('session', id), Math.max(1, Math.ceil(ttlMs)));
+      if (!r || r[1] === null || r[2] === null) return undefined;
+      return { version: r[0], sealed: r[1], absoluteExpiresAt: Number(r[2]) };
+    });
+  }
+
+  async replaceSession(id: string, expectedVersion: string, record: SessionRecord, ttlMs: number): Promise<boolean> {
+    return this.run('session_replace', async () => {
+      const n = await this.client.oidcReplace(this.sessionKey('session', id), expectedVersion, record.version, record.sealed, record.absoluteExpiresAt, Math.max(1, Math.ceil(ttlMs)));
+      return n === 1;
+    });
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    return this.run('session_delete', async () => (await this.client.del(this.sessionKey('session', id))) > 0);
+  }
+
+  async indexedSessions(index: string): Promise<string[]> {
+    return this.run('session_index', () => this.client.smembers(this.sessionKey('index', index)));
+  }
+
+  async putFlow(id: string, value: string, ttlMs: number): Promise<void> {
+    await this.run('flow_put', () => this.client.set(this.sessionKey('flow', id), value, 'PX', Math.max(1, Math.ceil(ttlMs))));
+  }
+
+  async takeFlow(id: string): Promise<string | undefined> {
+    return this.run('flow_take', async () => (await this.client.getdel(this.sessionKey('flow', id))) ?? undefined);
+  }
+
+  async lock(id: string, token: string, ttlMs: number): Promise<boolean> {
+    return this.run('lock', async () => (await this.client.set(this.sessionKey('lock', id), token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) === 'OK');
+  }
+
+  async renewLock(id: string, token: string, ttlMs: number): Promise<boolean> {
+    return this.run('lock_renew', async () => (await this.client.oidcRenew(this.sessionKey('lock', id), token, Math.max(1, Math.ceil(ttlMs)))) === 1);
+  }
+
+  async unlock(id: string, token: string): Promise<void> {
+    await this.run('unlock', () => this.client.oidcRelease(this.sessionKey('lock', id), token));
   }
 
   private async run<T>(op: string, f: () => Promise<T>): Promise<T> {

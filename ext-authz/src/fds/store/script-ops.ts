@@ -18,7 +18,7 @@
  * Adding an op type: a builder here, its Lua block and its SHAPE entry in the script, nothing else.
  */
 import calculateSlot from 'cluster-key-slot';
-import type { BlockRecord, Claim, CounterOp, EvaluateResult } from './store.js';
+import type { BlockRecord, Claim, CounterOp, EvaluateResult, Watch, WatchState } from './store.js';
 import type { KeyLayout } from './keys.js';
 
 export interface ScriptOp {
@@ -26,7 +26,7 @@ export interface ScriptOp {
   /** Every key shares one hash tag: the op's slot is that of keys[0]. */
   readonly keys: readonly string[];
   readonly args: ReadonlyArray<string | number>;
-  /** check ops: the place in the Check's order of checks (the first blocked one is answered). */
+  /** check ops: the place in the Check's order of checks (the first blocked one is answered); watch ops: the watch's index. */
   readonly at?: number;
   /** count ops: what a retract or a replay follow-up needs. */
   readonly count?: { readonly when: '' | 'f' | 'r'; readonly tag: string; readonly increment: number };
@@ -38,6 +38,11 @@ export function checkOp(keys: KeyLayout, kind: string, subject: string, at: numb
 
 export function claimOp(keys: KeyLayout, c: Claim): ScriptOp {
   return { type: 'claim', keys: [keys.claim(c.key)], args: [Math.ceil(c.expiresAt), Math.max(1, Math.ceil(c.minTtlMs))] };
+}
+
+/** A session that must still be there with `version`; its idle TTL slides (oidc). Never blocks, counts or claims. */
+export function watchOp(keys: KeyLayout, w: Watch, at: number): ScriptOp {
+  return { type: 'watch', keys: [keys.session('session', w.id)], args: [w.version, Math.max(1, Math.ceil(w.ttlMs))], at };
 }
 
 /** `tag` makes the op's sorted-set members unique within the Check (with the Check's nonce). */
@@ -89,7 +94,7 @@ export function groupBySlot(ops: readonly ScriptOp[]): ScriptOp[][] {
   return [...bySlot.values()];
 }
 
-/** One call's reply: [op number of the first blocked check or '', its record, '1' when replayed, created...]. */
+/** One call's reply: [op number of the first blocked check or '', its record, '1' when replayed, watch states, created...]. */
 export interface CallReply {
   readonly ops: readonly ScriptOp[];
   readonly reply: readonly string[];
@@ -102,6 +107,7 @@ export function mergeReplies(calls: readonly CallReply[]): EvaluateResult {
   let replayed = false;
   const created: BlockRecord[] = [];
   let wouldBlock: BlockRecord[] | undefined;
+  let watched: WatchState[] | undefined;
   for (const { ops, reply } of calls) {
     if (reply[0]) {
       const op = ops[Number(reply[0]) - 1];
@@ -113,15 +119,22 @@ export function mergeReplies(calls: readonly CallReply[]): EvaluateResult {
       }
     }
     if (reply[2] === '1') replayed = true;
-    for (let i = 3; i < reply.length; i++) {
+    const letters = reply[3] ?? '';
+    if (letters !== '') {
+      // One letter per watch op of this call, in its op order.
+      let w = 0;
+      for (const op of ops) if (op.type === 'watch') (watched ??= [])[op.at!] = WATCH_STATE[letters[w++] ?? 'g'] ?? 'gone';
+    }
+    for (let i = 4; i < reply.length; i++) {
       const r = parseRecord(reply[i]!);
       if (r === undefined) continue;
       if ((r as { shadow?: boolean }).shadow === true) (wouldBlock ??= []).push(r);
       else created.push(r);
     }
   }
-  const out: EvaluateResult = replayed ? { blocked, created, replayed: true } : { blocked, created };
-  return wouldBlock === undefined ? out : { ...out, wouldBlock };
+  let out: EvaluateResult = replayed ? { blocked, created, replayed: true } : { blocked, created };
+  if (wouldBlock !== undefined) out = { ...out, wouldBlock };
+  return watched === undefined ? out : { ...out, watched: Array.from(watched, (v) => v ?? 'gone') };
 }
 
 /**
@@ -151,5 +164,7 @@ export function parseRecord(json: string): BlockRecord | undefined {
     return undefined;
   }
 }
+
+const WATCH_STATE: Readonly<Record<string, WatchState>> = { l: 'live', c: 'changed', g: 'gone' };
 
 const NO_ARGS: ReadonlyArray<string | number> = Object.freeze([]);

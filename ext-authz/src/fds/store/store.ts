@@ -73,6 +73,8 @@ export interface EvaluateResult {
   readonly replayed?: boolean;
   /** Shadow ops that reached their threshold: the blocks they would have created (none was). */
   readonly wouldBlock?: readonly BlockRecord[];
+  /** One state per watch of the call, in order (absent when the call had none). */
+  readonly watched?: readonly WatchState[];
 }
 
 /** What a dry run may know (`passgate explain`): reads only. */
@@ -80,6 +82,54 @@ export interface PeekResult {
   readonly blocked: BlockRecord | undefined;
   /** A claim of the call is taken already (the request would be a replay). */
   readonly replayed: boolean;
+}
+
+// ---- Sessions (the oidc capability). Kept apart from the FDS keys: every key is built by the
+// key layout's `session` function (keys.ts) and carries the session's (or flow's) own hash tag.
+
+/**
+ * A key the Check's one store call checks and touches: a session that must
+ * still exist with `version`; its idle TTL is renewed to `ttlMs`.
+ */
+export interface Watch {
+  readonly id: string;
+  readonly version: string;
+  readonly ttlMs: number;
+}
+
+/** live: as expected (TTL renewed); changed: exists with another version (TTL renewed); gone: deleted or expired. */
+export type WatchState = 'live' | 'changed' | 'gone';
+
+/** A session as stored: only the version and the absolute expiry are readable; `sealed` is encrypted by the caller. */
+export interface SessionRecord {
+  readonly version: string;
+  readonly sealed: string;
+  /** Epoch ms after which the session is over whatever its activity. */
+  readonly absoluteExpiresAt: number;
+}
+
+/** The operations sessions need beside the Check's one call (login, refresh, logout; not per Check). */
+export interface SessionStore {
+  /** Creates a session, and adds its id to the index sets (back-channel logout by sid or sub). */
+  putSession(id: string, record: SessionRecord, ttlMs: number, index: readonly string[]): Promise<void>;
+  /** Reads a session and renews its idle TTL in one call; undefined when gone. */
+  readSession(id: string, ttlMs: number): Promise<SessionRecord | undefined>;
+  /** Rewrites a session only if it still has `expectedVersion` (a refresh); false otherwise. */
+  replaceSession(id: string, expectedVersion: string, record: SessionRecord, ttlMs: number): Promise<boolean>;
+  /** False when there was none. */
+  deleteSession(id: string): Promise<boolean>;
+  /** Session ids listed under an index entry (which may include ended sessions). */
+  indexedSessions(index: string): Promise<string[]>;
+  /** A login flow's state, single use, kept `ttlMs`. */
+  putFlow(id: string, value: string, ttlMs: number): Promise<void>;
+  /** Reads and deletes a flow in one step: a second take gets undefined. */
+  takeFlow(id: string): Promise<string | undefined>;
+  /** Takes the session's refresh lock for `ttlMs` (token identifies the holder); false when held by another. */
+  lock(id: string, token: string, ttlMs: number): Promise<boolean>;
+  /** Extends the lock only if `token` still holds it. */
+  renewLock(id: string, token: string, ttlMs: number): Promise<boolean>;
+  /** Releases the lock only if `token` still holds it. */
+  unlock(id: string, token: string): Promise<void>;
 }
 
 export interface RuleWindow {
@@ -111,9 +161,9 @@ export type StoreEvent =
   /** The event stream may have had a gap (reconnect): drop every cached fact. */
   | { readonly type: 'resync' };
 
-export interface FdsStore {
+export interface FdsStore extends SessionStore {
   readonly kind: 'memory' | 'redis';
-  evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims?: readonly Claim[]): Promise<EvaluateResult>;
+  evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims?: readonly Claim[], watches?: readonly Watch[]): Promise<EvaluateResult>;
   /** Block lookups and claim existence without writing anything (one MGET on Redis). */
   peek(check: readonly SubjectRef[], claims?: readonly Claim[]): Promise<PeekResult>;
   /** Creates or replaces a block (CIDR ranges included). */
