@@ -17,6 +17,7 @@ import { passportCapability } from '../passport/capability.js';
 import { tokensCapability } from '../tokens/capability.js';
 import { oauth2Capability } from '../oauth2/capability.js';
 import { e2eeCapability } from '../e2ee/capability.js';
+import { appSignatureCapability } from '../app-signature/capability.js';
 
 export const CAPABILITIES: readonly Capability<any>[] = [
   coreCapability,
@@ -26,6 +27,7 @@ export const CAPABILITIES: readonly Capability<any>[] = [
   tokensCapability,
   oauth2Capability,
   e2eeCapability,
+  appSignatureCapability,
 ];
 
 export interface StageType {

@@ -18,6 +18,7 @@ import {
   type StoreEvent,
   type SubjectRef,
 } from './store.js';
+import { memoryDevices, type DeviceStore } from './devices.js';
 
 /** Map entry overhead plus the key's UTF-16 text. */
 const claimSize = (k: string) => 64 + 2 * k.length;
@@ -35,6 +36,7 @@ export class MemoryStore implements FdsStore {
   private readonly claims = new Map<string, number>();
   private claimBytes = 0;
   private sweeper: NodeJS.Timeout;
+  readonly devices: DeviceStore;
 
   constructor(
     private readonly now: () => number = Date.now,
@@ -44,6 +46,7 @@ export class MemoryStore implements FdsStore {
     // Expired entries are dropped lazily on read; this sweep bounds memory for subjects never seen again.
     this.sweeper = setInterval(() => this.sweep(), 30_000);
     this.sweeper.unref();
+    this.devices = memoryDevices(now);
   }
 
   private live(r: BlockRecord | undefined, now: number): BlockRecord | undefined {

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { FdsSettings } from '../config.js';
 import { keySubject, type SubjectKind } from '../subjects.js';
 import { EVALUATE_LUA } from '../lua/evaluate.js';
+import { redisDevices, type DeviceStore } from './devices.js';
 import {
   isCidr,
   type BlockRecord,
@@ -51,6 +52,7 @@ export class RedisStore implements FdsStore {
   private seq = 0;
   private closed = false;
   private lastErrorLog = 0;
+  readonly devices: DeviceStore;
 
   constructor(
     private readonly settings: RedisSettings,
@@ -66,6 +68,7 @@ export class RedisStore implements FdsStore {
     // Every (re)subscription may follow a gap in which unblocks were missed: resync caches.
     this.subscriber.on('ready', () => this.emit({ type: 'resync' }));
     this.subscriber.subscribe(this.channel).catch((err: Error) => this.logError('subscribe', err));
+    this.devices = redisDevices(this.client, settings.keyPrefix, (op, err) => this.logError(op, err));
   }
 
   private connect(subscriber: boolean): Client {
