@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { startService, type Running } from '../support/service.js';
 import { cleanup, freePort, testPrefix, TOKEN, REDIS_URL, commandCalls } from '../fds/helpers.js';
-import { appConfig, registeredDevice, signedCheck, statusOf, reasonOf, HOST } from './helpers.js';
+import { appConfig, registeredDevice, signedCheck, statusOf, reasonOf, HOST, PASSPORT } from './helpers.js';
 import { AppDevice } from '../../ext-authz/src/app-signature/client.js';
 import { buildCheckRequest } from '../../ext-authz/src/proto/check-request.js';
 
@@ -23,7 +23,7 @@ describe('app-signature: registration, signed requests, replay and FDS over gRPC
       appConfig(prefix, regPort, [
         { name: 'bad-device', events: ['app_signature_invalid'], subject: 'device', threshold: 3, window: '1m', block: '10m' },
         { name: 'replays', events: ['app_signature_replay'], subject: 'ip', threshold: 1000, window: '1m', block: '1m' },
-      ]),
+      ], [{ name: 'passport', match: { path: { prefix: '/p/' } }, stages: ['fds', 'app-signature', 'passport'] }], { passport: PASSPORT }),
     );
   });
   after(async () => {
@@ -41,6 +41,18 @@ describe('app-signature: registration, signed requests, replay and FDS over gRPC
     assert.equal(statusOf(r), 200, reasonOf(r));
     const removed = r.ok_response?.headers_to_remove ?? [];
     for (const h of ['device-credential', 'signature', 'signature-input']) assert.ok(removed.includes(h), `${h} removed upstream`);
+  });
+
+  it('the Passport carries the verified device block (id, platform, attestation level)', async () => {
+    const d = await registeredDevice(regPort, 'alice');
+    const r = await svc.check(signedCheck(d, { path: '/p/orders' }));
+    assert.equal(statusOf(r), 200, reasonOf(r));
+    const token = r.ok_response?.headers?.find((h) => h.header?.key === 'x-passport')?.header?.value;
+    assert.ok(token, 'a passport upstream');
+    const claims = JSON.parse(Buffer.from(token!.split('.')[1]!, 'base64url').toString('utf8'));
+    assert.equal(claims.user.id, 'u-alice');
+    assert.equal(claims.user.source, 'app-signature');
+    assert.deepEqual({ id: claims.device.id, type: claims.device.type, platform: claims.device.platform, attestation: claims.device.attestation }, { id: d.registration!.deviceId, type: 'mobile', platform: 'ios', attestation: 'basic' });
   });
 
   it('refuses the same signed request a second time (nonce burned in the fds round trip)', async () => {

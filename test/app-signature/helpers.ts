@@ -9,7 +9,7 @@ export const HOST = 'app.example.com';
 export const authorityKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 export const AUTHORITY_PUBLIC_PEM = authorityKeys.publicKey.export({ type: 'spki', format: 'pem' }).toString();
 
-export function appConfig(prefix: string, registrationPort: number, rules: unknown[] = [], extraRoutes: unknown[] = []): string {
+export function appConfig(prefix: string, registrationPort: number, rules: unknown[] = [], extraRoutes: unknown[] = [], extra: Record<string, unknown> = {}): string {
   return JSON.stringify({
     server: { grpc: { host: '127.0.0.1' }, admin: { host: '127.0.0.1' }, shutdownGraceMs: 500, defaultDeadlineMs: 2000 },
     logging: { level: 'info', audit: true },
@@ -24,6 +24,7 @@ export function appConfig(prefix: string, registrationPort: number, rules: unkno
       },
     },
     defaultGateway: 'app',
+    ...extra,
   });
 }
 
@@ -72,3 +73,11 @@ export function reasonOf(res: CheckResponse): string {
     return '';
   }
 }
+
+/** A passport section whose static source knows the users the tests register devices for. */
+export const PASSPORT = {
+  issuer: 'https://passgate.test',
+  audience: ['orders'],
+  keys: { active: 'k1', entries: [{ id: 'k1', generate: true }] },
+  source: { type: 'static', users: { alice: { id: 'u-alice', roles: ['customer'], scopes: [] }, zoe: { id: 'u-zoe', roles: [], scopes: [] } } },
+};
