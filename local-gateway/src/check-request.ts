@@ -21,6 +21,8 @@ export interface DownstreamRequest {
   /** TLS only: the SNI the client sent ("" when none); undefined for plain HTTP. */
   readonly sni?: string;
   readonly contextExtensions?: Readonly<Record<string, string>>;
+  /** with_request_body: the buffered body (at most max_request_bytes), as raw_body (pack_as_bytes) or as the body string. */
+  readonly body?: { readonly bytes: Buffer; readonly packAsBytes: boolean };
 }
 
 export interface PeerInfo {
@@ -67,6 +69,7 @@ export function buildCheckRequest(req: DownstreamRequest): CheckRequest {
           scheme: headers['x-forwarded-proto'] ?? headers[':scheme'] ?? '',
           size: String(req.size),
           protocol: req.protocol,
+          ...(req.body === undefined ? {} : req.body.packAsBytes ? { raw_body: req.body.bytes } : { body: req.body.bytes.toString('utf8') }),
         },
       },
       ...(req.contextExtensions && Object.keys(req.contextExtensions).length > 0

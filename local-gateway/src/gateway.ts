@@ -25,7 +25,7 @@ import https from 'node:https';
 import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { createAuthorizationClient, type AuthorizationClient } from '../../ext-authz/src/proto/load.js';
@@ -62,6 +62,16 @@ export interface ExtAuthzOptions extends Partial<ExtAuthzSettings> {
   readonly target: string;
   /** Envoy's ext_authz timeout (default 200 ms), sent as the gRPC deadline. */
   readonly timeoutMs?: number;
+  /** Envoy's with_request_body (Istio includeRequestBodyInCheck): buffer the body and send it in the Check. */
+  readonly withRequestBody?: WithRequestBody;
+}
+
+export interface WithRequestBody {
+  readonly maxRequestBytes: number;
+  /** true: a longer body is cut and marked `x-envoy-auth-partial-body: true`; false: refused with 413, as Envoy does. */
+  readonly allowPartialMessage: boolean;
+  /** true: raw_body bytes; false: the body as a UTF-8 string. */
+  readonly packAsBytes: boolean;
 }
 
 export interface WasmFilterOptions {
@@ -349,8 +359,17 @@ export class LocalGateway {
     const az = this.options.extAuthz;
     let toSet: HeaderList = [];
     let toAdd: HeaderList = [];
+    let buffered: Buffer | undefined;
     if (az && this.client) {
+      let body: { bytes: Buffer; packAsBytes: boolean } | undefined;
+      if (az.withRequestBody && ctx.size !== 0) {
+        const b = await bufferBody(ctx.req, headers, az.withRequestBody);
+        if (b.kind === 'too_large') return { status: 413, headers: [['content-type', 'text/plain']], body: Buffer.from('Payload Too Large') };
+        buffered = b.all;
+        body = { bytes: b.sent, packAsBytes: az.withRequestBody.packAsBytes };
+      }
       const checkRequest = buildCheckRequest({
+        ...(body ? { body } : {}),
         streamId: ctx.streamId,
         headers,
         protocol: ctx.protocol,
@@ -373,7 +392,7 @@ export class LocalGateway {
       toSet = outcome.responseHeadersToSet;
       toAdd = outcome.responseHeadersToAdd;
     }
-    const up = await forward(this.options.upstream, this.agent, headers, ctx.size === 0 ? null : ctx.req);
+    const up = await forward(this.options.upstream, this.agent, headers, ctx.size === 0 ? null : buffered !== undefined ? Readable.from([buffered]) : ctx.req);
     if (ctx.size === 0) ctx.req.resume();
     if (up.kind === 'local') return { status: up.status, headers: up.headers, body: Buffer.from(up.body) };
     const hs = up.headers;
@@ -400,6 +419,21 @@ export class LocalGateway {
   closeIdle(): void {
     for (const l of this.listening) l.server.closeIdleConnections();
   }
+}
+
+/**
+ * Buffers a request body for the Check as Envoy's with_request_body does:
+ * up to maxRequestBytes; past that, 413 or (allow_partial_message) the
+ * first maxRequestBytes with `x-envoy-auth-partial-body: true`. The whole
+ * body is kept for the upstream either way (a dev tool: bodies are small).
+ */
+async function bufferBody(req: http.IncomingMessage, headers: HeaderList, o: WithRequestBody): Promise<{ kind: 'ok'; all: Buffer; sent: Buffer } | { kind: 'too_large' }> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  const all = Buffer.concat(chunks);
+  if (all.length > o.maxRequestBytes && !o.allowPartialMessage) return { kind: 'too_large' };
+  if (o.allowPartialMessage) setHeader(headers, 'x-envoy-auth-partial-body', all.length > o.maxRequestBytes ? 'true' : 'false');
+  return { kind: 'ok', all, sent: all.length > o.maxRequestBytes ? all.subarray(0, o.maxRequestBytes) : all };
 }
 
 interface RequestCtx {

@@ -12,6 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Capability, Prepared } from '../capabilities/capability.js';
+import { sendJson } from '../capabilities/admin-http.js';
 import { ConfigError } from '../config/errors.js';
 import { fdsCapability } from '../fds/capability.js';
 import { appSignatureConfigSchema, type AppSignatureConfig } from './config.js';
@@ -91,8 +92,14 @@ export const appSignatureCapability: Capability<AppSignatureState> = {
     const state: AppSignatureState = { authority, fds };
     held.set(state, { authority, authorityId, server });
     const engine = fds.engine;
+    const info = {
+      registration: server ? { host: server.host, port: server.port, paths: ['POST /app/v1/devices', 'POST /app/v1/devices/<id>/credential'] } : null,
+      credentials: { issuer: authority.issuer, kid: authority.kid, ttlSeconds: authority.ttlSec },
+    };
     return {
       state,
+      // Where registration listens and which key signs credentials (no secret): for operators and `npm start`.
+      adminRoutes: [{ method: 'GET', path: '/admin/app-signature', handler: (_req, res) => sendJson(res, 200, { ...info, cachedCredentials: authority!.cached }) }],
       commit() {
         if (server && engine) server.use({ authority: authority!, engine, verifiers, maxBodyBytes: section.registration.maxBodyBytes, logger: ctx.logger.child({ component: 'app-registration' }), recordTtlMs: RECORD_TTL_MS });
       },
