@@ -33,17 +33,22 @@ interface Kept {
 
 const held = new WeakMap<AppSignatureState, Kept>();
 
+/** A config error whose line names the key (the service reports it under the config's source). */
+function keyError(key: string, message: string): ConfigError {
+  return new ConfigError(key, [`${key}: ${message}`]);
+}
+
 function credentialPem(c: AppSignatureConfig['credentials']): string | undefined {
   if (c.keyFile !== undefined) {
     try {
       return readFileSync(c.keyFile, 'utf8');
     } catch (err) {
-      throw new ConfigError('appSignature.credentials.keyFile', [`cannot read ${c.keyFile}: ${(err as Error).message}`]);
+      throw keyError('appSignature.credentials.keyFile', `cannot read ${c.keyFile}: ${(err as Error).message}`);
     }
   }
   if (c.keyEnv !== undefined) {
     const v = process.env[c.keyEnv];
-    if (v === undefined || v.trim() === '') throw new ConfigError('appSignature.credentials.keyEnv', [`environment variable ${c.keyEnv} is empty or unset`]);
+    if (v === undefined || v.trim() === '') throw keyError('appSignature.credentials.keyEnv', `environment variable ${c.keyEnv} is empty or unset`);
     return v;
   }
   return undefined;
@@ -66,7 +71,7 @@ export const appSignatureCapability: Capability<AppSignatureState> = {
       try {
         authority = pem === undefined ? CredentialAuthority.ephemeral(c.issuer, c.ttl / 1000, section.cache) : CredentialAuthority.fromPem(pem, c.issuer, c.ttl / 1000, section.cache);
       } catch (err) {
-        throw new ConfigError(`appSignature.credentials.${c.keyFile !== undefined ? 'keyFile' : 'keyEnv'}`, [`the credential key does not load: ${(err as Error).message}`]);
+        throw keyError(`appSignature.credentials.${c.keyFile !== undefined ? 'keyFile' : 'keyEnv'}`, `the credential key does not load: ${(err as Error).message}`);
       }
       if (pem === undefined && config.appSignature !== undefined) ctx.logger.warn('appSignature.credentials has no keyFile/keyEnv: device credentials are signed with a key of this process only (development; other replicas and restarts refuse them)');
     }
@@ -74,6 +79,7 @@ export const appSignatureCapability: Capability<AppSignatureState> = {
     try {
       verifiers = new Map([['offline', offlineVerifier(loadAuthorities(section))]]);
     } catch (err) {
+      // The message names the authority's key already.
       throw new ConfigError('appSignature.registration.authorities', [(err as Error).message]);
     }
     // The listener only runs for a config that has the section and somewhere to store devices.
@@ -85,7 +91,7 @@ export const appSignatureCapability: Capability<AppSignatureState> = {
       try {
         server = opened = await RegistrationServer.listen(l.host, l.port);
       } catch (err) {
-        throw new ConfigError('appSignature.registration.listen', [`cannot listen on ${l.host}:${l.port}: ${(err as Error).message}`]);
+        throw keyError('appSignature.registration.listen', `cannot listen on ${l.host}:${l.port}: ${(err as Error).message}`);
       }
       ctx.logger.info({ host: l.host, port: server.port }, 'app registration listening');
     }
