@@ -12,7 +12,8 @@
  * - `apple-app-attest`: the attestation object (CBOR, x5c chain to Apple's
  *   App Attest root, nonce = SHA-256(authData || clientDataHash), rpIdHash =
  *   SHA-256(appId), counter 0, aaguid), the key id = SHA-256 of the
- *   credential public key; later assertions carry a counter that must grow.
+ *   credential public key; later assertions carry a counter that must grow
+ *   (checked by app-attest.ts).
  * - `play-integrity`: the integrity token decrypted/verified by Google's
  *   server API (quota-bound: at registration only, never per request), with
  *   requestDetails.nonce = the key thumbprint and the device/app verdicts
