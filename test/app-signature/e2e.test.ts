@@ -156,6 +156,16 @@ describe('app-signature: registration, signed requests, replay and FDS over gRPC
     assert.equal(reasonOf(r), 'blocked');
   });
 
+  it('a user blocked in FDS registers no new device', async () => {
+    const res = await fetch(`http://127.0.0.1:${svc.svc.adminPort}/admin/fds/blocks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'user', subject: 'frank', reason: 'fraud', ttl: '1h' }),
+    });
+    assert.equal(res.status, 201);
+    await assert.rejects(registeredDevice(regPort, 'frank'), /403 blocked/);
+  });
+
   it('rotation re-issues the credential with the registered key; a replayed rotation is refused', async () => {
     const d = await registeredDevice(regPort, 'dave', 'ed25519');
     const first = d.registration!.credential;

@@ -136,7 +136,8 @@ export class RegistrationServer {
       s.logger.info({ log: 'audit', app_registration: 'refused', reason: r.reason, ip: req.socket.remoteAddress }, r.detail);
       return send(res, 403, { error: 'attestation_refused', reason: r.reason });
     }
-    if (r.user !== undefined && s.engine.cached('user', r.user)) return send(res, 403, { error: 'blocked', reason: 'blocked' });
+    // A blocked user registers no new device (asked of the store, not only the cache: this is off the hot path).
+    if (r.user !== undefined && (await s.engine.evaluate([{ kind: 'user', subject: r.user }], [], 1000)).blocked) return send(res, 403, { error: 'blocked', reason: 'blocked' });
     const id = `dev_${randomBytes(16).toString('base64url')}`;
     const now = Date.now();
     await s.engine.store.devices.put({ id, jwk: JSON.stringify(key.jwk), jkt: key.jkt, platform, attestation: r.level, attestedBy: r.attestedBy, user: r.user ?? '', status: 'active', counter: r.counter, createdAt: now, rotatedAt: now }, s.recordTtlMs);
