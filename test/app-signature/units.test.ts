@@ -126,6 +126,16 @@ describe('app-signature: configuration', () => {
     }
   });
 
+  it('a config without the appSignature section opens no registration listener (even with FDS on)', async () => {
+    const svc = await PassgateService.start({ config: validateConfig({ ...base({}), server: { grpc: { host: '127.0.0.1' }, admin: { host: '127.0.0.1' } } }), grpcPort: 0, adminPort: 0, processMetrics: false, logger: pino({ level: 'silent' }) });
+    try {
+      const info = (await (await fetch(`http://127.0.0.1:${svc.adminPort}/admin/app-signature`)).json()) as { registration: unknown };
+      assert.equal(info.registration, null);
+    } finally {
+      await svc.stop(100);
+    }
+  });
+
   it('a reload keeps the listener and the credential key when unchanged, and moves the listener when its port changes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'appsig-reload-'));
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });

@@ -15,7 +15,7 @@ import type { Capability, Prepared } from '../capabilities/capability.js';
 import { sendJson } from '../capabilities/admin-http.js';
 import { ConfigError } from '../config/errors.js';
 import { fdsCapability } from '../fds/capability.js';
-import { appSignatureConfigSchema, type AppSignatureConfig } from './config.js';
+import { appSignatureConfigSchema, appSignatureDefaults, type AppSignatureConfig } from './config.js';
 import { appSignatureStage } from './app-signature-stage.js';
 import { CredentialAuthority } from './credential.js';
 import { loadAuthorities, offlineVerifier, type AttestationVerifier } from './attestation.js';
@@ -61,7 +61,7 @@ export const appSignatureCapability: Capability<AppSignatureState> = {
   stages: [appSignatureStage],
   async prepare(config, ctx): Promise<Prepared<AppSignatureState>> {
     const fds = ctx.dependency(fdsCapability);
-    const section = config.appSignature ?? appSignatureConfigSchema.parse(undefined)!;
+    const section = config.appSignature ?? appSignatureDefaults();
     const prev = ctx.previous ? held.get(ctx.previous) : undefined;
     const c = section.credentials;
     const authorityId = JSON.stringify([c, section.cache]);

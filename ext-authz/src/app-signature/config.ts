@@ -20,7 +20,7 @@ const authority = z.strictObject({
   maxAge: duration(10_000, 3_600_000).default(300_000),
 }).refine((a) => (a.publicKey === undefined) !== (a.publicKeyFile === undefined), { message: 'set exactly one of publicKey (PEM text) or publicKeyFile' });
 
-export const appSignatureConfigSchema = z
+const sectionSchema = z
   .strictObject({
     credentials: z
       .strictObject({
@@ -48,13 +48,20 @@ export const appSignatureConfigSchema = z
     cache: z
       .strictObject({ maxEntries: z.number().int().min(1).max(1_000_000).default(50_000), maxBytes: z.number().int().min(65_536).max(1 << 30).default(32 * 1024 * 1024) })
       .prefault({}),
-  })
-  .prefault({});
+  });
 
-export type AppSignatureConfig = z.infer<typeof appSignatureConfigSchema>;
+/** Absent = no registration listener (the stage still works with the section's defaults). */
+export const appSignatureConfigSchema = sectionSchema.optional();
+
+export type AppSignatureConfig = z.infer<typeof sectionSchema>;
 
 declare module '../config/schema.js' {
   interface ConfigSections {
     appSignature?: AppSignatureConfig;
   }
+}
+
+/** The section's defaults, for a config that uses the stage without the section. */
+export function appSignatureDefaults(): AppSignatureConfig {
+  return sectionSchema.parse({});
 }
