@@ -26,6 +26,7 @@ import { DEV_CONFIG_WARNING } from '../../ext-authz/src/cli/serve.js';
 import { createLogger } from '../../ext-authz/src/observability/logger.js';
 import { DEV_TOOL_NOTICE } from './gateway.js';
 import { e2eeBanner } from './dev-e2ee.js';
+import { APP_DEMO_BODY, appDemoLines } from './app-demo.js';
 import { DEV_CONFIG_PATH, REPO_ROOT, ensureDevCerts, ensureWasmBuilt, startStack, type Stack } from './stack.js';
 import { startSsoDemo, type SsoDemo } from './dev-sso.js';
 
@@ -110,6 +111,7 @@ async function main(): Promise<void> {
       },
       serviceLogger: logger,
       gatewayLogger: logger.child({ component: 'local-gateway' }),
+      extAuthz: { withRequestBody: APP_DEMO_BODY },
     });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -160,6 +162,7 @@ async function main(): Promise<void> {
   say('    # web flow: a single-use request JWT (npm run proof); the second curl with the same proof gets 401 proof_replayed');
   say(`    P=$(npm run -s proof -- http://localhost:${stack.httpPort}/web/hello); for i in 1 2; do curl -si -H "request-jwt: $P" http://localhost:${stack.httpPort}/web/hello; echo; done`);
   e2eeBanner(stack, host, say);
+  for (const line of await appDemoLines(stack.service.adminPort, stack.httpPort)) say(line);
   if (blocked) say(`\n  note: could not block mallory (${blocked}); the 403 example will answer 200`);
   if (selfCheck !== 200) say(`\n  note: the start-up self-check (GET /orders with client.pem) answered ${selfCheck}; see the log above`);
   const bearer = tokenWasSet ? '$PASSGATE_FDS_ADMIN_TOKEN' : token;

@@ -18,6 +18,7 @@ import { tokensCapability } from '../tokens/capability.js';
 import { oauth2Capability } from '../oauth2/capability.js';
 import { e2eeCapability } from '../e2ee/capability.js';
 import { oidcCapability } from '../oidc/capability.js';
+import { appSignatureCapability } from '../app-signature/capability.js';
 
 export const CAPABILITIES: readonly Capability<any>[] = [
   coreCapability,
@@ -28,6 +29,7 @@ export const CAPABILITIES: readonly Capability<any>[] = [
   oauth2Capability,
   e2eeCapability,
   oidcCapability,
+  appSignatureCapability,
 ];
 
 export interface StageType {

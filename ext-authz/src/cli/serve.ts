@@ -71,7 +71,6 @@ export async function serve(choice: ConfigChoice): Promise<number | undefined> {
     process.stderr.write(`passgate: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
-  if (choice.embedded) service.logger.warn({ config: choice.path }, DEV_CONFIG_WARNING);
 
   process.on('SIGHUP', () => void service.reload());
   let stopping = false;
@@ -88,6 +87,8 @@ export async function serve(choice: ConfigChoice): Promise<number | undefined> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Logged once the signal handlers are in place: whoever waits for this line may stop us at once.
+  if (choice.embedded) service.logger.warn({ config: choice.path }, DEV_CONFIG_WARNING);
   // A bug must not take the edge down silently: log it; the Check path has its own guards.
   process.on('uncaughtException', (err) => service.logger.fatal({ err: err.stack }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => service.logger.error({ err: String(err) }, 'unhandled rejection'));

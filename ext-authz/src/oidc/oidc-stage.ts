@@ -322,8 +322,9 @@ class OidcStage implements Stage {
   private backchannel(ctx: CheckContext): Promise<StageResult> | StageResult {
     const r = ctx.request;
     if (r.method !== 'POST') return this.failure(ctx, 400, 'oidc_logout_token_missing', 'back-channel logout must be a POST');
-    if (r.body === '') return this.failure(ctx, 400, 'oidc_logout_token_missing', 'no body in the Check: configure Envoy ext_authz with_request_body (Istio includeRequestBodyInCheck)');
-    const token = new URLSearchParams(r.body).get('logout_token');
+    const body = r.body === undefined ? '' : typeof r.body === 'string' ? r.body : Buffer.from(r.body).toString('utf8');
+    if (body === '') return this.failure(ctx, 400, 'oidc_logout_token_missing', 'no body in the Check: configure Envoy ext_authz with_request_body (Istio includeRequestBodyInCheck)');
+    const token = new URLSearchParams(body).get('logout_token');
     if (token === null || token === '') return this.failure(ctx, 400, 'oidc_logout_token_missing', 'no logout_token in the form body');
     return this.backchannelLogout(ctx, token).catch((err: unknown) => {
       if (err instanceof OidcError && !err.unavailable) return this.failure(ctx, 400, err.reason, err.message);

@@ -82,7 +82,7 @@ export function worstCasePassportBytes(p: PassportSizeInputs): number {
       created: t,
       expires: t,
     },
-    device: { id: s(), type: s(), os: s(), appVersion: s(), created: t, expires: t },
+    device: { id: s(), type: s(), os: s(), appVersion: s(), platform: s(), attestation: s(), created: t, expires: t },
     relay: names.length > 0 ? relay : undefined,
     // A relay name can be in `relay` or in `relayMissing`, never both; counting both over-estimates slightly, safely.
     relayMissing: names.length > 0 ? names : undefined,

@@ -34,6 +34,10 @@ export interface PassportDevice {
   readonly type: string;
   readonly os?: string;
   readonly appVersion?: string;
+  /** Set when the device signed the request (app-signature): `ios`, `android`, `web`, `desktop`. */
+  readonly platform?: string;
+  /** The attestation level the device was registered with (app-signature), e.g. `basic`. */
+  readonly attestation?: string;
   readonly created: number;
   readonly expires: number;
 }

@@ -15,8 +15,12 @@ import type { LookupResult } from './sources/cached-http.js';
 import type { SourceFacts } from './sources/source.js';
 import { requirePassportState, type PassportState } from './runtime.js';
 import { PASSPORT_CLAIMS, RELAY, type RelayAttribute } from './facts.js';
+import { VERIFIED_DEVICE } from '../pipeline/facts.js';
 
 const LEVEL_RANK: Record<AuthLevel, number> = { LOW: 0, HIGH: 1, HIGHEST: 2 };
+
+/** Device `type` for a verified (app-signature) platform. */
+const DEVICE_TYPES: Readonly<Record<string, string>> = { ios: 'mobile', android: 'mobile', web: 'browser', desktop: 'desktop' };
 
 /** The issuer-cache key last built for one facts object, with the request values it was built from. */
 interface KeyMemo {
@@ -90,15 +94,17 @@ class PassportStage {
     const facts = r.value;
     if (facts.user.expires !== undefined && facts.user.expires * 1000 <= nowMs) return SESSION_EXPIRED;
     const relay = ctx.get(RELAY);
-    const key = this.keyFor(facts, id, method, level, relay);
+    const key = this.keyFor(facts, id, method, level, relay, ctx);
     const hit = this.state.issuer.cached(key, nowMs);
     if (hit !== undefined) return this.inject(ctx, hit);
     return this.issue(ctx, key, id, method, level, facts, relay, nowMs);
   }
 
   /** Passport cache key: facts fingerprint, device, auth method, level, identity source, relay facts. */
-  private keyFor(facts: SourceFacts, id: Identity, method: string, level: AuthLevel, relay: RelayAttribute | undefined): string {
-    const deviceId = facts.device?.id ?? id.deviceId ?? '';
+  private keyFor(facts: SourceFacts, id: Identity, method: string, level: AuthLevel, relay: RelayAttribute | undefined, ctx: CheckContext): string {
+    // A device that signed the request outranks the source's device (its id, platform and level are verified).
+    const v = ctx.get(VERIFIED_DEVICE);
+    const deviceId = v !== undefined ? `v\u0000${v.id}\u0000${v.platform}\u0000${v.attestation}` : facts.device?.id ?? id.deviceId ?? '';
     const relayKey = relay?.key;
     const m = this.keys.get(facts);
     // `level` follows from method and source (this stage's levels map is fixed), so it needs no comparison.
@@ -140,8 +146,25 @@ class PassportStage {
       expires: exp,
     };
     const d = facts.device;
+    const verified = ctx.get(VERIFIED_DEVICE);
     let device: PassportDevice | undefined;
-    if (d !== undefined) {
+    if (verified !== undefined) {
+      for (const [what, x] of [['device platform', verified.platform], ['device attestation', verified.attestation]] as const) {
+        const why = checkClaimValue(x, max);
+        if (why !== undefined) return deny(403, 'identity_not_representable', `${what} ${why}`);
+      }
+      const same = d !== undefined && d.id === verified.id ? d : undefined;
+      device = {
+        id: verified.id,
+        type: DEVICE_TYPES[verified.platform] ?? 'unknown',
+        ...(same?.os !== undefined ? { os: same.os } : {}),
+        ...(same?.appVersion !== undefined ? { appVersion: same.appVersion } : {}),
+        platform: verified.platform,
+        attestation: verified.attestation,
+        created: same?.created ?? facts.fetchedAt,
+        expires: exp,
+      };
+    } else if (d !== undefined) {
       device = {
         id: d.id,
         type: d.type,

@@ -34,3 +34,15 @@ export function defineFact<T>(name: string): FactKey<T> {
  */
 export const CERT_FINGERPRINT = defineFact<string>('cert.fingerprint');
 export const CERT_SERIAL = defineFact<string>('cert.serial');
+
+/** A device whose request signature verified (app-signature), for the Passport's device block. */
+export interface VerifiedDevice {
+  readonly id: string;
+  /** `ios`, `android`, `web`, `desktop`. */
+  readonly platform: string;
+  /** Attestation level granted at registration (e.g. `basic`). */
+  readonly attestation: string;
+}
+
+/** Shared (not in app-signature/) because the passport stage reads it without needing that capability. */
+export const VERIFIED_DEVICE = defineFact<VerifiedDevice>('device.verified');

@@ -42,8 +42,13 @@ export interface RequestView {
   readonly contextExtensions: Readonly<Record<string, string>>;
   /** Request size in bytes when Envoy knows it, else -1. */
   readonly size: number;
-  /** The body Envoy buffered for the Check (`with_request_body`), '' otherwise; read only by stages answering an endpoint themselves. */
-  readonly body: string;
+  /**
+   * The request body when Envoy forwards it (`with_request_body`): `raw_body`
+   * bytes (pack_as_bytes) or the `body` string; undefined otherwise. Envoy
+   * forwards at most max_request_bytes and, with allow_partial_message, marks a
+   * cut body with `x-envoy-auth-partial-body: true`.
+   */
+  readonly body: Uint8Array | string | undefined;
 }
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
@@ -148,6 +153,6 @@ export function toRequestView(request: CheckRequest | null | undefined): Request
     sni: stringOr(attributes?.tls_session?.sni),
     contextExtensions: stringMap(attributes?.context_extensions),
     size: size === undefined || size === null ? -1 : Number(size),
-    body: http?.body ? http.body : http?.raw_body && http.raw_body.length > 0 ? Buffer.from(http.raw_body).toString('utf8') : '',
+    body: http?.raw_body && http.raw_body.length > 0 ? http.raw_body : http?.body ? http.body : undefined,
   };
 }

@@ -23,6 +23,8 @@ export interface CheckRequestOptions {
   id?: string;
   /** false: a network-level Check with no request.http. */
   http?: boolean;
+  /** The body as Envoy's with_request_body forwards it with pack_as_bytes (raw_body). */
+  body?: Uint8Array;
 }
 
 export function buildCheckRequest(opts: CheckRequestOptions = {}): CheckRequest {
@@ -48,6 +50,7 @@ export function buildCheckRequest(opts: CheckRequestOptions = {}): CheckRequest 
                 scheme: 'https',
                 protocol: 'HTTP/2',
                 headers: { ':method': method, ':path': path, ':authority': host, ':scheme': 'https', 'user-agent': 'curl/8.5.0', ...opts.headers },
+                ...(opts.body !== undefined ? { raw_body: opts.body } : {}),
               },
             },
           }),

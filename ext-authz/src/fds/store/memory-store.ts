@@ -22,6 +22,7 @@ import {
   type Watch,
   type WatchState,
 } from './store.js';
+import { memoryDevices, type DeviceStore } from './devices.js';
 
 /** A session, flow or lock with its expiry (the memory store's stand-in for Redis TTLs). */
 interface Expiring<T> {
@@ -53,6 +54,7 @@ export class MemoryStore implements FdsStore {
   private readonly index = new Map<string, Expiring<Set<string>>>();
   private sessionBytes = 0;
   private sweeper: NodeJS.Timeout;
+  readonly devices: DeviceStore;
 
   constructor(
     private readonly now: () => number = Date.now,
@@ -64,6 +66,7 @@ export class MemoryStore implements FdsStore {
     // Expired entries are dropped lazily on read; this sweep bounds memory for subjects never seen again.
     this.sweeper = setInterval(() => this.sweep(), 30_000);
     this.sweeper.unref();
+    this.devices = memoryDevices(now);
   }
 
   private live(r: BlockRecord | undefined, now: number): BlockRecord | undefined {

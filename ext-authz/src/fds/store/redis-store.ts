@@ -15,6 +15,7 @@ import { KeyLayout, keyLayoutOf, type SessionKeyKind } from './keys.js';
 import { migrateFromSingleTag } from './migrate-layout.js';
 import { checkOp, claimOp, countOp, watchOp, encodeCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
 import { EVALUATE_LUA, LOCK_RELEASE_LUA, LOCK_RENEW_LUA, SESSION_READ_LUA, SESSION_REPLACE_LUA } from '../lua/evaluate.js';
+import { redisDevices, type DeviceStore } from './devices.js';
 import {
   isCidr,
   type BlockRecord,
@@ -61,6 +62,7 @@ export class RedisStore implements FdsStore {
   private seq = 0;
   private closed = false;
   private lastErrorLog = 0;
+  readonly devices: DeviceStore;
 
   constructor(
     private readonly settings: RedisSettings,
@@ -92,6 +94,7 @@ export class RedisStore implements FdsStore {
     // without telling): messages of the gap are lost, so a node leaving resyncs too.
     if (this.subscriber instanceof Cluster) this.subscriber.on('-node', () => this.emit({ type: 'resync' }));
     this.subscriber.subscribe(this.channel).catch((err: Error) => this.logError('subscribe', err));
+    this.devices = redisDevices(this.client, settings.keyPrefix, (op, err) => this.logError(op, err));
   }
 
   private connect(subscriber: boolean): Client {

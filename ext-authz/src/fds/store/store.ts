@@ -6,6 +6,7 @@
  * (one Redis round trip).
  */
 import type { SubjectKind } from '../subjects.js';
+import type { DeviceStore } from './devices.js';
 
 export interface BlockRecord {
   readonly kind: SubjectKind;
@@ -180,6 +181,8 @@ export interface FdsStore extends SessionStore {
   /** Resolves once connected, or after `limitMs` (never rejects: starting with the store down is allowed). */
   ready(limitMs: number): Promise<boolean>;
   close(): Promise<void>;
+  /** The app-signature device registry (devices.ts): off the hot path, keys under their own hash tag. */
+  readonly devices: DeviceStore;
 }
 
 /** A CIDR range block (kept apart from exact blocks). Only for `ip`: a user or client id may contain a slash. */

@@ -157,6 +157,7 @@ function claimsProblem(c: Record<string, unknown>): string | undefined {
   if (d !== undefined) {
     if (!isObj(d) || !isStr(d['id']) || !isStr(d['type']) || !isNum(d['created']) || !isNum(d['expires'])) return 'device needs id, type, created, expires';
     if ((d['os'] !== undefined && !isStr(d['os'])) || (d['appVersion'] !== undefined && !isStr(d['appVersion']))) return 'device.os and device.appVersion must be strings';
+    if ((d['platform'] !== undefined && !isStr(d['platform'])) || (d['attestation'] !== undefined && !isStr(d['attestation']))) return 'device.platform and device.attestation must be strings';
   }
   const r = c['relay'];
   if (r !== undefined && (!isObj(r) || !Object.values(r).every((v) => typeof v === 'string' || typeof v === 'boolean' || isNum(v)))) return 'relay must map names to strings, numbers or booleans';
