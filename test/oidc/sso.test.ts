@@ -164,6 +164,28 @@ describe('oidc: single sign-on through the local gateway (oidc-provider, Redis, 
     assert.equal(((await replay.json()) as { reason: string }).reason, 'oidc_session_ended');
   });
 
+  it('refuses a logout another site asks for (Sec-Fetch-Site, Origin or Referer) and keeps the session; a same-origin one works', async () => {
+    const browser = new Browser('alice');
+    await login(browser);
+    const crossSite = [
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+      { origin: 'https://evil.example' },
+      { referer: 'https://evil.example/page' },
+      { referer: 'not a url' },
+    ];
+    for (const h of crossSite) {
+      const r = await browser.request(`${a.origin}/oauth2/logout`, { headers: { ...NAV, ...h } });
+      assert.equal(r.status, 403, JSON.stringify(h));
+      assert.equal(((await r.json()) as { reason: string }).reason, 'oidc_logout_cross_site');
+      assert.ok(browser.cookie(HOST, COOKIE), 'the cookie is not expired');
+      assert.equal((await browser.request(`${a.origin}/still`, { headers: NAV })).status, 200, `session still valid after ${JSON.stringify(h)}`);
+    }
+    const own = await browser.request(`${a.origin}/oauth2/logout`, { headers: { ...NAV, 'sec-fetch-site': 'same-origin', referer: `${a.origin}/page` } });
+    assert.equal(own.status, 302);
+    assert.equal(browser.cookie(HOST, COOKIE), undefined);
+  });
+
   it('back-channel logout from the provider ends the session on the other Passgate process too (warm cache there)', async () => {
     const browser = new Browser('bob');
     await login(browser);

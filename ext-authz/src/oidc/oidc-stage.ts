@@ -68,6 +68,26 @@ function isNavigation(ctx: CheckContext): boolean {
   return !(accept !== undefined && accept.includes('application/json') && !accept.includes('text/html'));
 }
 
+/**
+ * Logout only when the browser says the request comes from our own origin (or
+ * was typed): the session cookie is SameSite=Lax, so a link or an image on
+ * another site would otherwise end the user's session (logout CSRF).
+ * Sec-Fetch-Site when the browser sends it; else Origin, else Referer; a
+ * request carrying none of them (curl, a typed URL in an old browser) passes.
+ */
+function logoutFromOwnOrigin(ctx: CheckContext, origin: string): boolean {
+  const h = ctx.request.headers;
+  const site = h['sec-fetch-site'];
+  if (site !== undefined) return site === 'same-origin' || site === 'none';
+  const from = h['origin'] ?? h['referer'];
+  if (from === undefined) return true;
+  try {
+    return new URL(from).origin === origin;
+  } catch {
+    return false;
+  }
+}
+
 function digestEquals(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
@@ -115,7 +135,10 @@ class OidcStage implements Stage {
     const path = ctx.request.path;
     const o = this.o;
     if (path === o.callbackPath) return this.callback(ctx);
-    if (path === o.logoutPath) return this.logout(ctx);
+    if (path === o.logoutPath) {
+      if (!logoutFromOwnOrigin(ctx, this.origin(ctx))) return this.failure(ctx, 403, 'oidc_logout_cross_site', 'logout requested from another site (Sec-Fetch-Site, Origin or Referer): refused, the session stays');
+      return this.logout(ctx);
+    }
     if (path === o.backchannelLogoutPath) return this.backchannel(ctx);
     if (path === o.loginPath) {
       const to = new URLSearchParams(ctx.request.query).get('return_to') ?? '/';
