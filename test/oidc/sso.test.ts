@@ -167,7 +167,7 @@ describe('oidc: single sign-on through the local gateway (oidc-provider, Redis, 
   it('refuses a logout another site asks for (Sec-Fetch-Site, Origin or Referer) and keeps the session; a same-origin one works', async () => {
     const browser = new Browser('alice');
     await login(browser);
-    const crossSite = [
+    const crossSite: Array<Record<string, string>> = [
       { 'sec-fetch-site': 'cross-site' },
       { 'sec-fetch-site': 'same-site' },
       { origin: 'https://evil.example' },

@@ -378,6 +378,11 @@ export const oidcStage: StageDefinition<OidcStageOptions, OidcState> = {
     if (options.provider !== undefined && !providers.includes(options.provider)) return [`provider "${options.provider}" is not in oidc.providers (${providers.join(', ')})`];
     const paths = [options.callbackPath, options.logoutPath, options.backchannelLogoutPath, options.loginPath];
     if (new Set(paths).size !== paths.length) return ['callbackPath, logoutPath, backchannelLogoutPath and loginPath must differ'];
+    // A header that is not internal is not stripped from client requests: on any route where this stage
+    // does not run (or does not set it), a client could send its own `x-auth-request-email`.
+    const h = config.headers;
+    const notInternal = Object.keys(options.identityHeaders).filter((n) => !h.internal.includes(n) && !h.internalPrefixes.some((p) => n.startsWith(p)));
+    if (notInternal.length > 0) return [`identityHeaders ${notInternal.map((n) => `"${n}"`).join(', ')}: list them in headers.internal (or use a headers.internalPrefixes prefix) so every client copy is stripped`];
     return [];
   },
   create(options, factory): Stage {
