@@ -23,6 +23,7 @@ import { Checker } from '../../ext-authz/src/check/checker.js';
 import { Metrics } from '../../ext-authz/src/observability/metrics.js';
 import { AppDevice, offlineAttestation } from '../../ext-authz/src/app-signature/client.js';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
+import { closedLoop } from '../common/closed-loop.js';
 
 const REDIS_URL = process.env['PASSGATE_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const HOST = 'app.bench';
@@ -125,23 +126,7 @@ async function overGrpc(): Promise<void> {
     for (const [name, n] of sent) if (name !== 'info') console.log(`  sent by Passgate (MONITOR): ${name.padEnd(8)} ${(n / N).toFixed(2)} per Check`);
     console.log(`  INFO commandstats evalsha delta: ${(evalsha / N).toFixed(2)} per Check (the block checks, counters and the nonce claim run inside it)`);
 
-    const run = async (label: string, make: () => CheckRequest, ms: number) => {
-      let done = 0;
-      let denied = 0;
-      const end = Date.now() + ms;
-      await Promise.all(
-        Array.from({ length: 32 }, async () => {
-          while (Date.now() < end) {
-            const r = await svc.check(make());
-            if (!r.ok_response) denied++;
-            done++;
-          }
-        }),
-      );
-      const rps = done / (ms / 1000);
-      console.log(`  ${label.padEnd(34)} ${rps.toFixed(0).padStart(7)} Checks/s${denied ? ` (${denied} denied!)` : ''}`);
-      return rps;
-    };
+    const run = (label: string, make: () => CheckRequest, ms: number) => closedLoop(svc, label, make, ms, 32, 34);
     console.log('\nthroughput over gRPC (32 in flight, 3 s each):');
     // Signed just before the run (signatures live 60 s); a wrapped pool would replay, and replays are refused.
     const pool = signedPool(d, '/v1/items', 12_000);

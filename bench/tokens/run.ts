@@ -21,6 +21,8 @@ import { VerifiedTokenCache } from '../../ext-authz/src/tokens/token-cache.js';
 import { TokensRuntime } from '../../ext-authz/src/tokens/runtime.js';
 import { jwkThumbprint } from '../../ext-authz/src/tokens/jwk.js';
 import { validateConfig } from '../../ext-authz/src/config/load.js';
+import { closedLoop } from '../common/closed-loop.js';
+import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
 
 const REDIS_URL = process.env['PASSGATE_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -154,23 +156,7 @@ async function overGrpc(): Promise<void> {
     console.log(`  INFO commandstats evalsha delta: ${(evals / N).toFixed(2)} per Check`);
 
     // Throughput: same service, bare allow vs full route, closed loop with 32 in flight.
-    const run = async (label: string, make: () => ReturnType<typeof req>, ms: number) => {
-      let done = 0;
-      let denied = 0;
-      const end = Date.now() + ms;
-      await Promise.all(
-        Array.from({ length: 32 }, async () => {
-          while (Date.now() < end) {
-            const r = await svc.check(make());
-            if (!r.ok_response) denied++;
-            done++;
-          }
-        }),
-      );
-      const rps = done / (ms / 1000);
-      console.log(`  ${label.padEnd(30)} ${rps.toFixed(0).padStart(7)} Checks/s${denied ? ` (${denied} denied!)` : ''}`);
-      return rps;
-    };
+    const run = (label: string, make: () => CheckRequest, ms: number) => closedLoop(svc, label, make, ms, 32, 30);
     console.log('\nthroughput over gRPC (32 in flight, 3 s each):');
     const pool = Array.from({ length: 20_000 }, () => proofFor());
     let i = 0;

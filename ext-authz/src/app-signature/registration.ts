@@ -19,6 +19,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { readBoundedBody } from '../capabilities/admin-http.js';
 import type { FdsEngine } from '../fds/engine.js';
 import { importDeviceKey, type CredentialAuthority } from './credential.js';
 import type { AttestationVerifier } from './attestation.js';
@@ -51,20 +52,9 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    req.on('data', (c: Buffer) => {
-      n += c.length;
-      if (n > max) {
-        resolve(undefined);
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', () => resolve(undefined));
-  });
+async function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  const r = await readBoundedBody(req, max);
+  return r.ok ? r.value : undefined;
 }
 
 /** The listener; its handler reads the committed state, so a reload that keeps host and port keeps the socket. */

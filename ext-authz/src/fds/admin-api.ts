@@ -6,10 +6,9 @@
  *   GET    /admin/fds/inspect?kind=&subject=        block, rule counters and offense level of one subject
  * Every call needs `Authorization: Bearer <token>`; with no token configured the API answers 503.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { sendJson, type AdminHandler } from '../capabilities/admin-http.js';
+import { bearerMatches, readJsonBody, sendJson, type AdminHandler } from '../capabilities/admin-http.js';
 import type { FdsEngine } from './engine.js';
 import { blockTtl } from './config.js';
 import { SUBJECT_KINDS, isSubjectKind, normalizeSubject, type SubjectKind } from './subjects.js';
@@ -19,41 +18,10 @@ const MAX_BODY = 16 * 1024;
 
 class BadRequest extends Error {}
 
-function digest(b: Buffer): Buffer {
-  return createHash('sha256').update(b).digest();
-}
-
-/** Constant-time: both sides are hashed to 32 bytes first, so the length of the token does not leak either. */
-export function tokenMatches(expected: Buffer, header: string | undefined): boolean {
-  // The scheme is case-insensitive (RFC 9110); the token is not.
-  if (header === undefined || header.length < 7 || header.slice(0, 7).toLowerCase() !== 'bearer ') return false;
-  return timingSafeEqual(digest(expected), digest(Buffer.from(header.slice(7).trim())));
-}
-
-function readBody(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new BadRequest(`request body is larger than ${MAX_BODY} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') return reject(new BadRequest('request body is empty; send a JSON object'));
-      try {
-        resolve(JSON.parse(text));
-      } catch {
-        reject(new BadRequest('request body is not valid JSON'));
-      }
-    });
-    req.on('error', reject);
-  });
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const r = await readJsonBody(req, MAX_BODY, 'send a JSON object');
+  if (!r.ok) throw new BadRequest(r.reason);
+  return r.value;
 }
 
 function parseKind(v: unknown): SubjectKind {
@@ -93,7 +61,7 @@ export function createFdsAdminHandler(engine: FdsEngine | undefined, logger: Log
         error: 'admin_disabled',
         reason: `the FDS admin API is off because no token is configured; set fds.admin.token, fds.admin.tokenFile or the ${engine.settings.admin.tokenEnv} environment variable`,
       });
-    if (!tokenMatches(token, req.headers.authorization)) {
+    if (!bearerMatches(token, req.headers.authorization)) {
       // Logged and counted, never with the token sent: a guessing client shows up in metrics and logs.
       const why = req.headers.authorization === undefined ? 'missing' : 'invalid';
       engine.metrics.adminAuthFailures.inc({ api: 'fds', why });

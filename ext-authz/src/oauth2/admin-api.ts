@@ -7,10 +7,9 @@
  *   {"restoreClient": "<client id>"}            lift a client revocation (after rotating its secret)
  * Answers {dropped, replicas, forwarded?}. With no admin token configured it answers 503.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import { sendJson, type AdminRoute } from '../capabilities/admin-http.js';
+import { bearerMatches, readJsonBody, sendJson, type AdminRoute } from '../capabilities/admin-http.js';
 import { tokenHash } from './cache.js';
 import type { OAuth2State } from './state.js';
 import type { Revocation } from './revocation.js';
@@ -18,37 +17,11 @@ import { MAX_TOKEN } from './credentials.js';
 
 const MAX_BODY = 16 * 1024;
 
-function digest(b: Buffer): Buffer {
-  return createHash('sha256').update(b).digest();
-}
-
-/** Both sides hashed to 32 bytes first, so neither content nor length leaks through timing. */
-function tokenMatches(expected: Buffer, header: string | undefined): boolean {
-  if (header === undefined || header.length < 7 || header.slice(0, 7).toLowerCase() !== 'bearer ') return false;
-  return timingSafeEqual(digest(expected), digest(Buffer.from(header.slice(7).trim())));
-}
-
-function readJson(req: IncomingMessage): Promise<Record<string, unknown> | string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        resolve(`request body is larger than ${MAX_BODY} bytes`);
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => {
-      try {
-        const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        resolve(typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : 'send a JSON object');
-      } catch {
-        resolve('request body is not valid JSON');
-      }
-    });
-    req.on('error', () => resolve('request body could not be read'));
-  });
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown> | string> {
+  const r = await readJsonBody(req, MAX_BODY, 'send a JSON object');
+  if (!r.ok) return r.reason;
+  const v = r.value;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : 'send a JSON object';
 }
 
 export function oauth2AdminRoutes(state: OAuth2State, adminToken: Buffer | undefined, logger: Logger): AdminRoute[] {
@@ -58,7 +31,7 @@ export function oauth2AdminRoutes(state: OAuth2State, adminToken: Buffer | undef
       path: '/admin/oauth2/revoke',
       handler: async (req, res) => {
         if (adminToken === undefined) return sendJson(res, 503, { error: 'admin_disabled', reason: 'no oauth2.admin token configured (oauth2.admin.token, tokenEnv or tokenFile)' });
-        if (!tokenMatches(adminToken, req.headers.authorization)) return sendJson(res, 401, { error: 'unauthorized', reason: 'send Authorization: Bearer <oauth2 admin token>' }, { 'www-authenticate': 'Bearer realm="passgate-admin"' });
+        if (!bearerMatches(adminToken, req.headers.authorization)) return sendJson(res, 401, { error: 'unauthorized', reason: 'send Authorization: Bearer <oauth2 admin token>' }, { 'www-authenticate': 'Bearer realm="passgate-admin"' });
         const body = await readJson(req);
         if (typeof body === 'string') return sendJson(res, 400, { error: 'bad_request', reason: body });
         const given = ['token', 'tokenHash', 'client', 'restoreClient'].filter((k) => body[k] !== undefined);
@@ -95,7 +68,7 @@ export function oauth2AdminRoutes(state: OAuth2State, adminToken: Buffer | undef
       path: '/admin/oauth2',
       handler: (req, res) => {
         if (adminToken === undefined) return sendJson(res, 503, { error: 'admin_disabled', reason: 'no oauth2.admin token configured (oauth2.admin.token, tokenEnv or tokenFile)' });
-        if (!tokenMatches(adminToken, req.headers.authorization)) return sendJson(res, 401, { error: 'unauthorized', reason: 'send Authorization: Bearer <oauth2 admin token>' });
+        if (!bearerMatches(adminToken, req.headers.authorization)) return sendJson(res, 401, { error: 'unauthorized', reason: 'send Authorization: Bearer <oauth2 admin token>' });
         const c = state.cache;
         sendJson(res, 200, {
           servers: [...state.servers].map(([name, s]) => ({ name, issuer: s.config.issuer, breaker: s.breaker.state, calls: s.calls })),

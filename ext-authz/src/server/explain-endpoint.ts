@@ -11,35 +11,20 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { sendJson } from '../capabilities/admin-http.js';
+import { bearerMatches, readJsonBody, sendJson } from '../capabilities/admin-http.js';
 import type { Checker } from '../check/checker.js';
 import type { FdsEngine } from '../fds/engine.js';
-import { tokenMatches } from '../fds/admin-api.js';
 import { checkRequestForUrl } from '../proto/check-request.js';
 import type { CheckRequest } from '../proto/types.js';
 
 const MAX_BODY = 64 * 1024;
 
-function readJson(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new Error(`request body is larger than ${MAX_BODY} bytes`));
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      } catch {
-        reject(new Error('request body is not JSON; send a CheckRequest or {"url": "https://host/path", "method": "GET", "headers": {}}'));
-      }
-    });
-    req.on('error', reject);
-  });
+const BODY_HINT = 'send a CheckRequest or {"url": "https://host/path", "method": "GET", "headers": {}}';
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const r = await readJsonBody(req, MAX_BODY, BODY_HINT);
+  if (!r.ok) throw new Error(r.reason);
+  return r.value;
 }
 
 function stringRecord(v: unknown): Record<string, string> | undefined {
@@ -84,7 +69,7 @@ export function explainHandler(checker: () => Checker | undefined, engine: () =>
     if (token === undefined) {
       return sendJson(res, 503, { error: 'admin_disabled', reason: 'POST /explain uses the FDS admin token; set fds.admin.token, fds.admin.tokenFile or fds.admin.tokenEnv' });
     }
-    if (!tokenMatches(token, req.headers.authorization)) {
+    if (!bearerMatches(token, req.headers.authorization)) {
       const why = req.headers.authorization === undefined ? 'missing' : 'invalid';
       fds!.metrics.adminAuthFailures.inc({ api: 'explain', why });
       logger.warn({ admin: 'auth_failed', api: 'explain', why, method: req.method, path: url.pathname, remote: req.socket.remoteAddress }, 'explain request refused: bad or missing bearer token');
