@@ -259,6 +259,51 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
     }
   });
 
+  it('keeps oidc sessions in slots of their own and checks their watch in the Check\'s call (other masters)', async () => {
+    const prefix = 'test:fds:oidc:';
+    const s = store(prefix, 5000);
+    assert.ok(await s.ready(10_000));
+    const map = await masters(nodes[0]!.port);
+    const ip = '192.0.2.77';
+    // A session on another master than the IP's block key: the Check spans two slots, one call each.
+    let n = 0;
+    while (ownerOf(map, s.sessionKey('session', `sess-${n}`)) === ownerOf(map, `${prefix}{ip:${ip}}:b`)) n++;
+    const id = `sess-${n}`;
+    assert.match(s.sessionKey('session', id), /\{s:sess-\d+\}$/);
+    assert.equal(ownerOf(map, s.sessionKey('lock', id)), ownerOf(map, s.sessionKey('session', id)), 'the refresh lock shares its session\'s slot');
+    const absolute = Date.now() + 3_600_000;
+    await s.putSession(id, { version: 'v1', sealed: 'sealed-bytes', absoluteExpiresAt: absolute }, 60_000, ['sid-index']);
+    assert.deepEqual(await s.indexedSessions('sid-index'), [id]);
+    const live = await s.evaluate([{ kind: 'ip', subject: ip }], [counter('ip', ip)], [], [{ id, version: 'v1', ttlMs: 120_000 }]);
+    assert.deepEqual(live.watched, ['live']);
+    const probe = new Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }]);
+    try {
+      assert.ok((await probe.pttl(s.sessionKey('session', id))) > 60_000, 'the idle TTL slid to the watch\'s');
+      // A refresh elsewhere (compare-and-replace), then the stale replica's watch sees another version.
+      assert.equal(await s.replaceSession(id, 'v1', { version: 'v2', sealed: 'new', absoluteExpiresAt: absolute }, 60_000), true);
+      assert.equal(await s.replaceSession(id, 'v1', { version: 'v3', sealed: 'x', absoluteExpiresAt: absolute }, 60_000), false);
+      assert.deepEqual((await s.evaluate([{ kind: 'ip', subject: ip }], [], [], [{ id, version: 'v1', ttlMs: 60_000 }])).watched, ['changed']);
+      // Logout elsewhere: gone, even when the IP's slot answers a block in the same Check.
+      assert.equal(await s.deleteSession(id), true);
+      await s.block({ kind: 'ip', subject: ip, reason: 'r', createdBy: 'admin:test', createdAt: Date.now(), ttlMs: 60_000, expiresAt: Date.now() + 60_000 });
+      const gone = await s.evaluate([{ kind: 'ip', subject: ip }], [], [], [{ id, version: 'v2', ttlMs: 60_000 }]);
+      assert.equal(gone.blocked?.subject, ip);
+      assert.deepEqual(gone.watched, ['gone']);
+      // Login flows and refresh locks on the cluster.
+      await s.putFlow('flow-1', 'state', 60_000);
+      assert.equal(await s.takeFlow('flow-1'), 'state');
+      assert.equal(await s.takeFlow('flow-1'), undefined, 'a flow is single use');
+      assert.equal(await s.lock(id, 'me', 5_000), true);
+      assert.equal(await s.lock(id, 'other', 5_000), false);
+      assert.equal(await s.renewLock(id, 'other', 5_000), false);
+      assert.equal(await s.renewLock(id, 'me', 5_000), true);
+      await s.unlock(id, 'me');
+      assert.equal(await s.lock(id, 'other', 5_000), true);
+    } finally {
+      probe.disconnect();
+    }
+  });
+
   it('moves the keys of an earlier single-tag deployment to their per-subject names at start', async () => {
     const prefix = 'test:fds:upgrade:';
     const old = new Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }]);
