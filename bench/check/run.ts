@@ -1,7 +1,9 @@
 /**
  * `npm run bench:check [-- --scenario core|mtls|passport|full|all|core,mtls,...]
  *  [--duration 6] [--warmup 1.5] [--rates 100,1000,2000] [--concurrency 64]
- *  [--no-h2load] [--no-audit] [--profile] [--quick] [--dist] [--pin] [--baseline DIR]`
+ *  [--no-h2load] [--no-audit] [--profile] [--quick] [--dist] [--pin] [--baseline DIR] [--cluster]`
+ *  --cluster adds the FDS Redis Cluster row (bench/check/cluster-row.ts: one node against 3 local masters,
+ *  started for the run; needs redis-server and redis-cli), printed under the table;
  *  --baseline DIR also runs each scenario on the Passgate checkout in DIR (an older commit, e.g.
  *  `git archive <commit> | tar -x -C DIR` plus a node_modules link), as target "baseline": before/after in one run;
  *  --dist runs the compiled service (npm run build:ts first), as production does;
@@ -31,6 +33,7 @@ import { fmtMs, markdownTable, summarize, type LatencySummary } from '../common/
 import { summarizeProfile, type ProfileSummary } from '../common/cpuprofile.js';
 import { SCENARIOS, type MixEntry, type PreparedScenario, type ServiceKnobs } from './scenarios.js';
 import { CHECK_PATH, type RunCommand, type RunResult } from './protocol.js';
+import { fdsClusterRow, type ClusterRow } from './cluster-row.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -67,10 +70,12 @@ interface Options {
   pin: boolean;
   /** Another checkout whose service runs beside ours as target "baseline" (before/after in the same run). */
   baseline?: string;
+  /** Also measure the FDS Redis Cluster row (starts redis-server processes, so off by default). */
+  cluster: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { scenarios: ['core'], audit: true, durationMs: 6000, warmupMs: 1500, rates: [100, 1000, 2000], concurrency: 64, h2load: true, profile: false, dist: false, pin: false };
+  const opts: Options = { scenarios: ['core'], audit: true, durationMs: 6000, warmupMs: 1500, rates: [100, 1000, 2000], concurrency: 64, h2load: true, profile: false, dist: false, pin: false, cluster: false };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
@@ -99,6 +104,7 @@ function parseArgs(argv: string[]): Options {
       case '--dist': opts.dist = true; break;
       case '--pin': opts.pin = true; break;
       case '--baseline': opts.baseline = resolve(value(i++, a)); break;
+      case '--cluster': opts.cluster = true; break;
       case '--quick': opts.durationMs = 2000; opts.warmupMs = 500; break;
       default: throw new Error(`unknown argument "${a}"; see the header of bench/check/run.ts`);
     }
@@ -557,6 +563,7 @@ async function main(): Promise<void> {
   const gen = new LoadGen();
   const rows: Row[] = [];
   let profile: ProfileSummary | undefined;
+  let clusterRow: ClusterRow | undefined;
   try {
     for (const name of opts.scenarios) {
       runs.push(await prepareRun(name));
@@ -580,6 +587,11 @@ async function main(): Promise<void> {
     rows.push(...(await measureAll(targets, gen, opts, h2)));
     // ---- Redis Cluster row (issue 18, cluster part): bench/check/cluster-row.ts adds its row(s) here, after the
     // ---- single-node targets, so the table shows FDS on 3 masters (commands per node per Check) beside them.
+    if (opts.cluster) {
+      process.stderr.write('  FDS Redis Cluster row: 1 node against 3 local masters ...\n');
+      // --quick shortens it as it shortens the rows above.
+      clusterRow = await fdsClusterRow(opts.durationMs < 6000 ? { sequential: 500, burst: 3000, users: 3000 } : {});
+    }
     if (opts.profile) profile = await profileService(runs[0]!, gen, opts);
   } finally {
     gen.stop();
@@ -615,6 +627,7 @@ async function main(): Promise<void> {
     if (multi && names.includes('core') && names.length > 1) out.push('For the mTLS-based scenarios the h2load request is a partner request through their whole identity chain (one certificate, cached), so their h2load "vs core" compares that request with core\'s "api users" one.');
     out.push('');
   }
+  if (clusterRow) out.push('### FDS on a Redis Cluster (3 masters) against one node', '', clusterRow.markdown, '');
   out.push('### Goals', '');
   const goalsByScenario: Record<string, Goals> = {};
   for (const n of names) goalsByScenario[n] = goalsFor(n, rows, out, multi ? `${n}: ` : '');
@@ -660,6 +673,7 @@ async function main(): Promise<void> {
         rows,
         goals: goalsByScenario[names[0]!],
         profile: profile ?? null,
+        cluster: clusterRow?.targets ?? null,
       },
       null,
       2,

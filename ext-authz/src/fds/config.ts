@@ -86,6 +86,12 @@ const redisSchema = z
      * per-subject in cluster mode, single-tag in single and Sentinel mode (one server holds every key there anyway).
      */
     keyLayout: z.enum(['per-subject', 'single-tag']).optional(),
+    /**
+     * ioredis auto-pipelining of the Check connection (commands issued in one event-loop tick go out as one
+     * write). Default: on in cluster mode (ioredis groups per node), off otherwise (bench:check measured
+     * the single-node full chain slightly faster without it; figures in docs/fds.md).
+     */
+    autoPipelining: z.boolean().optional(),
     /** Bound on every Redis command; the route's failure mode applies past it. */
     commandTimeoutMs: z.number().int().min(1).max(5000).default(50),
     connectTimeoutMs: z.number().int().min(10).max(60_000).default(1000),

@@ -99,6 +99,8 @@ export class RedisStore implements FdsStore {
 
   private connect(subscriber: boolean): Client {
     const s = this.settings;
+    // The subscriber sends nothing worth batching.
+    const autoPipelining = !subscriber && (s.autoPipelining ?? s.mode === 'cluster');
     const password = s.passwordEnv ? process.env[s.passwordEnv] ?? s.password : s.password;
     const common: RedisOptions = {
       ...(s.username ? { username: s.username } : {}),
@@ -117,7 +119,7 @@ export class RedisStore implements FdsStore {
       const options: ClusterOptions = {
         enableOfflineQueue: subscriber,
         clusterRetryStrategy: (times: number) => Math.min(times * s.reconnectBaseMs, s.reconnectMaxMs),
-        enableAutoPipelining: !subscriber,
+        enableAutoPipelining: autoPipelining,
         redisOptions: { ...common, db: undefined } as ClusterOptions['redisOptions'],
       };
       client = new Cluster(s.nodes!.map((n) => ({ host: n.host, port: n.port })), options);
@@ -128,10 +130,10 @@ export class RedisStore implements FdsStore {
         sentinels: s.sentinels!.map((n) => ({ host: n.host, port: n.port })),
         name: s.name!,
         sentinelRetryStrategy: (times: number) => Math.min(times * s.reconnectBaseMs, s.reconnectMaxMs),
-        enableAutoPipelining: !subscriber,
+        enableAutoPipelining: autoPipelining,
       });
     } else {
-      client = new Redis(s.url!, { ...common, db: s.db, enableAutoPipelining: !subscriber });
+      client = new Redis(s.url!, { ...common, db: s.db, enableAutoPipelining: autoPipelining });
     }
     // Without a listener ioredis would print every reconnect failure; we log them rate-limited.
     client.on('error', (err: Error) => this.logError(subscriber ? 'subscriber' : 'connection', err, false));
