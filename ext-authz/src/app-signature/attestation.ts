@@ -22,6 +22,7 @@
 import { createPublicKey, verify as cryptoVerify, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AppSignatureConfig } from './config.js';
+import { parseCompactJws } from './compact-jws.js';
 
 export interface AttestationInput {
   /** The `attestation` object of the registration request. */
@@ -92,21 +93,12 @@ export function offlineVerifier(authorities: ReadonlyMap<string, Authority>): At
       const token = attestation['token'];
       const a = typeof name === 'string' ? authorities.get(name) : undefined;
       if (a === undefined) return refuse('attestation_unknown_authority', `attestation.authority ${JSON.stringify(name)} is not a configured registration authority`);
-      if (typeof token !== 'string' || token.length > 4096) return refuse('attestation_invalid', 'attestation.token must be a JWT of at most 4096 bytes');
-      const parts = token.split('.');
-      if (parts.length !== 3) return refuse('attestation_invalid', 'attestation.token is not a compact JWS');
-      let header: Record<string, unknown>;
-      let claims: Record<string, unknown>;
-      try {
-        header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8'));
-        claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
-      } catch {
-        return refuse('attestation_invalid', 'attestation.token header or payload is not base64url JSON');
-      }
+      if (typeof token !== 'string') return refuse('attestation_invalid', 'attestation.token must be a JWT of at most 4096 bytes');
+      const jws = parseCompactJws(token, 4096);
+      if (typeof jws === 'string') return refuse('attestation_invalid', `attestation.token ${jws}`);
+      const { header, claims } = jws;
       if (header['alg'] !== a.alg || header['typ'] !== ATTESTATION_TYP) return refuse('attestation_invalid', `attestation.token must be alg ${a.alg}, typ ${ATTESTATION_TYP} for authority ${a.name}`);
-      const input = Buffer.from(`${parts[0]}.${parts[1]}`);
-      const sig = Buffer.from(parts[2]!, 'base64url');
-      const ok = a.alg === 'EdDSA' ? cryptoVerify(null, input, a.key, sig) : cryptoVerify('sha256', input, { key: a.key, dsaEncoding: 'ieee-p1363' }, sig);
+      const ok = a.alg === 'EdDSA' ? cryptoVerify(null, jws.input, a.key, jws.signature) : cryptoVerify('sha256', jws.input, { key: a.key, dsaEncoding: 'ieee-p1363' }, jws.signature);
       if (!ok) return refuse('attestation_bad_signature', `attestation.token is not signed by authority ${a.name}`);
       if (claims['jkt'] !== jkt) return refuse('attestation_key_mismatch', 'attestation.token jkt is not the thumbprint of the key being registered');
       if (claims['platform'] !== platform) return refuse('attestation_platform_mismatch', `attestation.token platform ${JSON.stringify(claims['platform'])} is not ${platform}`);

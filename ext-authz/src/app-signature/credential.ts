@@ -14,6 +14,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import type { LRUCache } from 'lru-cache';
 import { byteLru, stringBytes } from '../resilience/byte-lru.js';
 import { algorithmOfKey, type SignatureAlgorithm } from './message-signature.js';
+import { parseCompactJws } from './compact-jws.js';
 
 export const CREDENTIAL_TYP = 'device-credential+jwt';
 const HEADER_ALG = 'ES256';
@@ -132,20 +133,12 @@ export class CredentialAuthority {
 
   private verifyUncached(token: string): CredentialResult {
     const bad = (detail: string): CredentialResult => ({ ok: false, reason: 'credential_invalid', detail });
-    if (token.length > 4096) return bad('device credential is longer than 4096 bytes');
-    const parts = token.split('.');
-    if (parts.length !== 3) return bad('device credential is not a compact JWS');
-    let header: Record<string, unknown>;
-    let claims: Record<string, unknown>;
-    try {
-      header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8'));
-      claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
-    } catch {
-      return bad('device credential header or payload is not base64url JSON');
-    }
+    const jws = parseCompactJws(token, 4096);
+    if (typeof jws === 'string') return bad(`device credential ${jws}`);
+    const { header, claims } = jws;
     if (header['alg'] !== HEADER_ALG || header['typ'] !== CREDENTIAL_TYP) return bad(`device credential must be alg ${HEADER_ALG}, typ ${CREDENTIAL_TYP}`);
     if (header['kid'] !== this.kid) return { ok: false, reason: 'credential_unknown_key', detail: 'device credential was signed by another key (rotated credential key, or another deployment): register again' };
-    const ok = cryptoVerify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: this.publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(parts[2]!, 'base64url'));
+    const ok = cryptoVerify('sha256', jws.input, { key: this.publicKey, dsaEncoding: 'ieee-p1363' }, jws.signature);
     if (!ok) return bad('device credential signature does not verify');
     const cnf = claims['cnf'] as { jkt?: unknown; jwk?: unknown } | undefined;
     const { dev, plt, att, sub, iat, exp, iss } = claims as Record<string, unknown>;
