@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { SampleBuffer } from '../common/stats.js';
+import { HttpLoad } from '../common/http-load.js';
 
 interface Job { url: string; seconds: number; connections: number; ca?: string; cert?: string; key?: string }
 const job = JSON.parse(process.argv[2] ?? '{}') as Job;
@@ -17,27 +17,10 @@ const agent = isTls
   : new http.Agent({ keepAlive: true, maxSockets: job.connections });
 const lib = isTls ? https : http;
 
-let latencies = new SampleBuffer();
-const statuses: Record<string, number> = {};
-let errors = 0;
+const load = new HttpLoad(lib, agent);
 
 function once(): Promise<void> {
-  return new Promise((resolve) => {
-    const t0 = process.hrtime.bigint();
-    const req = lib.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, agent, method: 'GET' }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
-        resolve();
-      });
-    });
-    req.on('error', () => {
-      errors++;
-      resolve();
-    });
-    req.end();
-  });
+  return load.once({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: 'GET' });
 }
 
 async function loop(until: number): Promise<void> {
@@ -46,13 +29,11 @@ async function loop(until: number): Promise<void> {
 
 // Warm up connections (TLS handshakes) before measuring.
 await Promise.all(Array.from({ length: job.connections }, () => once()));
-latencies = new SampleBuffer();
-for (const k of Object.keys(statuses)) delete statuses[k];
-errors = 0;
+load.reset();
 const start = Date.now();
 const until = start + job.seconds * 1000;
 await Promise.all(Array.from({ length: job.connections }, () => loop(until)));
 const elapsed = (Date.now() - start) / 1000;
-const s = latencies.summary();
-process.stdout.write(`${JSON.stringify({ requests: s.count, rps: s.count / elapsed, p50: s.p50, p90: s.p90, p99: s.p99, max: s.max, statuses, errors })}\n`);
+const s = load.latencies.summary();
+process.stdout.write(`${JSON.stringify({ requests: s.count, rps: s.count / elapsed, p50: s.p50, p90: s.p90, p99: s.p99, max: s.max, statuses: load.statuses, errors: load.errors })}\n`);
 agent.destroy();

@@ -9,7 +9,7 @@
  */
 import http from 'node:http';
 import { E2eeClient } from '../../ext-authz/src/e2ee/client.js';
-import { SampleBuffer } from '../common/stats.js';
+import { HttpLoad } from '../common/http-load.js';
 
 interface Job {
   url: string;
@@ -39,9 +39,7 @@ if (job.mode === 'sealed') {
 let next = 0;
 const take = (): Buffer | undefined => (job.mode === 'plain' ? json : bodies[next++]);
 
-let latencies = new SampleBuffer();
-const statuses: Record<string, number> = {};
-let errors = 0;
+const load = new HttpLoad(http, agent);
 let exhausted = false;
 
 function once(): Promise<void> {
@@ -50,22 +48,7 @@ function once(): Promise<void> {
     exhausted = true;
     return Promise.resolve();
   }
-  return new Promise((resolve) => {
-    const t0 = process.hrtime.bigint();
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, agent, method: 'POST', headers: { 'content-type': contentType, 'content-length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
-        resolve();
-      });
-    });
-    req.on('error', () => {
-      errors++;
-      resolve();
-    });
-    req.end(body);
-  });
+  return load.once({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': contentType, 'content-length': body.length } }, body);
 }
 
 async function loop(until: number): Promise<void> {
@@ -73,12 +56,10 @@ async function loop(until: number): Promise<void> {
 }
 
 await Promise.all(Array.from({ length: job.connections }, () => once()));
-latencies = new SampleBuffer();
-for (const k of Object.keys(statuses)) delete statuses[k];
-errors = 0;
+load.reset();
 const start = Date.now();
 await Promise.all(Array.from({ length: job.connections }, () => loop(start + job.seconds * 1000)));
 const elapsed = (Date.now() - start) / 1000;
-const s = latencies.summary();
-process.stdout.write(`${JSON.stringify({ requests: s.count, rps: s.count / elapsed, p50: s.p50, p99: s.p99, statuses, errors, exhausted })}\n`);
+const s = load.latencies.summary();
+process.stdout.write(`${JSON.stringify({ requests: s.count, rps: s.count / elapsed, p50: s.p50, p99: s.p99, statuses: load.statuses, errors: load.errors, exhausted })}\n`);
 agent.destroy();

@@ -52,11 +52,6 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
-  const r = await readBoundedBody(req, max);
-  return r.ok ? r.value : undefined;
-}
-
 /** The listener; its handler reads the committed state, so a reload that keeps host and port keeps the socket. */
 export class RegistrationServer {
   private state: RegistrationState | undefined;
@@ -93,8 +88,9 @@ export class RegistrationServer {
       if (s === undefined) return send(res, 503, { error: 'unavailable', reason: 'registration is not configured yet' });
       const url = new URL(req.url ?? '/', 'http://registration.local');
       if (req.method !== 'POST') return send(res, 405, { error: 'method_not_allowed', reason: 'use POST' });
-      const body = await readBody(req, s.maxBodyBytes);
-      if (body === undefined) return send(res, 413, { error: 'too_large', reason: `the body is larger than ${s.maxBodyBytes} bytes` });
+      const read = await readBoundedBody(req, s.maxBodyBytes);
+      if (!read.ok) return send(res, 413, { error: 'too_large', reason: `the body is larger than ${s.maxBodyBytes} bytes` });
+      const body = read.value;
       if (url.pathname === '/app/v1/devices') return await this.register(s, body, req, res);
       const m = ROTATE.exec(url.pathname);
       if (m) return await this.rotate(s, m[1]!, body, req, res);
