@@ -133,11 +133,13 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
     // start, its retries on a loaded machine) is not per Check either.
     let total = 0;
     const others: string[] = [];
-    const housekeeping = new Set(['cluster', 'info', 'ping', 'client', 'readonly', 'command', 'script', 'get', 'scan', 'set']);
+    // hgetall: the CIDR ranges reloaded after a resync (the subscriber moved node) or a retried reload.
+    const housekeeping = new Set(['cluster', 'info', 'ping', 'client', 'readonly', 'command', 'script', 'get', 'scan', 'set', 'hgetall']);
     for (const m of counts) {
       for (const [name, n] of m) {
         if (name === 'evalsha' || name === 'eval') total += n;
-        else if (!housekeeping.has(name)) others.push(`${name}×${n}`);
+        // Background work is allowed, but never as often as once per Check (that would be per-Check work).
+        else if (!housekeeping.has(name) || n >= 30) others.push(`${name}×${n}`);
       }
     }
     assert.equal(total, 30, 'one script call per Check');
