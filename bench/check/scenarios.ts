@@ -18,6 +18,8 @@ export interface ServiceKnobs {
   readonly adminPort: number;
   readonly audit: boolean;
   readonly level: 'warn' | 'info';
+  /** server.transport (absent: the service's default). */
+  readonly transport?: 'h2' | 'grpc-js';
 }
 
 export type Expectation =
@@ -284,6 +286,7 @@ function coreConfig(knobs: ServiceKnobs, secureChain?: readonly unknown[], secti
       grpc: { host: '127.0.0.1', port: knobs.grpcPort },
       admin: { host: '127.0.0.1', port: knobs.adminPort },
       shutdownGraceMs: 1000,
+      ...(knobs.transport ? { transport: knobs.transport } : {}),
     },
     logging: { level: knobs.level, audit: knobs.audit },
     gateways: {

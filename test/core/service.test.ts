@@ -79,257 +79,261 @@ function isOk(res: CheckResponse): boolean {
   return (res.status?.code ?? 0) === 0 && res.ok_response !== undefined;
 }
 
-describe('ext_authz service over gRPC', function () {
-  this.timeout(20_000);
-  let run: Running;
-  before(async () => {
-    run = await startService(CONFIG);
-  });
-  after(async () => run?.stop());
+// Every case runs on both gRPC transports (server.transport): the lean default and grpc-js, its fallback.
+for (const transport of ['h2', 'grpc-js'] as const) {
+  describe(`ext_authz service over gRPC (server.transport ${transport})`, function () {
+    this.timeout(20_000);
+    let run: Running;
+    before(async () => {
+      run = await startService(CONFIG.replace('server: { ', `server: { transport: ${transport}, `));
+      assert.equal(run.svc.grpc.transport, transport);
+    });
+    after(async () => run?.stop());
 
-  it('allows with OK, append false on every set header, and strips every internal header', async () => {
-    const res = await run.check(httpCheck({ path: '/healthz', headers: { 'x-passport': 'forged', 'x-passgate-user': 'admin' } }));
-    assert.ok(isOk(res));
-    assert.equal(res.http_response, 'ok_response');
-    const remove = res.ok_response?.headers_to_remove ?? [];
-    for (const h of ['x-passport', 'x-passgate-degraded', 'x-passgate-user']) assert.ok(remove.includes(h), `${h} not removed: ${remove}`);
-  });
+    it('allows with OK, append false on every set header, and strips every internal header', async () => {
+      const res = await run.check(httpCheck({ path: '/healthz', headers: { 'x-passport': 'forged', 'x-passgate-user': 'admin' } }));
+      assert.ok(isOk(res));
+      assert.equal(res.http_response, 'ok_response');
+      const remove = res.ok_response?.headers_to_remove ?? [];
+      for (const h of ['x-passport', 'x-passgate-degraded', 'x-passgate-user']) assert.ok(remove.includes(h), `${h} not removed: ${remove}`);
+    });
 
-  it('a header the gateway sets is overwritten (append false) and not also removed', async () => {
-    const res = await run.check(httpCheck({ path: '/sets', headers: { 'x-passport': 'forged' } }));
-    assert.ok(isOk(res));
-    const set = res.ok_response?.headers ?? [];
-    const passport = set.find((h) => h.header?.key === 'x-passport');
-    assert.equal(passport?.header?.value, 'signed');
-    assert.deepEqual(passport?.append, { value: false });
-    assert.ok(!(res.ok_response?.headers_to_remove ?? []).includes('x-passport'));
-    assert.deepEqual(headerMap(res.ok_response?.response_headers_to_add), { 'x-test-response': 'yes' });
-  });
+    it('a header the gateway sets is overwritten (append false) and not also removed', async () => {
+      const res = await run.check(httpCheck({ path: '/sets', headers: { 'x-passport': 'forged' } }));
+      assert.ok(isOk(res));
+      const set = res.ok_response?.headers ?? [];
+      const passport = set.find((h) => h.header?.key === 'x-passport');
+      assert.equal(passport?.header?.value, 'signed');
+      assert.deepEqual(passport?.append, { value: false });
+      assert.ok(!(res.ok_response?.headers_to_remove ?? []).includes('x-passport'));
+      assert.deepEqual(headerMap(res.ok_response?.response_headers_to_add), { 'x-test-response': 'yes' });
+    });
 
-  it('removes XFCC on a non-mTLS gateway and keeps it on an mTLS one', async () => {
-    const pub = await run.check(httpCheck({ path: '/healthz', headers: { 'x-forwarded-client-cert': 'Hash=abc' } }));
-    assert.ok(pub.ok_response?.headers_to_remove?.includes('x-forwarded-client-cert'));
-    const sec = await run.check(httpCheck({ host: 'secure.example.com', headers: { 'x-forwarded-client-cert': 'Hash=abc' } }));
-    assert.ok(isOk(sec));
-    assert.ok(!sec.ok_response?.headers_to_remove?.includes('x-forwarded-client-cert'));
-  });
+    it('removes XFCC on a non-mTLS gateway and keeps it on an mTLS one', async () => {
+      const pub = await run.check(httpCheck({ path: '/healthz', headers: { 'x-forwarded-client-cert': 'Hash=abc' } }));
+      assert.ok(pub.ok_response?.headers_to_remove?.includes('x-forwarded-client-cert'));
+      const sec = await run.check(httpCheck({ host: 'secure.example.com', headers: { 'x-forwarded-client-cert': 'Hash=abc' } }));
+      assert.ok(isOk(sec));
+      assert.ok(!sec.ok_response?.headers_to_remove?.includes('x-forwarded-client-cert'));
+    });
 
-  it('denies with a JSON body, matching gRPC code and no internal detail', async () => {
-    const res = await run.check(httpCheck({ path: '/api/users', headers: { 'x-request-id': 'req-42' } }));
-    assert.equal(res.status?.code, 3); // INVALID_ARGUMENT for 400
-    assert.equal(res.denied_response?.status?.code, 400);
-    const body = JSON.parse(res.denied_response?.body ?? '{}');
-    assert.deepEqual(body, { error: 'bad_request', reason: 'missing_header', trace_id: 'req-42' });
-    const headers = headerMap(res.denied_response?.headers);
-    assert.equal(headers['content-type'], 'application/json');
-    for (const h of res.denied_response?.headers ?? []) assert.equal(h.append, undefined, 'denied headers never set append');
-  });
+    it('denies with a JSON body, matching gRPC code and no internal detail', async () => {
+      const res = await run.check(httpCheck({ path: '/api/users', headers: { 'x-request-id': 'req-42' } }));
+      assert.equal(res.status?.code, 3); // INVALID_ARGUMENT for 400
+      assert.equal(res.denied_response?.status?.code, 400);
+      const body = JSON.parse(res.denied_response?.body ?? '{}');
+      assert.deepEqual(body, { error: 'bad_request', reason: 'missing_header', trace_id: 'req-42' });
+      const headers = headerMap(res.denied_response?.headers);
+      assert.equal(headers['content-type'], 'application/json');
+      for (const h of res.denied_response?.headers ?? []) assert.equal(h.append, undefined, 'denied headers never set append');
+    });
 
-  it('maps statuses to gRPC codes and adds WWW-Authenticate on 401', async () => {
-    const login = await run.check(httpCheck({ path: '/login' }));
-    assert.equal(login.status?.code, 16);
-    assert.equal(login.denied_response?.status?.code, 401);
-    assert.equal(headerMap(login.denied_response?.headers)['www-authenticate'], 'Bearer realm="passgate"');
-    const limited = await run.check(httpCheck({ path: '/limited' }));
-    assert.equal(limited.status?.code, 8);
-    assert.equal(limited.denied_response?.status?.code, 429);
-    const noRoute = await run.check(httpCheck({ path: '/nothing-here' }));
-    assert.equal(noRoute.denied_response?.status?.code, 404);
-    assert.equal(JSON.parse(noRoute.denied_response!.body!).reason, 'no_route');
-  });
+    it('maps statuses to gRPC codes and adds WWW-Authenticate on 401', async () => {
+      const login = await run.check(httpCheck({ path: '/login' }));
+      assert.equal(login.status?.code, 16);
+      assert.equal(login.denied_response?.status?.code, 401);
+      assert.equal(headerMap(login.denied_response?.headers)['www-authenticate'], 'Bearer realm="passgate"');
+      const limited = await run.check(httpCheck({ path: '/limited' }));
+      assert.equal(limited.status?.code, 8);
+      assert.equal(limited.denied_response?.status?.code, 429);
+      const noRoute = await run.check(httpCheck({ path: '/nothing-here' }));
+      assert.equal(noRoute.denied_response?.status?.code, 404);
+      assert.equal(JSON.parse(noRoute.denied_response!.body!).reason, 'no_route');
+    });
 
-  it('takes the trace id from a valid traceparent', async () => {
-    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-    const res = await run.check(httpCheck({ path: '/login', headers: { traceparent } }));
-    assert.equal(JSON.parse(res.denied_response!.body!).trace_id, '4bf92f3577b34da6a3ce929d0e0e4736');
-  });
+    it('takes the trace id from a valid traceparent', async () => {
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const res = await run.check(httpCheck({ path: '/login', headers: { traceparent } }));
+      assert.equal(JSON.parse(res.denied_response!.body!).trace_id, '4bf92f3577b34da6a3ce929d0e0e4736');
+    });
 
-  it('an unknown gateway is a clear 403, not an error', async () => {
-    const res = await run.check(httpCheck({ gateway: 'nope' }));
-    assert.equal(res.denied_response?.status?.code, 403);
-    assert.equal(JSON.parse(res.denied_response!.body!).reason, 'unknown_gateway');
-    const noHost = await run.check(httpCheck({ host: 'elsewhere.test' }));
-    assert.equal(JSON.parse(noHost.denied_response!.body!).reason, 'unknown_gateway');
-  });
+    it('an unknown gateway is a clear 403, not an error', async () => {
+      const res = await run.check(httpCheck({ gateway: 'nope' }));
+      assert.equal(res.denied_response?.status?.code, 403);
+      assert.equal(JSON.parse(res.denied_response!.body!).reason, 'unknown_gateway');
+      const noHost = await run.check(httpCheck({ host: 'elsewhere.test' }));
+      assert.equal(JSON.parse(noHost.denied_response!.body!).reason, 'unknown_gateway');
+    });
 
-  it('an empty CheckRequest and a TCP-level check get a CheckResponse', async () => {
-    const empty = await run.check({});
-    assert.equal(empty.denied_response?.status?.code, 403);
-    const tcp = await run.check({ attributes: { context_extensions: { gateway: 'secure' }, source: { principal: 'spiffe://x/y' } } });
-    assert.ok(isOk(tcp));
-  });
+    it('an empty CheckRequest and a TCP-level check get a CheckResponse', async () => {
+      const empty = await run.check({});
+      assert.equal(empty.denied_response?.status?.code, 403);
+      const tcp = await run.check({ attributes: { context_extensions: { gateway: 'secure' }, source: { principal: 'spiffe://x/y' } } });
+      assert.ok(isOk(tcp));
+    });
 
-  it('1 MB of headers gets an answer', async () => {
-    const headers: Record<string, string> = {};
-    for (let i = 0; i < 1024; i++) headers[`x-h-${i}`] = 'v'.repeat(1000);
-    const res = await run.check(httpCheck({ path: '/api/x', headers }));
-    assert.equal(res.denied_response?.status?.code, 400);
-  });
+    it('1 MB of headers gets an answer', async () => {
+      const headers: Record<string, string> = {};
+      for (let i = 0; i < 1024; i++) headers[`x-h-${i}`] = 'v'.repeat(1000);
+      const res = await run.check(httpCheck({ path: '/api/x', headers }));
+      assert.equal(res.denied_response?.status?.code, 400);
+    });
 
-  it('non-UTF-8 bytes in strings get a decision, not a crash', async () => {
-    // Hand-encode CheckRequest{attributes{request{http{headers{"x-bad": 0xff 0xfe}, path: "/healthz"}}, context_extensions{gateway: public}}}
-    const bytes = (b: number[]) => Buffer.from(b);
-    const lenField = (tag: number, payload: Buffer) => Buffer.concat([bytes([tag]), varint(payload.length), payload]);
-    function varint(n: number): Buffer {
-      const out: number[] = [];
-      while (n > 127) {
-        out.push((n & 127) | 128);
-        n >>>= 7;
+    it('non-UTF-8 bytes in strings get a decision, not a crash', async () => {
+      // Hand-encode CheckRequest{attributes{request{http{headers{"x-bad": 0xff 0xfe}, path: "/healthz"}}, context_extensions{gateway: public}}}
+      const bytes = (b: number[]) => Buffer.from(b);
+      const lenField = (tag: number, payload: Buffer) => Buffer.concat([bytes([tag]), varint(payload.length), payload]);
+      function varint(n: number): Buffer {
+        const out: number[] = [];
+        while (n > 127) {
+          out.push((n & 127) | 128);
+          n >>>= 7;
+        }
+        out.push(n);
+        return Buffer.from(out);
       }
-      out.push(n);
-      return Buffer.from(out);
-    }
-    const headerEntry = lenField(0x1a, Buffer.concat([lenField(0x0a, Buffer.from('x-bad')), lenField(0x12, bytes([0xff, 0xfe, 0x41]))]));
-    const path = lenField(0x22, Buffer.from('/healthz'));
-    const http = lenField(0x12, Buffer.concat([headerEntry, path]));
-    const request = lenField(0x22, http);
-    const ext = lenField(0x52, Buffer.concat([lenField(0x0a, Buffer.from('gateway')), lenField(0x12, Buffer.from('public'))]));
-    const checkRequest = lenField(0x0a, Buffer.concat([request, ext]));
-    const client = new grpc.Client(`127.0.0.1:${run.svc.grpcPort}`, grpc.credentials.createInsecure());
-    const raw: Buffer = await new Promise((resolve, reject) =>
-      client.makeUnaryRequest(
-        CHECK_METHOD_PATH,
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-        checkRequest,
-        (err, value) => (err ? reject(err) : resolve(value!)),
-      ),
-    );
-    client.close();
-    assert.ok(raw.length > 0);
-    const res = loadAuthorizationService().service['Check']!.responseDeserialize(raw) as CheckResponse;
-    assert.equal(res.status?.code ?? 0, 0);
-    assert.ok(res.ok_response);
-  });
+      const headerEntry = lenField(0x1a, Buffer.concat([lenField(0x0a, Buffer.from('x-bad')), lenField(0x12, bytes([0xff, 0xfe, 0x41]))]));
+      const path = lenField(0x22, Buffer.from('/healthz'));
+      const http = lenField(0x12, Buffer.concat([headerEntry, path]));
+      const request = lenField(0x22, http);
+      const ext = lenField(0x52, Buffer.concat([lenField(0x0a, Buffer.from('gateway')), lenField(0x12, Buffer.from('public'))]));
+      const checkRequest = lenField(0x0a, Buffer.concat([request, ext]));
+      const client = new grpc.Client(`127.0.0.1:${run.svc.grpcPort}`, grpc.credentials.createInsecure());
+      const raw: Buffer = await new Promise((resolve, reject) =>
+        client.makeUnaryRequest(
+          CHECK_METHOD_PATH,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          checkRequest,
+          (err, value) => (err ? reject(err) : resolve(value!)),
+        ),
+      );
+      client.close();
+      assert.ok(raw.length > 0);
+      const res = loadAuthorizationService().service['Check']!.responseDeserialize(raw) as CheckResponse;
+      assert.equal(res.status?.code ?? 0, 0);
+      assert.ok(res.ok_response);
+    });
 
-  it('a stage that overruns the deadline fails closed with 503 before Envoy gives up', async () => {
-    const started = Date.now();
-    // A generous deadline keeps this honest on a loaded machine; the stage needs 2 s.
-    const res = await run.check(httpCheck({ path: '/slow-closed' }), 800);
-    assert.equal(res.denied_response?.status?.code, 503);
-    assert.equal(JSON.parse(res.denied_response!.body!).reason, 'deadline_exceeded');
-    assert.ok(Date.now() - started < 1_900, 'answered before the stage finished');
-  });
+    it('a stage that overruns the deadline fails closed with 503 before Envoy gives up', async () => {
+      const started = Date.now();
+      // A generous deadline keeps this honest on a loaded machine; the stage needs 2 s.
+      const res = await run.check(httpCheck({ path: '/slow-closed' }), 800);
+      assert.equal(res.denied_response?.status?.code, 503);
+      assert.equal(JSON.parse(res.denied_response!.body!).reason, 'deadline_exceeded');
+      assert.ok(Date.now() - started < 1_900, 'answered before the stage finished');
+    });
 
-  it('uses the default deadline when the caller sends none', async () => {
-    const res: CheckResponse = await new Promise((resolve, reject) =>
-      run.client.Check(httpCheck({ path: '/a-bit-slow' }), new grpc.Metadata(), {}, (err, r) => (err ? reject(err) : resolve(r!))),
-    );
-    // default 300 ms less a 10 ms margin is shorter than the 300 ms stage
-    assert.equal(JSON.parse(res.denied_response!.body!).reason, 'deadline_exceeded');
-  });
+    it('uses the default deadline when the caller sends none', async () => {
+      const res: CheckResponse = await new Promise((resolve, reject) =>
+        run.client.Check(httpCheck({ path: '/a-bit-slow' }), new grpc.Metadata(), {}, (err, r) => (err ? reject(err) : resolve(r!))),
+      );
+      // default 300 ms less a 10 ms margin is shorter than the 300 ms stage
+      assert.equal(JSON.parse(res.denied_response!.body!).reason, 'deadline_exceeded');
+    });
 
-  it('a stage that overruns on a fail-open route allows, marked degraded', async () => {
-    const res = await run.check(httpCheck({ path: '/slow-open' }), 800);
-    assert.ok(isOk(res));
-    assert.equal(headerMap(res.ok_response?.headers)['x-passgate-degraded'], 'true');
-  });
+    it('a stage that overruns on a fail-open route allows, marked degraded', async () => {
+      const res = await run.check(httpCheck({ path: '/slow-open' }), 800);
+      assert.ok(isOk(res));
+      assert.equal(headerMap(res.ok_response?.headers)['x-passgate-degraded'], 'true');
+    });
 
-  it('a finish hook that overruns never turns into an allow on a closed route', async () => {
-    const closed = await run.check(httpCheck({ path: '/slow-finish-closed' }), 800);
-    assert.equal(closed.denied_response?.status?.code, 503);
-    assert.equal(JSON.parse(closed.denied_response!.body!).reason, 'deadline_exceeded');
-    const open = await run.check(httpCheck({ path: '/slow-finish-open' }), 800);
-    assert.ok(isOk(open));
-    assert.equal(headerMap(open.ok_response?.headers)['x-passgate-degraded'], 'true');
-  });
+    it('a finish hook that overruns never turns into an allow on a closed route', async () => {
+      const closed = await run.check(httpCheck({ path: '/slow-finish-closed' }), 800);
+      assert.equal(closed.denied_response?.status?.code, 503);
+      assert.equal(JSON.parse(closed.denied_response!.body!).reason, 'deadline_exceeded');
+      const open = await run.check(httpCheck({ path: '/slow-finish-open' }), 800);
+      assert.ok(isOk(open));
+      assert.equal(headerMap(open.ok_response?.headers)['x-passgate-degraded'], 'true');
+    });
 
-  it('a throwing stage is a 503 deny on a closed route, never a gRPC error', async () => {
-    const res = await run.check(httpCheck({ path: '/throws' }));
-    assert.equal(res.denied_response?.status?.code, 503);
-    assert.equal(res.status?.code, 14);
-    assert.equal(JSON.parse(res.denied_response!.body!).reason, 'stage_error');
-    assert.doesNotMatch(res.denied_response!.body!, /boom/, 'no internal detail leaks');
-  });
+    it('a throwing stage is a 503 deny on a closed route, never a gRPC error', async () => {
+      const res = await run.check(httpCheck({ path: '/throws' }));
+      assert.equal(res.denied_response?.status?.code, 503);
+      assert.equal(res.status?.code, 14);
+      assert.equal(JSON.parse(res.denied_response!.body!).reason, 'stage_error');
+      assert.doesNotMatch(res.denied_response!.body!, /boom/, 'no internal detail leaks');
+    });
 
-  it('a rejecting stage on an open route continues the chain, degraded', async () => {
-    const res = await run.check(httpCheck({ path: '/throws-open', headers: { 'x-passgate-user': 'forged' } }));
-    assert.ok(isOk(res));
-    const set = headerMap(res.ok_response?.headers);
-    assert.equal(set['x-passgate-degraded'], 'true');
-    assert.equal(set['x-passgate-user'], 'u1');
-  });
+    it('a rejecting stage on an open route continues the chain, degraded', async () => {
+      const res = await run.check(httpCheck({ path: '/throws-open', headers: { 'x-passgate-user': 'forged' } }));
+      assert.ok(isOk(res));
+      const set = headerMap(res.ok_response?.headers);
+      assert.equal(set['x-passgate-degraded'], 'true');
+      assert.equal(set['x-passgate-user'], 'u1');
+    });
 
-  it('a stage that cannot decide follows the failure mode', async () => {
-    const open = await run.check(httpCheck({ path: '/fails-open' }));
-    assert.ok(isOk(open));
-    assert.equal(headerMap(open.ok_response?.headers)['x-passgate-degraded'], 'true');
-    const closed = await run.check(httpCheck({ path: '/fails-closed' }));
-    assert.equal(closed.denied_response?.status?.code, 503);
-    assert.equal(JSON.parse(closed.denied_response!.body!).reason, 'dependency_unavailable');
-  });
+    it('a stage that cannot decide follows the failure mode', async () => {
+      const open = await run.check(httpCheck({ path: '/fails-open' }));
+      assert.ok(isOk(open));
+      assert.equal(headerMap(open.ok_response?.headers)['x-passgate-degraded'], 'true');
+      const closed = await run.check(httpCheck({ path: '/fails-closed' }));
+      assert.equal(closed.denied_response?.status?.code, 503);
+      assert.equal(JSON.parse(closed.denied_response!.body!).reason, 'dependency_unavailable');
+    });
 
-  it('writes one audit line per decision with trace id, gateway, route, decision, reason and latency', async () => {
-    const before = run.logs.lines.length;
-    await run.check(httpCheck({ path: '/login', headers: { 'x-request-id': 'audit-1' } }));
-    const audit = run.logs.lines.slice(before).filter((l) => l['log'] === 'audit');
-    assert.equal(audit.length, 1);
-    const line = audit[0]!;
-    assert.equal(line['trace_id'], 'audit-1');
-    assert.equal(line['gateway'], 'public');
-    assert.equal(line['route'], 'login');
-    assert.equal(line['decision'], 'deny');
-    assert.equal(line['reason'], 'login_required');
-    assert.equal(typeof line['latency_ms'], 'number');
-    assert.ok(typeof line['time'] === 'string' || typeof line['time'] === 'number');
-  });
+    it('writes one audit line per decision with trace id, gateway, route, decision, reason and latency', async () => {
+      const before = run.logs.lines.length;
+      await run.check(httpCheck({ path: '/login', headers: { 'x-request-id': 'audit-1' } }));
+      const audit = run.logs.lines.slice(before).filter((l) => l['log'] === 'audit');
+      assert.equal(audit.length, 1);
+      const line = audit[0]!;
+      assert.equal(line['trace_id'], 'audit-1');
+      assert.equal(line['gateway'], 'public');
+      assert.equal(line['route'], 'login');
+      assert.equal(line['decision'], 'deny');
+      assert.equal(line['reason'], 'login_required');
+      assert.equal(typeof line['latency_ms'], 'number');
+      assert.ok(typeof line['time'] === 'string' || typeof line['time'] === 'number');
+    });
 
-  it('serves metrics, healthz and readyz on the admin port', async () => {
-    const base = `http://127.0.0.1:${run.svc.adminPort}`;
-    const metrics = await (await fetch(`${base}/metrics`)).text();
-    assert.match(metrics, /passgate_checks_total\{gateway="public",route="login",decision="deny",reason="login_required"\} \d+/);
-    assert.match(metrics, /passgate_check_duration_seconds_bucket\{le="0.001",gateway="public"\}/);
-    assert.equal((await fetch(`${base}/healthz`)).status, 200);
-    assert.equal((await fetch(`${base}/readyz`)).status, 200);
-    assert.equal((await fetch(`${base}/nope`)).status, 404);
-  });
+    it('serves metrics, healthz and readyz on the admin port', async () => {
+      const base = `http://127.0.0.1:${run.svc.adminPort}`;
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(metrics, /passgate_checks_total\{gateway="public",route="login",decision="deny",reason="login_required"\} \d+/);
+      assert.match(metrics, /passgate_check_duration_seconds_bucket\{le="0.001",gateway="public"\}/);
+      assert.equal((await fetch(`${base}/healthz`)).status, 200);
+      assert.equal((await fetch(`${base}/readyz`)).status, 200);
+      assert.equal((await fetch(`${base}/nope`)).status, 404);
+    });
 
-  it('reports SERVING on grpc.health.v1', async () => {
-    const require = createRequire(import.meta.url);
-    const protoPath: string = require('grpc-health-check').protoPath;
-    const def = protoLoader.loadSync(protoPath, { keepCase: true, enums: String });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } };
-    const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${run.svc.grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
-      Check(req: { service: string }, cb: (e: Error | null, r: { status: string }) => void): void;
-      close(): void;
-    };
-    for (const service of ['', AUTHORIZATION_SERVICE_NAME]) {
-      const r = await new Promise<{ status: string }>((resolve, reject) => client.Check({ service }, (e, res) => (e ? reject(e) : resolve(res))));
-      assert.equal(r.status, 'SERVING');
-    }
-    client.close();
-  });
+    it('reports SERVING on grpc.health.v1', async () => {
+      const require = createRequire(import.meta.url);
+      const protoPath: string = require('grpc-health-check').protoPath;
+      const def = protoLoader.loadSync(protoPath, { keepCase: true, enums: String });
+      const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } };
+      const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${run.svc.grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
+        Check(req: { service: string }, cb: (e: Error | null, r: { status: string }) => void): void;
+        close(): void;
+      };
+      for (const service of ['', AUTHORIZATION_SERVICE_NAME]) {
+        const r = await new Promise<{ status: string }>((resolve, reject) => client.Check({ service }, (e, res) => (e ? reject(e) : resolve(res))));
+        assert.equal(r.status, 'SERVING');
+      }
+      client.close();
+    });
 
-  it('answers server reflection, so grpcurl can list and describe the service', async () => {
-    const require = createRequire(import.meta.url);
-    const reflectionDir = join(require.resolve('@grpc/reflection'), '..', '..', 'proto');
-    const def = protoLoader.loadSync('grpc/reflection/v1alpha/reflection.proto', { includeDirs: [reflectionDir], keepCase: true });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { reflection: { v1alpha: { ServerReflection: grpc.ServiceClientConstructor } } } };
-    const client = new pkg.grpc.reflection.v1alpha.ServerReflection(`127.0.0.1:${run.svc.grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
-      ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, Reflected>;
-      close(): void;
-    };
-    type Reflected = { list_services_response?: { service: Array<{ name: string }> }; file_descriptor_response?: { file_descriptor_proto: Buffer[] } };
-    const ask = (request: object) => {
-      const call = client.ServerReflectionInfo();
-      return new Promise<Reflected>((resolve, reject) => {
-        call.on('data', (d: Reflected) => {
-          resolve(d);
-          call.end();
+    it('answers server reflection, so grpcurl can list and describe the service', async () => {
+      const require = createRequire(import.meta.url);
+      const reflectionDir = join(require.resolve('@grpc/reflection'), '..', '..', 'proto');
+      const def = protoLoader.loadSync('grpc/reflection/v1alpha/reflection.proto', { includeDirs: [reflectionDir], keepCase: true });
+      const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { reflection: { v1alpha: { ServerReflection: grpc.ServiceClientConstructor } } } };
+      const client = new pkg.grpc.reflection.v1alpha.ServerReflection(`127.0.0.1:${run.svc.grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
+        ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, Reflected>;
+        close(): void;
+      };
+      type Reflected = { list_services_response?: { service: Array<{ name: string }> }; file_descriptor_response?: { file_descriptor_proto: Buffer[] } };
+      const ask = (request: object) => {
+        const call = client.ServerReflectionInfo();
+        return new Promise<Reflected>((resolve, reject) => {
+          call.on('data', (d: Reflected) => {
+            resolve(d);
+            call.end();
+          });
+          call.on('error', reject);
+          call.write(request);
         });
-        call.on('error', reject);
-        call.write(request);
-      });
-    };
-    const answer = await ask({ list_services: '*' });
-    const names = answer.list_services_response?.service.map((s) => s.name) ?? [];
-    assert.ok(names.includes('envoy.service.auth.v3.Authorization'), names.join(','));
-    // `grpcurl describe` needs the file descriptors behind a symbol.
-    const described = await ask({ file_containing_symbol: 'envoy.service.auth.v3.Authorization' });
-    assert.ok((described.file_descriptor_response?.file_descriptor_proto.length ?? 0) > 0);
-    client.close();
+      };
+      const answer = await ask({ list_services: '*' });
+      const names = answer.list_services_response?.service.map((s) => s.name) ?? [];
+      assert.ok(names.includes('envoy.service.auth.v3.Authorization'), names.join(','));
+      // `grpcurl describe` needs the file descriptors behind a symbol.
+      const described = await ask({ file_containing_symbol: 'envoy.service.auth.v3.Authorization' });
+      assert.ok((described.file_descriptor_response?.file_descriptor_proto.length ?? 0) > 0);
+      client.close();
+    });
   });
-});
+}
 
 describe('config reload', function () {
   this.timeout(20_000);

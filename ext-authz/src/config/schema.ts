@@ -159,6 +159,12 @@ return z
          * deploy is not 30–80 ms). 0 turns it off; a warm-up that fails or overruns is only logged.
          */
         warmupMs: z.number().int().min(0).max(60_000).default(2_000),
+        /**
+         * The gRPC transport: `h2`, Passgate's lean server on node:http2 (issue 18; docs/scaling.md),
+         * or `grpc-js`, the @grpc/grpc-js server it replaced, kept as a fallback. Both host the same
+         * services (Check, health, reflection, capabilities' streams).
+         */
+        transport: z.enum(['h2', 'grpc-js']).default('h2'),
         /** Reject gRPC messages larger than this (bytes). */
         maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
       })

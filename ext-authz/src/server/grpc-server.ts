@@ -15,6 +15,15 @@ import type { CheckRequest, CheckResponse } from '../proto/types.js';
 import type { Checker } from '../check/checker.js';
 import type { Metrics } from '../observability/metrics.js';
 import { addReflection } from './reflection.js';
+import { H2GrpcServer, type ServiceHost } from '../transport/server.js';
+
+export type Transport = 'h2' | 'grpc-js';
+
+/** What GrpcServer needs of a transport; grpc.Server and H2GrpcServer both have it. */
+interface Host extends ServiceHost {
+  tryShutdown(callback: (err?: Error) => void): void;
+  forceShutdown(): void;
+}
 
 export interface DeadlinePolicy {
   readonly defaultMs: number;
@@ -37,7 +46,8 @@ export interface ExtraGrpcService {
 }
 
 export class GrpcServer {
-  readonly server: grpc.Server;
+  private readonly server: Host;
+  private readonly listenOn: (address: string, host: string, port: number) => Promise<number>;
   readonly health: HealthImplementation;
   private inFlight = 0;
   private readonly checkMethod: grpc.MethodDefinition<CheckRequest, CheckResponse>;
@@ -49,13 +59,28 @@ export class GrpcServer {
     private readonly logger: Logger,
     maxMessageBytes: number,
     private readonly extra: readonly ExtraGrpcService[] = [],
+    readonly transport: Transport = 'h2',
   ) {
-    this.server = new grpc.Server({
-      'grpc.max_receive_message_length': maxMessageBytes,
-      // Envoy keeps long-lived HTTP/2 connections; answer its keepalive pings.
-      'grpc.keepalive_permit_without_calls': 1,
-      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-    });
+    if (transport === 'h2') {
+      const h2 = new H2GrpcServer({
+        maxMessageBytes,
+        onHandlerError: (path, err) => logger.error({ path, err: err instanceof Error ? err.message : String(err) }, 'gRPC handler threw; answered UNKNOWN'),
+      });
+      this.server = h2;
+      this.listenOn = (_address, host, port) => h2.listen(host, port);
+    } else {
+      const server = new grpc.Server({
+        'grpc.max_receive_message_length': maxMessageBytes,
+        // Envoy keeps long-lived HTTP/2 connections; answer its keepalive pings.
+        'grpc.keepalive_permit_without_calls': 1,
+        'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      });
+      this.server = server;
+      this.listenOn = (address) =>
+        new Promise((resolve, reject) =>
+          server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+        );
+    }
     const { service, packageDefinition } = loadAuthorizationService();
     this.checkMethod = service['Check'] as grpc.MethodDefinition<CheckRequest, CheckResponse>;
     this.server.addService(service, { Check: this.handleCheck });
@@ -63,7 +88,8 @@ export class GrpcServer {
     const statuses: Record<string, 'NOT_SERVING'> = { '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' };
     for (const x of extra) statuses[x.name] = 'NOT_SERVING';
     this.health = new HealthImplementation(statuses);
-    this.health.addToServer(this.server);
+    // addToServer only calls addService, which both transports have.
+    this.health.addToServer(this.server as unknown as grpc.Server);
     addReflection(this.server, [packageDefinition, protoLoader.loadSync(healthProtoPath), ...extra.map((x) => x.packageDefinition)]);
   }
 
@@ -124,14 +150,13 @@ export class GrpcServer {
     for (const x of this.extra) this.health.setStatus(x.name, status);
   }
 
-  listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => {
-        if (err) reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`));
-        else resolve(bound);
-      });
-    });
+  async listen(host: string, port: number): Promise<number> {
+    const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+    try {
+      return await this.listenOn(address, host, port);
+    } catch (err) {
+      throw new Error(`cannot listen for gRPC on ${address}: ${(err as Error).message}`);
+    }
   }
 
   get checksInFlight(): number {

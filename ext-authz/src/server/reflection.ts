@@ -252,7 +252,7 @@ function answer(index: DescriptorIndex, req: ReflectionRequest): Record<string, 
 const REFLECTION_PROTO_DIR = join(dirname(createRequire(import.meta.url).resolve('@grpc/reflection')), '..', 'proto');
 
 /** Add v1 and v1alpha reflection for every service in `definitions` (plus reflection itself) to `server`. */
-export function addReflection(server: grpc.Server, definitions: readonly PackageDefinition[]): DescriptorIndex {
+export function addReflection(server: Pick<grpc.Server, 'addService'>, definitions: readonly PackageDefinition[]): DescriptorIndex {
   const versions = ['v1', 'v1alpha'] as const;
   const wire = versions.map((v) =>
     protoLoader.loadSync(`grpc/reflection/${v}/reflection.proto`, { includeDirs: [REFLECTION_PROTO_DIR], keepCase: true, oneofs: true, longs: String }),

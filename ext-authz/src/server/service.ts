@@ -82,6 +82,7 @@ export class PassgateService {
           return { name: g.name, service, packageDefinition, implementation: g.implementation(() => this.stateOf(cap), this.logger) };
         }),
       ),
+      this.config.server.transport,
     );
   }
 

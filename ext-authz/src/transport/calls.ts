@@ -1,0 +1,313 @@
+/**
+ * The call objects handlers see. They keep the parts of grpc-js' server call
+ * API that service code uses (request, getDeadline, cancelled, a Duplex for
+ * streams), so the same handlers run on either transport.
+ */
+import { Duplex } from 'node:stream';
+import * as http2 from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { frame, MessageReader, type FrameProblem } from './framing.js';
+import { encodeMessage } from './metadata.js';
+
+const RESPONSE_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity,deflate,gzip' });
+const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
+
+/** Headers that are the transport's own, not call metadata. */
+const RESERVED = new Set(['content-type', 'te', 'user-agent', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding']);
+
+/** A status answered as a trailers-only response (no message was sent). */
+export function respondStatus(stream: ServerHttp2Stream, code: number, details: string): void {
+  if (stream.destroyed || stream.headersSent) return;
+  try {
+    stream.respond(
+      { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), ...(details ? { 'grpc-message': encodeMessage(details) } : {}) },
+      { endStream: true },
+    );
+    stopReading(stream);
+  } catch {
+    // The peer reset the stream between the check and the write: nobody to answer.
+  }
+}
+
+/**
+ * After the final frame, a client still sending gets RST_STREAM(NO_ERROR): the
+ * answer is out, and its stream must not stay open (PROTOCOL-HTTP2.md allows this).
+ */
+export function stopReading(stream: ServerHttp2Stream): void {
+  if (!stream.readableEnded && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}
+
+/** The message and status for a framing problem. */
+export function frameStatus(problem: FrameProblem, maxBytes: number): { code: number; details: string } {
+  switch (problem.kind) {
+    case 'too_large':
+      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `received message larger than max (${problem.bytes} vs. ${maxBytes})` };
+    case 'bad_flag':
+      return { code: grpc.status.INTERNAL, details: `invalid message flag ${problem.flag}` };
+    case 'compressed_without_encoding':
+      return { code: grpc.status.INTERNAL, details: 'compressed message without a grpc-encoding' };
+    case 'unsupported_encoding':
+      return { code: grpc.status.UNIMPLEMENTED, details: `grpc-encoding ${problem.encoding} is not supported; use identity, gzip or deflate` };
+    case 'cannot_decompress':
+      return { code: grpc.status.INTERNAL, details: `message does not decompress as ${problem.encoding}` };
+  }
+}
+
+/** Sends one message with status OK: headers, the message, trailers. */
+export function respondMessage(stream: ServerHttp2Stream, bytes: Uint8Array): void {
+  if (stream.destroyed || stream.headersSent) return;
+  try {
+    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    stream.once('wantTrailers', sendOkTrailers);
+    stream.end(frame(bytes));
+  } catch {
+    // Reset by the peer meanwhile.
+  }
+}
+
+function sendOkTrailers(this: ServerHttp2Stream): void {
+  try {
+    this.sendTrailers(OK_TRAILERS);
+  } catch {
+    // Reset by the peer meanwhile.
+  }
+}
+
+function metadataOf(headers: IncomingHttpHeaders): grpc.Metadata {
+  const md = new grpc.Metadata();
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.startsWith(':') || RESERVED.has(key) || value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (key.endsWith('-bin')) md.add(key, Buffer.from(v, 'base64'));
+      else md.add(key, v);
+    }
+  }
+  return md;
+}
+
+function peerOf(stream: ServerHttp2Stream): string {
+  const s = stream.session?.socket;
+  if (s === undefined || s.remoteAddress === undefined) return 'unknown';
+  return s.remoteFamily === 'IPv6' ? `[${s.remoteAddress}]:${s.remotePort}` : `${s.remoteAddress}:${s.remotePort}`;
+}
+
+/** What a unary or server-streaming handler gets (grpc-js ServerUnaryCall's used parts). */
+export class UnaryCall<Req> {
+  private md: grpc.Metadata | undefined;
+
+  constructor(
+    readonly request: Req,
+    private readonly stream: ServerHttp2Stream,
+    private readonly headers: IncomingHttpHeaders,
+    private readonly deadline: number,
+    private readonly path: string,
+  ) {}
+
+  get metadata(): grpc.Metadata {
+    return (this.md ??= metadataOf(this.headers));
+  }
+
+  /** The client reset the stream (or its session went away) before the answer went out. */
+  get cancelled(): boolean {
+    return (this.stream.rstCode ?? 0) !== 0;
+  }
+
+  /** Epoch ms, Infinity when the caller set none (as grpc-js). */
+  getDeadline(): grpc.Deadline {
+    return this.deadline;
+  }
+
+  getPeer(): string {
+    return peerOf(this.stream);
+  }
+
+  getPath(): string {
+    return this.path;
+  }
+
+  on(event: string, listener: () => void): this {
+    if (event === 'cancelled') this.stream.once('close', () => this.cancelled && listener());
+    return this;
+  }
+
+  once(event: string, listener: () => void): this {
+    return this.on(event, listener);
+  }
+
+  sendMetadata(): void {
+    // Headers go out with the answer.
+  }
+}
+
+/**
+ * A streaming call: an object-mode Duplex of decoded requests and responses
+ * (grpc-js ServerDuplexStream's used parts). After the client resets the
+ * stream, writes are dropped instead of raising errors nobody listens for.
+ */
+export class StreamCall<Req, Res> extends Duplex {
+  request: Req | undefined;
+  cancelled = false;
+  private finished = false;
+  private md: grpc.Metadata | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly headers: IncomingHttpHeaders,
+    private readonly deadline: number,
+    private readonly path: string,
+    private readonly serialize: (value: Res) => Buffer,
+    private readonly deserialize: (bytes: Buffer) => Req,
+    private readonly maxBytes: number,
+    encoding: string | undefined,
+    /** Server streaming: the handler starts with `request` set, the stream only writes. */
+    readonly clientStreams: boolean,
+  ) {
+    super({ objectMode: true, allowHalfOpen: true });
+    stream.on('close', () => {
+      clearTimeout(this.timer);
+      if (this.finished) return;
+      this.finished = true;
+      this.cancelled = true;
+      this.push(null);
+      this.emit('cancelled', 'cancelled');
+    });
+    // Beyond setTimeout's range (~24.8 days) a timer would fire at once; such a deadline is none.
+    if (Number.isFinite(deadline) && deadline - Date.now() < 2 ** 31 - 1) {
+      this.timer = setTimeout(() => {
+        this.finish(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded');
+        this.cancelled = true;
+        this.emit('cancelled', 'deadline');
+      }, Math.max(0, deadline - Date.now()));
+      this.timer.unref();
+    }
+    if (!clientStreams) {
+      this.push(null);
+      return;
+    }
+    const reader = new MessageReader(maxBytes, encoding);
+    const messages: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => {
+      const problem = reader.push(chunk, messages);
+      for (const bytes of messages.splice(0)) {
+        let msg: Req;
+        try {
+          msg = deserialize(bytes);
+        } catch {
+          this.finish(grpc.status.INTERNAL, `cannot decode the request message of ${path}`);
+          return;
+        }
+        if (!this.push(msg)) stream.pause();
+      }
+      if (problem) {
+        const s = frameStatus(problem, maxBytes);
+        this.finish(s.code, s.details);
+      }
+    });
+    stream.on('end', () => {
+      if (!reader.atBoundary) this.finish(grpc.status.INTERNAL, 'the request stream ended inside a message');
+      else this.push(null);
+    });
+  }
+
+  get metadata(): grpc.Metadata {
+    return (this.md ??= metadataOf(this.headers));
+  }
+
+  getDeadline(): grpc.Deadline {
+    return this.deadline;
+  }
+
+  getPeer(): string {
+    return peerOf(this.stream);
+  }
+
+  getPath(): string {
+    return this.path;
+  }
+
+  sendMetadata(): void {
+    this.sendHeaders();
+  }
+
+  override _read(): void {
+    if (!this.stream.destroyed) this.stream.resume();
+  }
+
+  override _write(msg: Res, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    if (this.finished || this.stream.destroyed) {
+      callback();
+      return;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = this.serialize(msg);
+    } catch {
+      this.finish(grpc.status.INTERNAL, `cannot encode a response message of ${this.path}`);
+      callback();
+      return;
+    }
+    if (bytes.length > this.maxBytes) {
+      this.finish(grpc.status.RESOURCE_EXHAUSTED, `response message larger than max (${bytes.length} vs. ${this.maxBytes})`);
+      callback();
+      return;
+    }
+    this.sendHeaders();
+    try {
+      this.stream.write(frame(bytes), () => callback());
+    } catch {
+      callback();
+    }
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.finish(grpc.status.OK, '');
+    callback();
+  }
+
+  /** Ends the call with a status (OK from end(), an error from the transport or the handler). */
+  finish(code: number, details: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timer);
+    const stream = this.stream;
+    if (stream.destroyed) return;
+    if (!stream.headersSent) {
+      respondStatus(stream, code, details);
+    } else {
+      stream.once('wantTrailers', () => {
+        try {
+          stream.sendTrailers({ 'grpc-status': String(code), ...(details ? { 'grpc-message': encodeMessage(details) } : {}) });
+          stopReading(stream);
+        } catch {
+          // Reset meanwhile.
+        }
+      });
+      stream.end();
+    }
+    if (code !== grpc.status.OK) {
+      // The request side is over too: stop reading and let the handler see the end.
+      this.push(null);
+    }
+  }
+
+  private sendHeaders(): void {
+    if (this.stream.headersSent || this.stream.destroyed) return;
+    try {
+      this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    } catch {
+      // Reset meanwhile.
+    }
+  }
+
+  /** grpc-js lets a handler end a stream with an error status this way. */
+  override destroy(error?: Error | null): this {
+    if (error) {
+      const e = error as { code?: number; details?: string };
+      this.finish(typeof e.code === 'number' && e.code > 0 && e.code <= 16 ? e.code : grpc.status.INTERNAL, e.details ?? error.message);
+      return super.destroy();
+    }
+    return super.destroy();
+  }
+}

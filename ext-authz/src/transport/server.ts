@@ -1,0 +1,273 @@
+/**
+ * A lean gRPC server on `node:http2` (issue 18): the services grpc-js would
+ * host (their ServiceDefinitions and handlers, unchanged), served with a
+ * fraction of grpc-js' per-call work. It keeps what Envoy, kubelet probes,
+ * grpcurl and operators rely on: unary and streaming calls, `grpc-timeout`
+ * deadlines, a receive limit (RESOURCE_EXHAUSTED), gzip/deflate requests,
+ * status trailers with percent-encoded messages, server keepalive pings,
+ * and drain by GOAWAY. It does not do TLS (Passgate listens in cleartext
+ * inside the pod, as with grpc-js), interceptors, channelz or compression of
+ * what it sends. What differs from grpc-js is listed in docs/scaling.md.
+ */
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { MessageReader } from './framing.js';
+import { parseTimeout, statusOf } from './metadata.js';
+import { frameStatus, respondMessage, respondStatus, stopReading, StreamCall, UnaryCall } from './calls.js';
+
+type Kind = 'unary' | 'serverStream' | 'clientStream' | 'bidi';
+
+interface Method {
+  readonly kind: Kind;
+  readonly path: string;
+  readonly def: grpc.MethodDefinition<unknown, unknown>;
+  readonly fn: (...args: any[]) => void;
+}
+
+export interface H2ServerOptions {
+  readonly maxMessageBytes: number;
+  /** Server-sent PING interval on idle and busy sessions alike (grpc-js' default: 2 h). */
+  readonly keepaliveTimeMs?: number;
+  /** A PING not acknowledged within this closes the session (grpc-js' default: 20 s). */
+  readonly keepaliveTimeoutMs?: number;
+  /** Where a handler that throws is reported (the call gets UNKNOWN). */
+  readonly onHandlerError?: (path: string, err: unknown) => void;
+}
+
+/** The one method of grpc.Server that service registration (health, reflection) uses. */
+export interface ServiceHost {
+  addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
+}
+
+const noop = (): void => undefined;
+
+export class H2GrpcServer implements ServiceHost {
+  private readonly methods = new Map<string, Method>();
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private server: http2.Http2Server | undefined;
+  private readonly keepaliveTimeMs: number;
+  private readonly keepaliveTimeoutMs: number;
+
+  constructor(private readonly options: H2ServerOptions) {
+    this.keepaliveTimeMs = options.keepaliveTimeMs ?? 7_200_000;
+    this.keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 20_000;
+  }
+
+  /** As grpc.Server#addService: handlers by method name or its original (lowerCamel) name. */
+  addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    for (const [name, def] of Object.entries(service)) {
+      const original = (def as { originalName?: string }).originalName;
+      const fn = (implementation[name] ?? (original ? implementation[original] : undefined)) as Method['fn'] | undefined;
+      if (this.methods.has(def.path)) throw new Error(`gRPC method ${def.path} is registered twice`);
+      const kind: Kind = def.requestStream ? (def.responseStream ? 'bidi' : 'clientStream') : def.responseStream ? 'serverStream' : 'unary';
+      if (fn === undefined) continue; // answered UNIMPLEMENTED, as grpc-js does
+      this.methods.set(def.path, { kind, path: def.path, def: def as grpc.MethodDefinition<unknown, unknown>, fn });
+    }
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    const server = http2.createServer({
+      // As grpc-js: Node's per-session memory cap misbehaves under load; each message is bounded by maxMessageBytes instead.
+      maxSessionMemory: Number.MAX_SAFE_INTEGER,
+    });
+    server.on('session', (session) => this.track(session));
+    server.on('stream', this.onStream);
+    server.on('sessionError', noop);
+    this.server = server;
+    const bindHost = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, bindHost, () => {
+        server.off('error', reject);
+        server.on('error', noop);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  /** Stop taking connections, GOAWAY every session, call back when the last stream is done. */
+  tryShutdown(callback: () => void): void {
+    const server = this.server;
+    if (server === undefined || !server.listening) {
+      callback();
+      return;
+    }
+    server.close(() => callback());
+    for (const s of this.sessions) s.close();
+  }
+
+  /** Closes every session at once (running calls see a reset stream). */
+  forceShutdown(): void {
+    for (const s of this.sessions) s.destroy();
+    if (this.server?.listening) this.server.close();
+  }
+
+  private track(session: ServerHttp2Session): void {
+    this.sessions.add(session);
+    session.on('error', noop);
+    let timer: NodeJS.Timeout | undefined;
+    if (this.keepaliveTimeMs > 0 && Number.isFinite(this.keepaliveTimeMs)) {
+      timer = setInterval(() => this.ping(session), this.keepaliveTimeMs);
+      timer.unref();
+    }
+    session.once('close', () => {
+      clearInterval(timer);
+      this.sessions.delete(session);
+    });
+  }
+
+  private ping(session: ServerHttp2Session): void {
+    if (session.destroyed || session.closed) return;
+    const deadline = setTimeout(() => session.destroy(), this.keepaliveTimeoutMs);
+    deadline.unref();
+    try {
+      const sent = session.ping((err) => {
+        clearTimeout(deadline);
+        if (err && !session.destroyed) session.destroy();
+      });
+      if (!sent) clearTimeout(deadline); // too many pings in flight already: the earlier ones are timed
+    } catch {
+      clearTimeout(deadline);
+    }
+  }
+
+  private readonly onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
+    stream.on('error', noop); // a reset stream is not our error; 'close' follows
+    if (headers[':method'] !== 'POST') {
+      respondHttp(stream, 405);
+      return;
+    }
+    const type = headers['content-type'];
+    if (typeof type !== 'string' || !type.startsWith('application/grpc')) {
+      respondHttp(stream, 415);
+      return;
+    }
+    const path = headers[':path'] ?? '';
+    const method = this.methods.get(path);
+    if (method === undefined) {
+      respondStatus(stream, grpc.status.UNIMPLEMENTED, `The server does not implement the method ${path}`);
+      return;
+    }
+    const timeout = parseTimeout(headers['grpc-timeout']);
+    if (timeout === null) {
+      respondStatus(stream, grpc.status.INTERNAL, `invalid grpc-timeout ${JSON.stringify(headers['grpc-timeout'])}: expected 1 to 8 digits and one of H M S m u n`);
+      return;
+    }
+    // Only a compressed message needs a known encoding (MessageReader refuses it); the header alone is harmless.
+    const rawEncoding = headers['grpc-encoding'];
+    const encoding = typeof rawEncoding === 'string' ? rawEncoding : undefined;
+    const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
+    if (method.kind === 'unary' || method.kind === 'serverStream') this.readOne(stream, headers, method, deadline, encoding);
+    else this.startStreaming(stream, headers, method, deadline, encoding);
+  };
+
+  /** Unary and server streaming: exactly one request message, then the handler. */
+  private readOne(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: Method, deadline: number, encoding: string | undefined): void {
+    const max = this.options.maxMessageBytes;
+    const reader = new MessageReader(max, encoding);
+    const messages: Buffer[] = [];
+    let failed = false;
+    stream.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      const problem = reader.push(chunk, messages);
+      if (problem) {
+        failed = true;
+        const s = frameStatus(problem, max);
+        respondStatus(stream, s.code, s.details);
+      } else if (messages.length > 1) {
+        failed = true;
+        respondStatus(stream, grpc.status.INTERNAL, `more than one request message for ${method.path}`);
+      }
+    });
+    stream.on('end', () => {
+      if (failed) return;
+      // As grpc-js: a call whose stream ends before one whole message is UNIMPLEMENTED ("no request message").
+      if (messages.length !== 1 || !reader.atBoundary) {
+        respondStatus(stream, grpc.status.UNIMPLEMENTED, reader.atBoundary ? `no request message for ${method.path}` : `no request message for ${method.path}: the stream ended inside one`);
+        return;
+      }
+      let request: unknown;
+      try {
+        request = method.def.requestDeserialize(messages[0]!);
+      } catch {
+        respondStatus(stream, grpc.status.INTERNAL, `cannot decode the request message of ${method.path}`);
+        return;
+      }
+      if (method.kind === 'unary') this.runUnary(stream, headers, method, deadline, request);
+      else {
+        const call = new StreamCall(stream, headers, deadline, method.path, method.def.responseSerialize, method.def.requestDeserialize, this.options.maxMessageBytes, encoding, false);
+        call.request = request;
+        this.invoke(method, () => method.fn(call), (err) => call.destroy(asError(err)));
+      }
+    });
+  }
+
+  private runUnary(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: Method, deadline: number, request: unknown): void {
+    const call = new UnaryCall(request, stream, headers, deadline, method.path);
+    let answered = false;
+    const callback = (err: unknown, value?: unknown): void => {
+      if (answered) return;
+      answered = true;
+      if (err) {
+        const s = statusOf(err);
+        respondStatus(stream, s.code, s.details);
+        return;
+      }
+      let bytes: Buffer;
+      try {
+        bytes = method.def.responseSerialize(value);
+      } catch {
+        respondStatus(stream, grpc.status.INTERNAL, `cannot encode the response of ${method.path}`);
+        return;
+      }
+      respondMessage(stream, bytes);
+    };
+    this.invoke(method, () => method.fn(call, callback), (err) => callback({ code: grpc.status.UNKNOWN, details: `handler of ${method.path} failed: ${String((err as Error)?.message ?? err)}` }));
+  }
+
+  /** Client and bidi streaming: the handler starts at once with a Duplex of messages. */
+  private startStreaming(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: Method, deadline: number, encoding: string | undefined): void {
+    const call = new StreamCall(stream, headers, deadline, method.path, method.def.responseSerialize, method.def.requestDeserialize, this.options.maxMessageBytes, encoding, true);
+    if (method.kind === 'bidi') {
+      this.invoke(method, () => method.fn(call), (err) => call.destroy(asError(err)));
+      return;
+    }
+    let answered = false;
+    const callback = (err: unknown, value?: unknown): void => {
+      if (answered) return;
+      answered = true;
+      if (err) {
+        const s = statusOf(err);
+        call.finish(s.code, s.details);
+        return;
+      }
+      call.end(value);
+    };
+    this.invoke(method, () => method.fn(call, callback), (err) => callback({ code: grpc.status.UNKNOWN, details: String((err as Error)?.message ?? err) }));
+  }
+
+  private invoke(method: Method, run: () => void, failed: (err: unknown) => void): void {
+    try {
+      run();
+    } catch (err) {
+      this.options.onHandlerError?.(method.path, err);
+      failed(err);
+    }
+  }
+}
+
+function respondHttp(stream: ServerHttp2Stream, status: number): void {
+  try {
+    stream.respond({ ':status': status }, { endStream: true });
+    stopReading(stream);
+  } catch {
+    // Reset by the peer meanwhile.
+  }
+}
+
+function asError(err: unknown): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  return Object.assign(e, { code: grpc.status.UNKNOWN });
+}
