@@ -50,6 +50,10 @@ function handlers(seen: Observed): grpc.UntypedServiceImplementation {
       const d = call.getDeadline();
       seen.deadlines.push(d instanceof Date ? d.getTime() : d);
       if (path === '/throw') throw new Error('handler bug');
+      if (path === '/md') {
+        const md = call.metadata.get('x-md');
+        return callback(null, { status: { code: 0 }, ok_response: { headers: [{ header: { key: 'x-md', value: String(md[0] ?? '') } }] } });
+      }
       if (path === '/error') return callback({ code: grpc.status.PERMISSION_DENIED, details: 'nicht erlaubt: ü\r\nx-injected: 1', name: 'e', message: 'm' } as grpc.ServiceError, null);
       if (path === '/hang') {
         call.on('cancelled', () => seen.cancelled++);
@@ -239,6 +243,28 @@ describe('lean gRPC transport (issue 18)', function () {
 
   it('a grpc-encoding header alone (the message not compressed) is no reason to refuse, as in grpc-js', async () => {
     for (const port of [h2.port, js.port]) assert.equal((await raw(port, { headers: { 'grpc-encoding': 'snappy' } })).grpcStatus, 0);
+  });
+
+  it('call metadata: a header grpc-js would refuse as a key is skipped, the others are there', async () => {
+    const ours = await raw(h2.port, { headers: { 'x-md': 'hello', 'x-odd!key': '1' }, chunks: [frame(encodeCheck(buildCheckRequest({ path: '/md' })))] });
+    assert.equal(ours.grpcStatus, 0);
+    assert.equal(decodeResponse(ours.data.subarray(5)).ok_response?.headers?.[0]?.header?.value, 'hello');
+  });
+
+  it('advertises a bound on concurrent streams per connection (SETTINGS)', async () => {
+    const session = http2.connect(`http://127.0.0.1:${h2.port}`);
+    await new Promise<void>((r) => session.once('remoteSettings', () => r()));
+    assert.equal(session.remoteSettings.maxConcurrentStreams, 1000);
+    session.close();
+  });
+
+  it('an HTTP/1.1 request on the gRPC port is dropped; the server keeps serving', async () => {
+    const socket = tcpConnect(h2.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.resume();
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise<void>((r) => socket.on('close', () => r()));
+    assert.equal((await checkCall(h2.port, buildCheckRequest({ path: '/after-http1' }))).err, null);
   });
 
   it('a method other than POST is refused with HTTP 405', async () => {

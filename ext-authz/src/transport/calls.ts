@@ -79,8 +79,12 @@ function metadataOf(headers: IncomingHttpHeaders): grpc.Metadata {
   for (const [key, value] of Object.entries(headers)) {
     if (key.startsWith(':') || RESERVED.has(key) || value === undefined) continue;
     for (const v of Array.isArray(value) ? value : [value]) {
-      if (key.endsWith('-bin')) md.add(key, Buffer.from(v, 'base64'));
-      else md.add(key, v);
+      try {
+        if (key.endsWith('-bin')) md.add(key, Buffer.from(v, 'base64'));
+        else md.add(key, v);
+      } catch {
+        // A header name grpc-js' Metadata refuses (HTTP/2 allows more characters): not metadata.
+      }
     }
   }
   return md;

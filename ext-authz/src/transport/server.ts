@@ -32,6 +32,8 @@ export interface H2ServerOptions {
   readonly keepaliveTimeMs?: number;
   /** A PING not acknowledged within this closes the session (grpc-js' default: 20 s). */
   readonly keepaliveTimeoutMs?: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS per session (default 1000). */
+  readonly maxConcurrentStreams?: number;
   /** Where a handler that throws is reported (the call gets UNKNOWN). */
   readonly onHandlerError?: (path: string, err: unknown) => void;
 }
@@ -42,6 +44,7 @@ export interface ServiceHost {
 }
 
 const noop = (): void => undefined;
+const DEFAULT_MAX_CONCURRENT_STREAMS = 1000;
 
 export class H2GrpcServer implements ServiceHost {
   private readonly methods = new Map<string, Method>();
@@ -69,8 +72,11 @@ export class H2GrpcServer implements ServiceHost {
 
   listen(host: string, port: number): Promise<number> {
     const server = http2.createServer({
-      // As grpc-js: Node's per-session memory cap misbehaves under load; each message is bounded by maxMessageBytes instead.
+      // As grpc-js: Node's per-session memory cap misbehaves under load. What a session can hold is bounded
+      // instead by maxMessageBytes per stream and maxConcurrentStreams per session (Envoy honours the
+      // SETTINGS limit and opens another connection when it needs more streams).
       maxSessionMemory: Number.MAX_SAFE_INTEGER,
+      settings: { maxConcurrentStreams: this.options.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS },
     });
     server.on('session', (session) => this.track(session));
     server.on('stream', this.onStream);
