@@ -95,6 +95,19 @@ describe('identity: certificates, mapping and the mtls stage', function () {
       for (let i = 0; i < 40; i++) cache.get(`junk-${i}`);
       assert.equal(cache.size, 16);
     });
+    it('the cache is bounded by bytes (each key counted), and an oversized input is refused without being kept', () => {
+      const cache = new CertificateCache(10_000, 256 * 1024);
+      const pem = urlEncodePem(alice.pem);
+      // Distinct inputs of a real certificate's size: well over the byte budget in all.
+      for (let i = 0; i < 200; i++) cache.get(`${pem}${'%20'.repeat(i)}`);
+      assert.ok(cache.bytes <= 256 * 1024, `${cache.bytes} bytes held`);
+      assert.ok(cache.size < 200, `${cache.size} entries held`);
+      const before = cache.size;
+      const huge = cache.get('A'.repeat(65 * 1024));
+      assert.equal(huge.result.ok, false);
+      assert.match(huge.result.ok ? '' : huge.result.error, /over 65536/);
+      assert.equal(cache.size, before, 'an oversized input is not cached');
+    });
     it('resize keeps the most recently used entries that fit', () => {
       const cache = new CertificateCache(16);
       for (let i = 0; i < 16; i++) cache.get(`junk-${i}`);

@@ -257,7 +257,7 @@ function entryBytes(e: CacheEntry, inputChars: number): number {
   return 2048 + PARSED_BYTES_PER_INPUT_CHAR * inputChars;
 }
 
-/** SHA-256 of the encoded input: the cache key, so a large PEM is never kept as a key. */
+/** SHA-256 of an encoded XFCC `Chain=` value: the chain cache's key (chains are read rarely; a bundle is large). */
 function digestOf(encoded: string): string {
   return createHash('sha256').update(encoded).digest('base64');
 }
@@ -319,17 +319,23 @@ export class CertificateCache {
     for (const [k, v] of kept) this.lru.set(k, v, { size: old.info(k)?.size ?? 1 });
   }
 
-  /** The entry for a URL-encoded PEM, decoding on a miss. */
+  /**
+   * The entry for a URL-encoded PEM, decoding on a miss. Keyed by the input itself: a Map lookup
+   * hashes the string once, several times cheaper than the SHA-256 it replaced on every Check
+   * (issue 18), and the key's bytes are charged to the entry. An input over the size limit is
+   * refused without being cached, so no oversized string is ever kept.
+   */
   get(encoded: string, _fingerprintHint?: string): CacheEntry {
-    const key = digestOf(encoded);
-    let entry = this.lru.get(key);
+    let entry = this.lru.get(encoded);
     if (entry !== undefined) {
       this.hits++;
       return entry;
     }
     this.misses++;
     entry = { result: cheapFailure(decodeCertificate(encoded)) };
-    this.lru.set(key, entry, { size: entryBytes(entry, encoded.length) + ENTRY_OVERHEAD_BYTES + 60 });
+    if (encoded.length > MAX_PEM_CHARS) return entry;
+    // Two bytes per character: V8 keeps a string with any non-Latin-1 character as UTF-16.
+    this.lru.set(encoded, entry, { size: entryBytes(entry, encoded.length) + 2 * encoded.length + ENTRY_OVERHEAD_BYTES + 60 });
     return entry;
   }
 
