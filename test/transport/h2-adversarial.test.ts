@@ -136,7 +136,7 @@ function messagesOf(data: Buffer): Buffer[] {
  */
 function raw(
   port: number,
-  opts: { method?: string; path?: string; headers?: Record<string, string>; chunks?: Buffer[]; end?: boolean; trailers?: Record<string, string>; waitMs?: number } = {},
+  opts: { method?: string; path?: string; headers?: Record<string, string>; chunks?: Buffer[]; end?: boolean; trailers?: Record<string, string>; waitMs?: number; gapMs?: number } = {},
 ): Promise<RawAnswer> {
   const session = http2.connect(`http://127.0.0.1:${port}`);
   session.on('error', () => undefined);
@@ -182,7 +182,8 @@ function raw(
       for (const c of chunks) {
         if (req.closed) return;
         req.write(c);
-        await new Promise((r) => setImmediate(r));
+        // setImmediate alone lets node:http2 coalesce writes into one DATA frame; a gap keeps them apart.
+        await new Promise((r) => (opts.gapMs ? setTimeout(r, opts.gapMs) : setImmediate(r)));
       }
       if (opts.end !== false && !req.closed) req.end();
     })().catch(reject);
@@ -200,6 +201,28 @@ const compressed = (z: Buffer) => {
   z.copy(out, 5);
   return out;
 };
+
+/**
+ * Runs `run` with process-level uncaught exceptions captured instead of failing
+ * the run (a throw inside a node:http2 'data' listener lands there); mocha's own
+ * listeners are put back afterwards.
+ */
+async function capturingUncaught<T>(run: () => Promise<T>): Promise<{ value: T; uncaught: Error[] }> {
+  const saved = process.listeners('uncaughtException');
+  process.removeAllListeners('uncaughtException');
+  const uncaught: Error[] = [];
+  const catcher = (e: Error) => uncaught.push(e);
+  process.on('uncaughtException', catcher);
+  try {
+    return { value: await run(), uncaught };
+  } finally {
+    process.off('uncaughtException', catcher);
+    for (const l of saved) process.on('uncaughtException', l);
+  }
+}
+
+const noThrow = (uncaught: Error[]) =>
+  assert.deepEqual(uncaught.map((e) => e.stack?.split('\n').slice(0, 2).join(' ')), [], 'the server threw out of a node:http2 listener');
 
 const EMPTY = frame(Buffer.alloc(0)); // a zero-length message: 5 header bytes, no body
 const headersMsg = (key: string) => frame(encodeProcess({ request_headers: { headers: { headers: [{ key, raw_value: Buffer.from('1') }] } } } as ProcessingRequest));
@@ -226,45 +249,53 @@ describe('lean gRPC transport: adversarial peers', function () {
       assert.equal(ours.grpcStatus, 0);
     });
 
-    it('a zero-length unary request whose 5-byte header is split across two DATA frames is answered OK (no crash)', async () => {
+    it('a zero-length unary request whose 5-byte header is split across two DATA frames: answered OK, nothing thrown', async () => {
       const chunks = [EMPTY.subarray(0, 2), EMPTY.subarray(2)];
-      const theirs = await raw(js.port, { chunks });
+      const theirs = await raw(js.port, { chunks, gapMs: 20 });
       assert.equal(theirs.grpcStatus, 0);
-      const ours = await raw(h2.port, { chunks });
+      const { value: ours, uncaught } = await capturingUncaught(() => raw(h2.port, { chunks, gapMs: 20 }));
+      noThrow(uncaught);
       assert.equal(ours.grpcStatus, 0, `ours: ${ours.grpcStatus} ${ours.grpcMessage} timedOut=${ours.timedOut}`);
-      assert.equal((await okCheck(h2.port)).grpcStatus, 0);
     });
 
-    it('a unary message followed by a zero-length message in the same DATA frame is INTERNAL (no crash)', async () => {
+    it('a unary message followed by a zero-length message in one DATA frame: refused, nothing thrown, handler not run', async () => {
       const chunks = [Buffer.concat([frame(encodeCheck(buildCheckRequest({ path: '/x' }))), EMPTY])];
-      const theirs = await raw(js.port, { chunks });
-      assert.equal(theirs.grpcStatus, grpc.status.INTERNAL);
-      const ours = await raw(h2.port, { chunks });
-      assert.equal(ours.grpcStatus, grpc.status.INTERNAL, `ours: ${ours.grpcStatus} timedOut=${ours.timedOut}`);
+      const { value: ours, uncaught } = await capturingUncaught(() => raw(h2.port, { chunks }));
+      noThrow(uncaught);
+      assert.ok(ours.grpcStatus !== undefined && ours.grpcStatus !== 0, `ours: ${ours.grpcStatus} timedOut=${ours.timedOut}`);
       assert.equal(h2.seen.checks, 0);
     });
 
-    it('bidi: two zero-length messages in one DATA frame are two messages (no crash)', async () => {
+    it('two request messages on a unary call: the same status as grpc-js (UNIMPLEMENTED)', async () => {
+      const one = frame(encodeCheck(buildCheckRequest({ path: '/twice' })));
+      const [ours, theirs] = [await raw(h2.port, { chunks: [Buffer.concat([one, one])] }), await raw(js.port, { chunks: [Buffer.concat([one, one])] })];
+      assert.equal(theirs.grpcStatus, grpc.status.UNIMPLEMENTED);
+      assert.equal(ours.grpcStatus, grpc.status.UNIMPLEMENTED, `ours: ${ours.grpcStatus} ${ours.grpcMessage}`);
+    });
+
+    it('bidi: two zero-length messages in one DATA frame are two messages, nothing thrown', async () => {
       const chunks = [Buffer.concat([EMPTY, EMPTY])];
       const theirs = await raw(js.port, { path: PROCESS_PATH, chunks });
       assert.equal(theirs.grpcStatus, 0);
       assert.equal(messagesOf(theirs.data).length, 2);
-      const ours = await raw(h2.port, { path: PROCESS_PATH, chunks });
-      assert.equal(ours.grpcStatus, 0, `ours: ${ours.grpcStatus} timedOut=${ours.timedOut}`);
+      const { value: ours, uncaught } = await capturingUncaught(() => raw(h2.port, { path: PROCESS_PATH, chunks }));
+      noThrow(uncaught);
+      assert.equal(ours.grpcStatus, 0, `ours: ${ours.grpcStatus} ${ours.grpcMessage} timedOut=${ours.timedOut}`);
       assert.equal(messagesOf(ours.data).length, 2);
     });
 
-    it('bidi: a length prefix of 0 split 1+4 bytes, then a normal message: both arrive', async () => {
+    it('bidi: a zero-length message split 1+4 bytes across DATA frames, then a normal message: both arrive, nothing thrown', async () => {
       const chunks = [EMPTY.subarray(0, 1), EMPTY.subarray(1), headersMsg('x-a')];
-      const ours = await raw(h2.port, { path: PROCESS_PATH, chunks });
-      assert.equal(ours.grpcStatus, 0, `ours: ${ours.grpcStatus} timedOut=${ours.timedOut}`);
+      const { value: ours, uncaught } = await capturingUncaught(() => raw(h2.port, { path: PROCESS_PATH, chunks, gapMs: 20 }));
+      noThrow(uncaught);
+      assert.equal(ours.grpcStatus, 0, `ours: ${ours.grpcStatus} ${ours.grpcMessage} timedOut=${ours.timedOut}`);
       assert.equal(messagesOf(ours.data).length, 2);
     });
 
     it('a 5-byte header split 1+1+1+1+1 across DATA frames, body in a sixth: answered OK', async () => {
       const bytes = frame(encodeCheck(buildCheckRequest({ path: '/split-head' })));
       const chunks = [0, 1, 2, 3, 4].map((i) => bytes.subarray(i, i + 1)).concat([bytes.subarray(5)]);
-      const ours = await raw(h2.port, { chunks });
+      const ours = await raw(h2.port, { chunks, gapMs: 10 });
       assert.equal(ours.grpcStatus, 0);
       assert.equal(decodeResponse(messagesOf(ours.data)[0]!).ok_response?.headers?.[0]?.header?.value, '/split-head');
     });
@@ -288,12 +319,12 @@ describe('lean gRPC transport: adversarial peers', function () {
       assert.equal(o.grpcStatus, grpc.status.RESOURCE_EXHAUSTED);
     });
 
-    it('bidi: gzip garbage after a good message ends the stream INTERNAL; the handler saw the first message', async () => {
+    it('bidi, client still sending: gzip garbage after a good message ends the stream with INTERNAL in the trailers', async () => {
       const chunks = [headersMsg('x-a'), compressed(gzipSync(Buffer.from('x')).subarray(0, 8))];
       const ours = await raw(h2.port, { path: PROCESS_PATH, headers: { 'grpc-encoding': 'gzip' }, chunks, end: false });
       assert.equal(ours.timedOut, false, 'the server ends the stream itself');
-      assert.equal(ours.grpcStatus, grpc.status.INTERNAL);
       assert.equal(messagesOf(ours.data).length, 1);
+      assert.equal(ours.grpcStatus, grpc.status.INTERNAL, `trailers: ${JSON.stringify(ours.trailers)}, rstCode ${ours.rstCode}`);
     });
   });
 
@@ -385,6 +416,15 @@ describe('lean gRPC transport: adversarial peers', function () {
       }
     });
 
+    it('a unary request still arriving at its grpc-timeout is ended DEADLINE_EXCEEDED by the server, as grpc-js does', async () => {
+      const bytes = frame(encodeCheck(buildCheckRequest({ path: '/slow' })));
+      const opts = { headers: { 'grpc-timeout': '100m' }, chunks: [bytes.subarray(0, 10)], end: false, waitMs: 1_000 };
+      const [ours, theirs] = await Promise.all([raw(h2.port, opts), raw(js.port, opts)]);
+      assert.equal(theirs.grpcStatus, grpc.status.DEADLINE_EXCEEDED, `grpc-js: ${JSON.stringify(theirs)}`);
+      assert.equal(ours.timedOut, false, 'ours: the stream (and its buffered partial message) is still open 1 s after a 100 ms deadline');
+      assert.equal(ours.grpcStatus, grpc.status.DEADLINE_EXCEEDED);
+    });
+
     it('health Watch past its grpc-timeout ends DEADLINE_EXCEEDED and the watcher is dropped', async () => {
       const ours = await raw(h2.port, { path: WATCH_PATH, headers: { 'grpc-timeout': '150m' }, chunks: [frame(Buffer.alloc(0))], waitMs: 2_000 });
       assert.equal(ours.timedOut, false);
@@ -445,7 +485,7 @@ describe('lean gRPC transport: adversarial peers', function () {
     }
     const response = { request_headers: { response: { status: 0 } } } as ProcessingResponse;
 
-    it('a handler that writes after end: no crash, the stream ends OK with the one message', async () => {
+    it('a handler that writes after end: nothing thrown, the stream ends with a status after the one message', async () => {
       const port = await withBidi((call) => {
         call.on('data', () => {
           call.write(response);
@@ -453,12 +493,39 @@ describe('lean gRPC transport: adversarial peers', function () {
           call.write(response);
         });
       });
-      const ours = await raw(port, { path: PROCESS_PATH, chunks: [headersMsg('x-a')] });
-      assert.equal(ours.grpcStatus, 0);
+      const { value: ours, uncaught } = await capturingUncaught(() => raw(port, { path: PROCESS_PATH, chunks: [headersMsg('x-a')] }));
+      noThrow(uncaught);
+      assert.equal(ours.timedOut, false);
+      assert.notEqual(ours.grpcStatus, undefined, '(grpc-js leaves this stream open; we end it: INTERNAL "write after end")');
       assert.equal(messagesOf(ours.data).length, 1);
     });
 
-    it('a handler that calls destroy() without an error: the stream is ended (not left open)', async () => {
+    it('a handler that calls callback twice (unary) or end() twice (bidi): one answer, nothing thrown', async () => {
+      const s = new H2GrpcServer({ maxMessageBytes: MAX, onHandlerError: () => undefined });
+      s.addService(authService, {
+        Check: (_call: unknown, cb: grpc.sendUnaryData<CheckResponse>) => {
+          cb(null, { status: { code: 0 } });
+          cb({ code: grpc.status.INTERNAL, details: 'second' } as grpc.ServiceError, null);
+          cb(null, { status: { code: 7 } });
+        },
+      });
+      s.addService(processService, {
+        Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
+          call.on('data', () => {
+            call.end();
+            call.end();
+          });
+        },
+      });
+      const port = await s.listen('127.0.0.1', 0);
+      extra.push(() => s.forceShutdown());
+      const { value, uncaught } = await capturingUncaught(async () => [await raw(port), await raw(port, { path: PROCESS_PATH, chunks: [headersMsg('x-a')] })]);
+      noThrow(uncaught);
+      assert.deepEqual(value.map((v) => v.grpcStatus), [0, 0]);
+      assert.equal(messagesOf(value[0]!.data).length, 1);
+    });
+
+    it('a handler that calls destroy() without an error: the stream is ended, not left open (grpc-js leaves it open too)', async () => {
       const port = await withBidi((call) => {
         call.on('data', () => call.destroy());
       });
@@ -466,12 +533,32 @@ describe('lean gRPC transport: adversarial peers', function () {
       assert.equal(ours.timedOut, false, 'the server left the HTTP/2 stream open after the handler destroyed its call');
     });
 
-    it('a handler that throws a grpc status error: its code is kept, not overwritten with UNKNOWN', async () => {
+    it('a bidi handler that throws a status error: UNKNOWN, as grpc-js', async () => {
       const port = await withBidi(() => {
         throw Object.assign(new Error('no'), { code: grpc.status.PERMISSION_DENIED, details: 'no' });
       });
       const ours = await raw(port, { path: PROCESS_PATH, chunks: [headersMsg('x-a')] });
-      assert.equal(ours.grpcStatus, grpc.status.PERMISSION_DENIED);
+      assert.equal(ours.grpcStatus, grpc.status.UNKNOWN);
+    });
+
+    it('a bidi handler that answers and ends before the client half-closes: the client gets grpc-status 0, as on grpc-js', async () => {
+      const handler = (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
+        call.on('error', () => undefined);
+        call.on('data', () => {
+          call.write(response);
+          call.end();
+        });
+      };
+      const port = await withBidi(handler);
+      const g = new grpc.Server();
+      g.addService(processService, { Process: handler });
+      const gport = await new Promise<number>((res, rej) => g.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+      extra.push(() => g.forceShutdown());
+      const opts = { path: PROCESS_PATH, chunks: [headersMsg('x-a')], end: false, waitMs: 1_000 };
+      const [ours, theirs] = [await raw(port, opts), await raw(gport, opts)];
+      assert.equal(theirs.grpcStatus, 0);
+      assert.equal(messagesOf(ours.data).length, 1);
+      assert.equal(ours.grpcStatus, 0, `ours: trailers ${JSON.stringify(ours.trailers)}, rstCode ${ours.rstCode}, timedOut ${ours.timedOut}`);
     });
 
     it('bidi past its deadline while the client keeps sending: DEADLINE_EXCEEDED and no error escapes', async () => {
@@ -497,8 +584,8 @@ describe('lean gRPC transport: adversarial peers', function () {
       }
       await Promise.race([closed, sleep(1_000)]);
       session.destroy();
-      assert.equal(status, String(grpc.status.DEADLINE_EXCEEDED));
       assert.equal(errors, 0);
+      assert.equal(status, String(grpc.status.DEADLINE_EXCEEDED), `the stream closed (rstCode ${req.rstCode}) without a grpc-status`);
     });
   });
 });

@@ -80,7 +80,8 @@ function metadataOf(headers: IncomingHttpHeaders): grpc.Metadata {
     if (key.startsWith(':') || RESERVED.has(key) || value === undefined) continue;
     for (const v of Array.isArray(value) ? value : [value]) {
       try {
-        if (key.endsWith('-bin')) md.add(key, Buffer.from(v, 'base64'));
+        // Binary values arrive base64, several of them comma-joined in one header.
+        if (key.endsWith('-bin')) for (const part of v.split(',')) md.add(key, Buffer.from(part.trim(), 'base64'));
         else md.add(key, v);
       } catch {
         // A header name grpc-js' Metadata refuses (HTTP/2 allows more characters): not metadata.
@@ -88,6 +89,17 @@ function metadataOf(headers: IncomingHttpHeaders): grpc.Metadata {
     }
   }
   return md;
+}
+
+/** A handler's trailing metadata as trailer fields; the transport's own names are never taken from it. */
+function trailersOf(md: grpc.Metadata | undefined): Record<string, string | string[]> {
+  if (md === undefined) return {};
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(md.toHttp2Headers())) {
+    if (k.startsWith(':') || k.startsWith('grpc-') || RESERVED.has(k) || v === undefined) continue;
+    out[k] = v as string | string[];
+  }
+  return out;
 }
 
 function peerOf(stream: ServerHttp2Stream): string {
@@ -99,6 +111,8 @@ function peerOf(stream: ServerHttp2Stream): string {
 /** What a unary or server-streaming handler gets (grpc-js ServerUnaryCall's used parts). */
 export class UnaryCall<Req> {
   private md: grpc.Metadata | undefined;
+  /** Set when the answer went out; a stream that closes before that was cancelled. */
+  private answered = false;
 
   constructor(
     readonly request: Req,
@@ -112,9 +126,13 @@ export class UnaryCall<Req> {
     return (this.md ??= metadataOf(this.headers));
   }
 
-  /** The client reset the stream (or its session went away) before the answer went out. */
+  /** The stream closed (a client reset, with any code, or the session went away) before the answer went out. */
   get cancelled(): boolean {
-    return (this.stream.rstCode ?? 0) !== 0;
+    return !this.answered && (this.stream.destroyed || this.stream.closed);
+  }
+
+  markAnswered(): void {
+    this.answered = true;
   }
 
   /** Epoch ms, Infinity when the caller set none (as grpc-js). */
@@ -153,6 +171,8 @@ export class StreamCall<Req, Res> extends Duplex {
   request: Req | undefined;
   cancelled = false;
   private finished = false;
+  /** Trailing metadata from end(metadata). */
+  private trailing: grpc.Metadata | undefined;
   private md: grpc.Metadata | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -252,11 +272,6 @@ export class StreamCall<Req, Res> extends Duplex {
       callback();
       return;
     }
-    if (bytes.length > this.maxBytes) {
-      this.finish(grpc.status.RESOURCE_EXHAUSTED, `response message larger than max (${bytes.length} vs. ${this.maxBytes})`);
-      callback();
-      return;
-    }
     this.sendHeaders();
     try {
       this.stream.write(frame(bytes), () => callback());
@@ -280,10 +295,12 @@ export class StreamCall<Req, Res> extends Duplex {
     if (!stream.headersSent) {
       respondStatus(stream, code, details);
     } else {
+      const trailing = this.trailing;
       stream.once('wantTrailers', () => {
         try {
-          stream.sendTrailers({ 'grpc-status': String(code), ...(details ? { 'grpc-message': encodeMessage(details) } : {}) });
-          stopReading(stream);
+          stream.sendTrailers({ ...trailersOf(trailing), 'grpc-status': String(code), ...(details ? { 'grpc-message': encodeMessage(details) } : {}) });
+          // RST_STREAM submitted in this same tick would leave before the trailers and drop them.
+          setImmediate(stopReading, stream);
         } catch {
           // Reset meanwhile.
         }
@@ -305,12 +322,29 @@ export class StreamCall<Req, Res> extends Duplex {
     }
   }
 
-  /** grpc-js lets a handler end a stream with an error status this way. */
+  /**
+   * As grpc-js' `end(metadata)`: the metadata goes into the trailers, never out as a message.
+   * (Duplex#end(chunk) would write it.)
+   */
+  override end(...args: unknown[]): this {
+    const [first] = args;
+    if (first instanceof grpc.Metadata) {
+      this.trailing = first;
+      return super.end();
+    }
+    return super.end(...(args as []));
+  }
+
+  /**
+   * grpc-js lets a handler end a stream with an error status this way; without an error the call
+   * ends CANCELLED (grpc-js would leave the client waiting for its deadline).
+   */
   override destroy(error?: Error | null): this {
     if (error) {
       const e = error as { code?: number; details?: string };
-      this.finish(typeof e.code === 'number' && e.code > 0 && e.code <= 16 ? e.code : grpc.status.INTERNAL, e.details ?? error.message);
-      return super.destroy();
+      this.finish(typeof e.code === 'number' && Number.isInteger(e.code) && e.code > 0 ? e.code : grpc.status.INTERNAL, e.details ?? error.message);
+    } else if (!this.finished) {
+      this.finish(grpc.status.CANCELLED, 'the server cancelled the call');
     }
     return super.destroy();
   }

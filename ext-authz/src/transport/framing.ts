@@ -8,6 +8,7 @@
 import { gunzipSync, inflateSync } from 'node:zlib';
 
 export const HEADER_BYTES = 5;
+const EMPTY = Buffer.alloc(0);
 
 /** Why a stream's bytes cannot be read as messages; mapped to a gRPC status by the caller. */
 export type FrameProblem =
@@ -71,7 +72,8 @@ export class MessageReader {
         this.need = len;
       }
       if (this.pendingBytes < this.need) return undefined;
-      const body = this.take(this.need);
+      // A zero-length message is legal (an empty CheckRequest) and may end exactly where the bytes do.
+      const body = this.need === 0 ? EMPTY : this.take(this.need);
       this.need = -1;
       const problem = this.emit(this.flag, body, out);
       if (problem) return problem;
@@ -110,7 +112,7 @@ export class MessageReader {
     return problem;
   }
 
-  /** Removes and returns the first `n` buffered bytes (n ≤ pendingBytes). */
+  /** Removes and returns the first `n` buffered bytes (0 < n ≤ pendingBytes). */
   private take(n: number): Buffer {
     const first = this.pending[0]!;
     if (first.length === n) {

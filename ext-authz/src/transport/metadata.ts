@@ -48,8 +48,10 @@ export interface StatusLike {
   readonly message?: string;
 }
 
+/** As grpc-js: any positive integer code is kept (an error with code 0 or none is UNKNOWN); details only when a string. */
 export function statusOf(err: unknown): { code: number; details: string } {
   const e = (err ?? {}) as StatusLike;
-  const code = typeof e.code === 'number' && Number.isInteger(e.code) && e.code > 0 && e.code <= 16 ? e.code : grpc.status.UNKNOWN;
-  return { code, details: e.details ?? e.message ?? 'unknown error' };
+  const code = typeof e.code === 'number' && Number.isInteger(e.code) && e.code > 0 ? e.code : grpc.status.UNKNOWN;
+  const details = typeof e.details === 'string' ? e.details : typeof e.message === 'string' ? e.message : 'unknown error';
+  return { code, details };
 }

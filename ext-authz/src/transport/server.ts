@@ -50,6 +50,7 @@ export class H2GrpcServer implements ServiceHost {
   private readonly methods = new Map<string, Method>();
   private readonly sessions = new Set<ServerHttp2Session>();
   private server: http2.Http2Server | undefined;
+  private closing: Promise<void> | undefined;
   private readonly keepaliveTimeMs: number;
   private readonly keepaliveTimeoutMs: number;
 
@@ -93,20 +94,25 @@ export class H2GrpcServer implements ServiceHost {
     });
   }
 
-  /** Stop taking connections, GOAWAY every session, call back when the last stream is done. */
+  /** Stop taking connections, GOAWAY every session, call back when the last stream is done (every caller, once). */
   tryShutdown(callback: () => void): void {
     const server = this.server;
+    if (this.closing !== undefined) {
+      void this.closing.then(callback);
+      return;
+    }
     if (server === undefined || !server.listening) {
       callback();
       return;
     }
-    server.close(() => callback());
+    this.closing = new Promise<void>((resolve) => server.close(() => resolve()));
+    void this.closing.then(callback);
     for (const s of this.sessions) s.close();
   }
 
-  /** Closes every session at once (running calls see a reset stream). */
+  /** Closes every session at once (running calls see their stream reset, CANCEL). */
   forceShutdown(): void {
-    for (const s of this.sessions) s.destroy();
+    for (const s of this.sessions) s.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
     if (this.server?.listening) this.server.close();
   }
 
@@ -126,12 +132,12 @@ export class H2GrpcServer implements ServiceHost {
 
   private ping(session: ServerHttp2Session): void {
     if (session.destroyed || session.closed) return;
-    const deadline = setTimeout(() => session.destroy(), this.keepaliveTimeoutMs);
+    const deadline = setTimeout(() => session.destroy(undefined, http2.constants.NGHTTP2_CANCEL), this.keepaliveTimeoutMs);
     deadline.unref();
     try {
       const sent = session.ping((err) => {
         clearTimeout(deadline);
-        if (err && !session.destroyed) session.destroy();
+        if (err && !session.destroyed) session.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
       });
       if (!sent) clearTimeout(deadline); // too many pings in flight already: the earlier ones are timed
     } catch {
@@ -175,19 +181,34 @@ export class H2GrpcServer implements ServiceHost {
     const reader = new MessageReader(max, encoding);
     const messages: Buffer[] = [];
     let failed = false;
+    // A request still arriving at its deadline is ended here (the handler has not started, so nobody else would).
+    let timer: NodeJS.Timeout | undefined;
+    if (Number.isFinite(deadline) && deadline - Date.now() < 2 ** 31 - 1) {
+      timer = setTimeout(() => {
+        if (failed) return;
+        failed = true;
+        respondStatus(stream, grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded while the request was arriving');
+      }, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      stream.once('close', () => clearTimeout(timer));
+    }
     stream.on('data', (chunk: Buffer) => {
       if (failed) return;
       const problem = reader.push(chunk, messages);
       if (problem) {
         failed = true;
+        clearTimeout(timer);
         const s = frameStatus(problem, max);
         respondStatus(stream, s.code, s.details);
       } else if (messages.length > 1) {
         failed = true;
-        respondStatus(stream, grpc.status.INTERNAL, `more than one request message for ${method.path}`);
+        clearTimeout(timer);
+        // As grpc-js (the status it sends for this).
+        respondStatus(stream, grpc.status.UNIMPLEMENTED, `more than one request message for ${method.path}`);
       }
     });
     stream.on('end', () => {
+      clearTimeout(timer);
       if (failed) return;
       // As grpc-js: a call whose stream ends before one whole message is UNIMPLEMENTED ("no request message").
       if (messages.length !== 1 || !reader.atBoundary) {
@@ -216,6 +237,7 @@ export class H2GrpcServer implements ServiceHost {
     const callback = (err: unknown, value?: unknown): void => {
       if (answered) return;
       answered = true;
+      call.markAnswered();
       if (err) {
         const s = statusOf(err);
         respondStatus(stream, s.code, s.details);
@@ -273,7 +295,8 @@ function respondHttp(stream: ServerHttp2Stream, status: number): void {
   }
 }
 
+/** A handler that threw: the call ends UNKNOWN with its message (the thrown object itself is left alone). */
 function asError(err: unknown): Error {
-  const e = err instanceof Error ? err : new Error(String(err));
-  return Object.assign(e, { code: grpc.status.UNKNOWN });
+  const message = err instanceof Error ? err.message : String(err);
+  return Object.assign(new Error(message), { code: grpc.status.UNKNOWN, details: message });
 }
