@@ -383,6 +383,30 @@ describe('lean gRPC transport (issue 18)', function () {
     assert.equal((await checkCall(h2.port, buildCheckRequest({ path: '/after-cancel' }))).err, null);
   });
 
+  it('bidi: an undecodable message between good ones ends the call INTERNAL; later bytes raise nothing (the handler has no error listener)', async () => {
+    const server = new H2GrpcServer({ maxMessageBytes: MAX });
+    let got = 0;
+    server.addService(loadExtProcService().service, {
+      Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
+        // Answering first puts the status in trailers (the reset that stops the client follows a tick later).
+        call.on('data', () => {
+          got++;
+          call.write({ request_headers: { response: {} } } as ProcessingResponse);
+        });
+      },
+    });
+    const port = await server.listen('127.0.0.1', 0);
+    try {
+      const good = frame(loadExtProcService().service['Process']!.requestSerialize({ request_headers: { headers: { headers: [] } } }));
+      const garbage = frame(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]));
+      const ours = await raw(port, { path: '/envoy.service.ext_proc.v3.ExternalProcessor/Process', chunks: [good, Buffer.concat([garbage, good]), good, good, good] });
+      assert.equal(ours.grpcStatus, grpc.status.INTERNAL);
+      assert.equal(got, 1, 'only the message before the bad one reached the handler');
+    } finally {
+      server.forceShutdown();
+    }
+  });
+
   it('a bidi stream past its grpc-timeout ends with DEADLINE_EXCEEDED from the server', async () => {
     const ours = await raw(h2.port, {
       path: '/envoy.service.ext_proc.v3.ExternalProcessor/Process',

@@ -173,6 +173,8 @@ export class StreamCall<Req, Res> extends Duplex {
   private finished = false;
   /** Trailing metadata from end(metadata). */
   private trailing: grpc.Metadata | undefined;
+  /** The readable side has ended (pushed null once). */
+  private readingDone = false;
   private md: grpc.Metadata | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -194,7 +196,7 @@ export class StreamCall<Req, Res> extends Duplex {
       if (this.finished) return;
       this.finished = true;
       this.cancelled = true;
-      this.push(null);
+      this.endReading();
       this.emit('cancelled', 'cancelled');
     });
     // Beyond setTimeout's range (~24.8 days) a timer would fire at once; such a deadline is none.
@@ -207,12 +209,14 @@ export class StreamCall<Req, Res> extends Duplex {
       this.timer.unref();
     }
     if (!clientStreams) {
-      this.push(null);
+      this.endReading();
       return;
     }
     const reader = new MessageReader(maxBytes, encoding);
     const messages: Buffer[] = [];
     stream.on('data', (chunk: Buffer) => {
+      // After the status went out nothing more is read (a push after the end would be an 'error' event).
+      if (this.finished || this.readingDone) return;
       const problem = reader.push(chunk, messages);
       for (const bytes of messages.splice(0)) {
         let msg: Req;
@@ -230,8 +234,8 @@ export class StreamCall<Req, Res> extends Duplex {
       }
     });
     stream.on('end', () => {
-      if (!reader.atBoundary) this.finish(grpc.status.INTERNAL, 'the request stream ended inside a message');
-      else this.push(null);
+      if (!this.finished && !reader.atBoundary) this.finish(grpc.status.INTERNAL, 'the request stream ended inside a message');
+      this.endReading();
     });
   }
 
@@ -253,6 +257,12 @@ export class StreamCall<Req, Res> extends Duplex {
 
   sendMetadata(): void {
     this.sendHeaders();
+  }
+
+  private endReading(): void {
+    if (this.readingDone) return;
+    this.readingDone = true;
+    this.push(null);
   }
 
   override _read(): void {
@@ -309,7 +319,7 @@ export class StreamCall<Req, Res> extends Duplex {
     }
     if (code !== grpc.status.OK) {
       // The request side is over too: stop reading and let the handler see the end.
-      this.push(null);
+      this.endReading();
     }
   }
 
