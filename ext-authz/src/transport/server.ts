@@ -45,6 +45,8 @@ export interface ServiceHost {
 
 const noop = (): void => undefined;
 const DEFAULT_MAX_CONCURRENT_STREAMS = 1000;
+const STREAM_WINDOW_BYTES = 1024 * 1024;
+const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 
 export class H2GrpcServer implements ServiceHost {
   private readonly methods = new Map<string, Method>();
@@ -77,7 +79,10 @@ export class H2GrpcServer implements ServiceHost {
       // instead by maxMessageBytes per stream and maxConcurrentStreams per session (Envoy honours the
       // SETTINGS limit and opens another connection when it needs more streams).
       maxSessionMemory: Number.MAX_SAFE_INTEGER,
-      settings: { maxConcurrentStreams: this.options.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS },
+      // Node's default receive windows are 64 KiB per stream and per connection: Envoy multiplexing a
+      // few dozen Checks with bodies would wait for WINDOW_UPDATEs. What a window lets in is still
+      // bounded by maxMessageBytes per stream.
+      settings: { maxConcurrentStreams: this.options.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS, initialWindowSize: STREAM_WINDOW_BYTES },
     });
     server.on('session', (session) => this.track(session));
     server.on('stream', this.onStream);
@@ -119,6 +124,11 @@ export class H2GrpcServer implements ServiceHost {
   private track(session: ServerHttp2Session): void {
     this.sessions.add(session);
     session.on('error', noop);
+    try {
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    } catch {
+      // A session that is already closing keeps the default window.
+    }
     let timer: NodeJS.Timeout | undefined;
     if (this.keepaliveTimeMs > 0 && Number.isFinite(this.keepaliveTimeMs)) {
       timer = setInterval(() => this.ping(session), this.keepaliveTimeMs);
