@@ -4,6 +4,7 @@
  * timer, cleared as soon as either side settles.
  */
 export const TIMED_OUT: unique symbol = Symbol('timed out');
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
   if (ms <= 0) {
@@ -12,7 +13,8 @@ export function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_O
   }
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
-    timer = setTimeout(resolve, ms, TIMED_OUT);
+    // Past 2^31-1 ms Node fires a timer after 1 ms; such a wait is "no limit" in practice.
+    timer = setTimeout(resolve, Math.min(ms, MAX_TIMER_MS), TIMED_OUT);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

@@ -30,10 +30,17 @@ export interface DeadlinePolicy {
   readonly marginMs: number;
 }
 
-/** Epoch ms by which to answer: the caller's deadline (or our default) less the safety margin. */
+/**
+ * The longest a Check may take, whatever deadline the caller sends (the largest server.defaultDeadlineMs
+ * allowed). A client's `grpc-timeout` can say days; every stage budget and timer derives from this one
+ * deadline, and Node's timers fire at once past ~24.8 days.
+ */
+export const MAX_CHECK_MS = 60_000;
+
+/** Epoch ms by which to answer: the caller's deadline (or our default, at most MAX_CHECK_MS away) less the safety margin. */
 export function answerBy(callDeadline: grpc.Deadline, policy: DeadlinePolicy, now = Date.now()): number {
   const raw = callDeadline instanceof Date ? callDeadline.getTime() : callDeadline;
-  const deadline = Number.isFinite(raw) ? raw : now + policy.defaultMs;
+  const deadline = Number.isFinite(raw) ? Math.min(raw, now + MAX_CHECK_MS) : now + policy.defaultMs;
   return deadline - policy.marginMs;
 }
 
@@ -50,6 +57,8 @@ export class GrpcServer {
   private readonly listenOn: (address: string, host: string, port: number) => Promise<number>;
   readonly health: HealthImplementation;
   private inFlight = 0;
+  /** Open grpc.health.v1 Watch calls. */
+  private readonly watches = new Set<grpc.ServerWritableStream<unknown, unknown>>();
   private readonly checkMethod: grpc.MethodDefinition<CheckRequest, CheckResponse>;
 
   constructor(
@@ -88,8 +97,25 @@ export class GrpcServer {
     const statuses: Record<string, 'NOT_SERVING'> = { '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' };
     for (const x of extra) statuses[x.name] = 'NOT_SERVING';
     this.health = new HealthImplementation(statuses);
-    // addToServer only calls addService, which both transports have.
-    this.health.addToServer(this.server as unknown as grpc.Server);
+    // addToServer only calls addService, which both transports have. Watch calls are kept, so a drain can end them.
+    const host = this.server;
+    const watches = this.watches;
+    this.health.addToServer({
+      addService(service: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) {
+        const watch = impl['watch'] as grpc.handleServerStreamingCall<unknown, unknown> | undefined;
+        if (watch === undefined) return host.addService(service, impl);
+        host.addService(service, {
+          ...impl,
+          watch: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+            watches.add(call);
+            call.on('error', () => undefined); // a write after the drain ended the call is not an error to raise
+            call.once('cancelled', () => watches.delete(call));
+            call.once('finish', () => watches.delete(call));
+            watch(call);
+          },
+        });
+      },
+    } as unknown as grpc.Server);
     addReflection(this.server, [packageDefinition, protoLoader.loadSync(healthProtoPath), ...extra.map((x) => x.packageDefinition)]);
   }
 
@@ -163,8 +189,20 @@ export class GrpcServer {
     return this.inFlight;
   }
 
-  /** Stop taking new calls, let running ones finish within `graceMs`, then force. */
+  /**
+   * Stop taking new calls, let running ones finish within `graceMs`, then force. Health Watch
+   * streams never end by themselves (kubelet, Envoy health checkers): they have seen NOT_SERVING,
+   * so they are ended with OK first, and only Checks and capability streams are waited for.
+   */
   async shutdown(graceMs: number): Promise<void> {
+    for (const call of this.watches) {
+      try {
+        call.end();
+      } catch {
+        // Already gone.
+      }
+    }
+    this.watches.clear();
     const graceful = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     const timer = new Promise<'timeout'>((resolve) => setTimeout(resolve, graceMs, 'timeout').unref());
     if ((await Promise.race([graceful, timer])) === 'timeout') {

@@ -218,9 +218,15 @@ export class PassgateService {
 
   /** Validates and swaps in a new config; on any problem the old one keeps serving. */
   async applyConfig(config: PassgateConfig): Promise<void> {
+    if (this.draining) throw new Error('the service is stopping: a new config is not applied');
     // A config that any capability or stage rejects changes nothing at all
     // (JWKS, FDS rules and connection, caches, admin routes stay as they are).
     const next = await this.prepare(config);
+    if (this.draining) {
+      // stop() began while this config was being prepared: close what it opened instead of committing it.
+      for (const p of [...next.prepared.values()].reverse()) await this.quietly('close', () => p.close?.());
+      throw new Error('the service is stopping: a new config is not applied');
+    }
     const old = this.config.server;
     if (JSON.stringify(old) !== JSON.stringify(config.server)) {
       this.logger.warn('server.* settings changed: ports and limits apply after a restart; routes apply now');
@@ -232,7 +238,7 @@ export class PassgateService {
   /** Reloads from the config file. Resolves false (and logs why) when the new file is rejected. */
   reload(): Promise<boolean> {
     const path = this.options.configPath;
-    if (!path) return Promise.resolve(false);
+    if (!path || this.draining) return Promise.resolve(false);
     // Serialize reloads so two quick file events cannot interleave.
     this.reloading = this.reloading.then(async () => {
       try {
@@ -287,6 +293,8 @@ export class PassgateService {
     }
     this.logger.info({ inFlight: this.grpc.checksInFlight, graceMs }, 'draining: NOT_SERVING, finishing in-flight checks');
     await this.grpc.shutdown(graceMs);
+    // A reload already running finishes first (it sees draining and closes what it prepared), so nothing is committed after closeAll.
+    await this.reloading;
     await this.closeAll();
     await this.admin.close();
     this.logger.info('stopped');
