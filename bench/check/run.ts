@@ -287,7 +287,7 @@ interface TargetSpec {
   root?: string;
   /** server.transport of the service / the no-op server's transport (default h2 for Passgate, grpc-js for the floor). */
   transport?: 'h2' | 'grpc-js';
-  /** fds.redis.autoPipelining, for scenarios with a Redis FDS section (default: the service's, on). */
+  /** fds.redis.autoPipelining, for scenarios with a Redis FDS section (default: the service's: off on one node). */
   autoPipelining?: boolean;
   /** Which rows to run. */
   rates: number[];
@@ -306,7 +306,7 @@ async function startTarget(spec: TargetSpec, opts: Options, extraNodeArgs: strin
     return { proc, port };
   }
   const knobs: ServiceKnobs = { grpcPort: port, adminPort: await freePort(), audit: spec.audit ?? false, level: spec.audit ? 'info' : 'warn', ...(spec.transport ? { transport: spec.transport } : {}) };
-  const configFile = join(workDir, `passgate-${spec.audit ? 'audit' : 'noaudit'}${spec.root ? '-baseline' : ''}${spec.transport ? `-${spec.transport}` : ''}${spec.autoPipelining === false ? '-no-ap' : ''}.yaml`);
+  const configFile = join(workDir, `passgate-${spec.audit ? 'audit' : 'noaudit'}${spec.root ? '-baseline' : ''}${spec.transport ? `-${spec.transport}` : ''}${spec.autoPipelining === true ? '-ap' : ''}.yaml`);
   const config = prepared.config(knobs);
   const redis = (config['fds'] as { redis?: Record<string, unknown> } | undefined)?.redis;
   if (spec.autoPipelining !== undefined && redis) redis['autoPipelining'] = spec.autoPipelining;
@@ -594,9 +594,9 @@ async function main(): Promise<void> {
       targets.push({ label: 'passgate', kind: 'passgate', run, audit: false, rates: opts.rates, closed: true, h2load: true });
       // The same service on the transport it replaced (server.transport: grpc-js): the transport's share in one run.
       targets.push({ label: 'passgate on grpc-js', kind: 'passgate', transport: 'grpc-js', run, audit: false, rates: [], closed: true, h2load: true });
-      // Where the chain calls Redis: the same service with fds.redis.autoPipelining off (the old single-node default).
+      // Where the chain calls Redis: the same service with fds.redis.autoPipelining on (off is the single-node default).
       if (run.name !== 'core' && run.name !== 'mtls' && run.name !== 'passport') {
-        targets.push({ label: 'passgate, autoPipelining off', kind: 'passgate', autoPipelining: false, run, audit: false, rates: [], closed: true, h2load: true });
+        targets.push({ label: 'passgate, autoPipelining on', kind: 'passgate', autoPipelining: true, run, audit: false, rates: [], closed: true, h2load: true });
       }
       if (opts.baseline) targets.push({ label: 'baseline', kind: 'passgate', run, audit: false, root: opts.baseline, rates: [], closed: true, h2load: true });
       if (opts.audit) targets.push({ label: 'passgate +audit', kind: 'passgate', run, audit: true, rates: auditRates, closed: true, h2load: false });
