@@ -1,7 +1,8 @@
 /**
  * `npm run bench:check [-- --scenario core|mtls|passport|full|all|core,mtls,...]
  *  [--duration 6] [--warmup 1.5] [--rates 100,1000,2000] [--concurrency 64]
- *  [--no-h2load] [--no-audit] [--profile] [--quick] [--dist] [--pin] [--baseline DIR] [--cluster]`
+ *  [--no-h2load] [--no-audit] [--profile] [--quick] [--dist] [--pin] [--baseline DIR] [--cluster] [--h2load-rounds N]`
+ *  --h2load-rounds N measures every h2load row N times (target order alternating) and shows the median round;
  *  --cluster adds the FDS Redis Cluster row (bench/check/cluster-row.ts: one node against 3 local masters,
  *  started for the run; needs redis-server and redis-cli), printed under the table;
  *  --baseline DIR also runs each scenario on the Passgate checkout in DIR (an older commit, e.g.
@@ -72,10 +73,12 @@ interface Options {
   baseline?: string;
   /** Also measure the FDS Redis Cluster row (starts redis-server processes, so off by default). */
   cluster: boolean;
+  /** h2load rows: this many rounds, target order alternating per round; the row shows the median round. */
+  h2loadRounds: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { scenarios: ['core'], audit: true, durationMs: 6000, warmupMs: 1500, rates: [100, 1000, 2000], concurrency: 64, h2load: true, profile: false, dist: false, pin: false, cluster: false };
+  const opts: Options = { scenarios: ['core'], audit: true, durationMs: 6000, warmupMs: 1500, rates: [100, 1000, 2000], concurrency: 64, h2load: true, profile: false, dist: false, pin: false, cluster: false, h2loadRounds: 1 };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
@@ -105,6 +108,7 @@ function parseArgs(argv: string[]): Options {
       case '--pin': opts.pin = true; break;
       case '--baseline': opts.baseline = resolve(value(i++, a)); break;
       case '--cluster': opts.cluster = true; break;
+      case '--h2load-rounds': opts.h2loadRounds = Math.max(1, Math.round(Number(value(i++, a)))); break;
       case '--quick': opts.durationMs = 2000; opts.warmupMs = 500; break;
       default: throw new Error(`unknown argument "${a}"; see the header of bench/check/run.ts`);
     }
@@ -344,6 +348,13 @@ interface LiveTarget {
  * this shared machine hits every scenario and the floor alike instead of
  * skewing the ratios.
  */
+/** Error counts of several rounds, added up by kind. */
+function sumErrors(list: ReadonlyArray<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const e of list) for (const [k, v] of Object.entries(e)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
 async function measureAll(specs: readonly TargetSpec[], gen: LoadGen, opts: Options, h2: boolean): Promise<Row[]> {
   const live: LiveTarget[] = [];
   const rows: Row[] = [];
@@ -384,10 +395,21 @@ async function measureAll(specs: readonly TargetSpec[], gen: LoadGen, opts: Opti
     }
     for (const t of live) gen.close(`127.0.0.1:${t.port}`);
     if (h2) {
-      for (const t of live.filter((l) => l.spec.h2load)) {
-        process.stderr.write(`  ${name(t)}: h2load, ${opts.concurrency} streams ...\n`);
-        const r = runH2load(t.port, t.spec.run.files.body, t.spec.run.files.h2log, opts);
-        rows.push({ scenario: scenarioOf(t), target: t.spec.label, load: `max (${opts.concurrency} streams)`, generator: 'h2load', concurrency: opts.concurrency, achievedRps: r.achievedRps, latency: r.latency, errors: r.errors, note: `one request: "${t.spec.run.prepared.h2loadEntry}"` });
+      // On a shared (virtual) machine one round of a few seconds can be 30 % off; with --h2load-rounds each
+      // target is measured several times, the order alternating, and the row is the median round.
+      const targets = live.filter((l) => l.spec.h2load);
+      const results = new Map<LiveTarget, H2Result[]>(targets.map((t) => [t, []]));
+      for (let round = 0; round < opts.h2loadRounds; round++) {
+        for (const t of round % 2 === 0 ? targets : [...targets].reverse()) {
+          process.stderr.write(`  ${name(t)}: h2load, ${opts.concurrency} streams${opts.h2loadRounds > 1 ? ` (round ${round + 1}/${opts.h2loadRounds})` : ''} ...\n`);
+          results.get(t)!.push(runH2load(t.port, t.spec.run.files.body, t.spec.run.files.h2log, opts));
+        }
+      }
+      for (const t of targets) {
+        const all = results.get(t)!;
+        const r = [...all].sort((x, y) => x.achievedRps - y.achievedRps)[Math.floor(all.length / 2)]!;
+        const rounds = all.length > 1 ? `; rounds ${all.map((x) => x.achievedRps.toFixed(0)).join(', ')}` : '';
+        rows.push({ scenario: scenarioOf(t), target: t.spec.label, load: `max (${opts.concurrency} streams)`, generator: 'h2load', concurrency: opts.concurrency, achievedRps: r.achievedRps, latency: r.latency, errors: sumErrors(all.map((x) => x.errors)), note: `one request: "${t.spec.run.prepared.h2loadEntry}"${rounds}` });
       }
     }
   } finally {
@@ -643,6 +665,11 @@ async function main(): Promise<void> {
   else {
     out.push(`h2load rows replay one pre-encoded request over 1 connection (${runs.map((r) => `${multi ? `${r.name}: ` : ''}"${r.prepared.h2loadEntry}"`).join('; ')}${multi ? `; the floor: the ${names.includes('core') ? 'core' : runs[0]!.name} one` : ''}); grpc-js rows cycle the whole mix over 1 connection.`);
     if (multi && names.includes('core') && names.length > 1) out.push('For the mTLS-based scenarios the h2load request is a partner request through their whole identity chain (one certificate, cached), so their h2load "vs core" compares that request with core\'s "api users" one.');
+    const rounds = rows.filter((r) => r.generator === 'h2load' && r.note?.includes('; rounds '));
+    if (rounds.length > 0) {
+      out.push('', `h2load rows are the median of ${opts.h2loadRounds} rounds (rps of each round, in the order run):`);
+      for (const r of rounds) out.push(`- ${r.scenario ? `${r.scenario} ` : ''}${r.target}: ${r.note!.split('; rounds ')[1]}`);
+    }
     out.push('');
   }
   if (clusterRow) out.push('### FDS on a Redis Cluster (3 masters) against one node', '', clusterRow.markdown, '');
