@@ -267,6 +267,15 @@ describe('lean gRPC transport (issue 18)', function () {
     assert.equal((await checkCall(h2.port, buildCheckRequest({ path: '/after-http1' }))).err, null);
   });
 
+  it('client text quoted in a status message is clipped (a 10 KB path or grpc-timeout makes no 10 KB trailer)', async () => {
+    const path = await raw(h2.port, { path: `/envoy.service.auth.v3.Authorization/${'x'.repeat(10_000)}` });
+    assert.equal(path.grpcStatus, grpc.status.UNIMPLEMENTED);
+    assert.ok((path.grpcMessage ?? '').length < 400, `${path.grpcMessage?.length} characters`);
+    const timeout = await raw(h2.port, { headers: { 'grpc-timeout': `1${'x'.repeat(10_000)}` } });
+    assert.equal(timeout.grpcStatus, grpc.status.INTERNAL);
+    assert.ok((timeout.grpcMessage ?? '').length < 400, `${timeout.grpcMessage?.length} characters`);
+  });
+
   it('a method other than POST is refused with HTTP 405', async () => {
     const ours = await raw(h2.port, { method: 'GET', chunks: [], end: true });
     assert.equal(ours.httpStatus, 405);

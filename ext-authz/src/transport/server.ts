@@ -169,12 +169,12 @@ export class H2GrpcServer implements ServiceHost {
     const path = headers[':path'] ?? '';
     const method = this.methods.get(path);
     if (method === undefined) {
-      respondStatus(stream, grpc.status.UNIMPLEMENTED, `The server does not implement the method ${path}`);
+      respondStatus(stream, grpc.status.UNIMPLEMENTED, `The server does not implement the method ${clip(path)}`);
       return;
     }
     const timeout = parseTimeout(headers['grpc-timeout']);
     if (timeout === null) {
-      respondStatus(stream, grpc.status.INTERNAL, `invalid grpc-timeout ${JSON.stringify(headers['grpc-timeout'])}: expected 1 to 8 digits and one of H M S m u n`);
+      respondStatus(stream, grpc.status.INTERNAL, `invalid grpc-timeout ${clip(JSON.stringify(headers['grpc-timeout']) ?? '')}: expected 1 to 8 digits and one of H M S m u n`);
       return;
     }
     // Only a compressed message needs a known encoding (MessageReader refuses it); the header alone is harmless.
@@ -294,6 +294,11 @@ export class H2GrpcServer implements ServiceHost {
       failed(err);
     }
   }
+}
+
+/** Client-sent text quoted in a status message stays short (the message is a trailer the client must accept). */
+function clip(text: string): string {
+  return text.length > 100 ? `${text.slice(0, 100)}…` : text;
 }
 
 function respondHttp(stream: ServerHttp2Stream, status: number): void {
