@@ -16,6 +16,7 @@ import type { CheckRequest, CheckResponse } from '../../ext-authz/src/proto/type
 import { loadExtProcService, type ProcessingRequest, type ProcessingResponse } from '../../ext-authz/src/e2ee/ext-proc-proto.js';
 import { H2GrpcServer } from '../../ext-authz/src/transport/server.js';
 import { frame } from '../../ext-authz/src/transport/framing.js';
+import { compressedFrame, messagesOf, raw, type RawAnswer } from '../support/h2-raw.js';
 
 const MAX = 16 * 1024;
 const PROCESS_PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
@@ -109,98 +110,11 @@ async function startGrpcJs(): Promise<Running & { server: grpc.Server }> {
   return { port, seen, health, server, stop: () => server.forceShutdown() };
 }
 
-interface RawAnswer {
-  httpStatus: number;
-  grpcStatus: number | undefined;
-  grpcMessage: string | undefined;
-  data: Buffer;
-  trailers: http2.IncomingHttpHeaders | undefined;
-  rstCode?: number;
-  timedOut: boolean;
-}
-
-/** Length-prefixed messages in a response body. */
-function messagesOf(data: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  for (let at = 0; at + 5 <= data.length; ) {
-    const len = data.readUInt32BE(at + 1);
-    out.push(data.subarray(at + 5, at + 5 + len));
-    at += 5 + len;
-  }
-  return out;
-}
-
-/**
- * One request with exactly the headers and DATA chunks given, over node:http2.
- * `waitMs` bounds the wait for the server (timedOut: the stream was still open).
- */
-function raw(
-  port: number,
-  opts: { method?: string; path?: string; headers?: Record<string, string>; chunks?: Buffer[]; end?: boolean; trailers?: Record<string, string>; waitMs?: number; gapMs?: number } = {},
-): Promise<RawAnswer> {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
-  session.on('error', () => undefined);
-  return new Promise((resolve, reject) => {
-    const req = session.request(
-      { ':method': opts.method ?? 'POST', ':path': opts.path ?? CHECK_METHOD_PATH, 'content-type': 'application/grpc', te: 'trailers', ...opts.headers },
-      opts.trailers ? { waitForTrailers: true } : {},
-    );
-    if (opts.trailers) req.on('wantTrailers', () => req.sendTrailers(opts.trailers!));
-    let httpStatus = 0;
-    let grpcStatus: number | undefined;
-    let grpcMessage: string | undefined;
-    let trailers: http2.IncomingHttpHeaders | undefined;
-    const data: Buffer[] = [];
-    const take = (h: http2.IncomingHttpHeaders) => {
-      if (h['grpc-status'] !== undefined) grpcStatus = Number(h['grpc-status']);
-      if (h['grpc-message'] !== undefined) grpcMessage = String(h['grpc-message']);
-    };
-    let done = false;
-    const finish = (timedOut: boolean) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (timedOut) req.close(http2.constants.NGHTTP2_CANCEL);
-      session.close();
-      if (timedOut) session.destroy();
-      resolve({ httpStatus, grpcStatus, grpcMessage, data: Buffer.concat(data), trailers, ...(req.rstCode ? { rstCode: req.rstCode } : {}), timedOut });
-    };
-    const timer = setTimeout(() => finish(true), opts.waitMs ?? 2_000);
-    req.on('response', (h) => {
-      httpStatus = Number(h[':status']);
-      take(h);
-    });
-    req.on('trailers', (h) => {
-      trailers = h;
-      take(h);
-    });
-    req.on('data', (c: Buffer) => data.push(c));
-    req.on('error', () => undefined);
-    req.on('close', () => finish(false));
-    const chunks = opts.chunks ?? [frame(encodeCheck(buildCheckRequest({ path: '/ok' })))];
-    (async () => {
-      for (const c of chunks) {
-        if (req.closed) return;
-        req.write(c);
-        // setImmediate alone lets node:http2 coalesce writes into one DATA frame; a gap keeps them apart.
-        await new Promise((r) => (opts.gapMs ? setTimeout(r, opts.gapMs) : setImmediate(r)));
-      }
-      if (opts.end !== false && !req.closed) req.end();
-    })().catch(reject);
-  });
-}
-
 function okCheck(port: number): Promise<RawAnswer> {
   return raw(port, { chunks: [frame(encodeCheck(buildCheckRequest({ path: '/alive' })))] });
 }
 
-const compressed = (z: Buffer) => {
-  const out = Buffer.alloc(5 + z.length);
-  out[0] = 1;
-  out.writeUInt32BE(z.length, 1);
-  z.copy(out, 5);
-  return out;
-};
+const compressed = compressedFrame;
 
 /**
  * Runs `run` with process-level uncaught exceptions captured instead of failing

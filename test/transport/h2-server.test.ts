@@ -26,6 +26,7 @@ import { createExtProcClient, loadExtProcService, type ProcessingRequest, type P
 import { H2GrpcServer } from '../../ext-authz/src/transport/server.js';
 import { parseTimeout, encodeMessage } from '../../ext-authz/src/transport/metadata.js';
 import { MessageReader, frame } from '../../ext-authz/src/transport/framing.js';
+import { compressedFrame, raw } from '../support/h2-raw.js';
 
 const MAX = 64 * 1024;
 const execFileAsync = promisify(execFile);
@@ -131,64 +132,7 @@ function checkCall(port: number, req: CheckRequest, options: grpc.CallOptions = 
   });
 }
 
-interface RawAnswer {
-  httpStatus: number;
-  grpcStatus: number | undefined;
-  grpcMessage: string | undefined;
-  data: Buffer;
-  rstCode?: number;
-}
-
-/** One request with exactly the headers and DATA chunks given, over node:http2. */
-function raw(port: number, opts: { method?: string; path?: string; headers?: Record<string, string>; chunks?: Buffer[]; end?: boolean } = {}): Promise<RawAnswer> {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
-  session.on('error', () => undefined);
-  return new Promise((resolve, reject) => {
-    const req = session.request({
-      ':method': opts.method ?? 'POST',
-      ':path': opts.path ?? CHECK_METHOD_PATH,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      ...opts.headers,
-    });
-    let httpStatus = 0;
-    let grpcStatus: number | undefined;
-    let grpcMessage: string | undefined;
-    const data: Buffer[] = [];
-    const take = (h: http2.IncomingHttpHeaders) => {
-      if (h['grpc-status'] !== undefined) grpcStatus = Number(h['grpc-status']);
-      if (h['grpc-message'] !== undefined) grpcMessage = String(h['grpc-message']);
-    };
-    req.on('response', (h) => {
-      httpStatus = Number(h[':status']);
-      take(h);
-    });
-    req.on('trailers', take);
-    req.on('data', (c: Buffer) => data.push(c));
-    req.on('error', () => undefined);
-    req.on('close', () => {
-      session.close();
-      resolve({ httpStatus, grpcStatus, grpcMessage, data: Buffer.concat(data), ...(req.rstCode ? { rstCode: req.rstCode } : {}) });
-    });
-    const chunks = opts.chunks ?? [frame(encodeCheck(buildCheckRequest({ path: '/ok' })))];
-    (async () => {
-      for (const c of chunks) {
-        req.write(c);
-        await new Promise((r) => setImmediate(r));
-      }
-      if (opts.end !== false) req.end();
-    })().catch(reject);
-  });
-}
-
-const gz = (b: Buffer) => {
-  const z = gzipSync(b);
-  const out = Buffer.alloc(5 + z.length);
-  out[0] = 1;
-  out.writeUInt32BE(z.length, 1);
-  z.copy(out, 5);
-  return out;
-};
+const gz = (b: Buffer) => compressedFrame(gzipSync(b));
 
 /** Malformed or unusual calls, each answered the same way (status code) by both transports. */
 const MALFORMED: Array<{ name: string; opts: Parameters<typeof raw>[1]; expect: { http?: number; grpc?: number } }> = [
