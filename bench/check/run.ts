@@ -8,7 +8,8 @@
  *  --baseline DIR also runs each scenario on the Passgate checkout in DIR (an older commit, e.g.
  *  `git archive <commit> | tar -x -C DIR` plus a node_modules link), as target "baseline": before/after in one run;
  *  --dist runs the compiled service (npm run build:ts first), as production does;
- *  --pin puts the servers on CPU 0 and the load generators on CPU 1 (taskset).
+ *  --pin puts the servers on CPU 0 and the load generators on CPU 1 (taskset), and gives FDS scenarios a redis-server of
+ *  their own on CPU 1 (unless BENCH_REDIS_URL is set).
  *
  * Drives Authorization/Check on Passgate, running as its own process over
  * loopback, from a separate load-generator process (grpc-js client; plus
@@ -291,7 +292,7 @@ interface TargetSpec {
   root?: string;
   /** server.transport of the service / the no-op server's transport (default h2 for Passgate, grpc-js for the floor). */
   transport?: 'h2' | 'grpc-js';
-  /** fds.redis.autoPipelining, for scenarios with a Redis FDS section (default: the service's: off on one node). */
+  /** fds.redis.autoPipelining, for scenarios with a Redis FDS section (default: the service's, on). */
   autoPipelining?: boolean;
   /** Which rows to run. */
   rates: number[];
@@ -310,7 +311,7 @@ async function startTarget(spec: TargetSpec, opts: Options, extraNodeArgs: strin
     return { proc, port };
   }
   const knobs: ServiceKnobs = { grpcPort: port, adminPort: await freePort(), audit: spec.audit ?? false, level: spec.audit ? 'info' : 'warn', ...(spec.transport ? { transport: spec.transport } : {}) };
-  const configFile = join(workDir, `passgate-${spec.audit ? 'audit' : 'noaudit'}${spec.root ? '-baseline' : ''}${spec.transport ? `-${spec.transport}` : ''}${spec.autoPipelining === true ? '-ap' : ''}.yaml`);
+  const configFile = join(workDir, `passgate-${spec.audit ? 'audit' : 'noaudit'}${spec.root ? '-baseline' : ''}${spec.transport ? `-${spec.transport}` : ''}${spec.autoPipelining === false ? '-no-ap' : ''}.yaml`);
   const config = prepared.config(knobs);
   const redis = (config['fds'] as { redis?: Record<string, unknown> } | undefined)?.redis;
   if (spec.autoPipelining !== undefined && redis) redis['autoPipelining'] = spec.autoPipelining;
@@ -581,6 +582,14 @@ async function prepareRun(name: string): Promise<ScenarioRun> {
   return { name: scenario.name, description: scenario.description, prepared, workDir, files };
 }
 
+/** A throw-away redis-server (nothing on disk) pinned to `cpu`. */
+async function startPinnedRedis(cpu: number): Promise<{ url: string; stop(): void }> {
+  const port = await freePort();
+  const proc = spawnProcess('redis-server (bench)', 'taskset', ['-c', String(cpu), 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { cwd: ROOT });
+  await waitForPort(proc, port);
+  return { url: `redis://127.0.0.1:${port}`, stop: () => proc.child.kill('SIGKILL') };
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   PIN.enabled = opts.pin;
@@ -596,6 +605,13 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   let profile: ProfileSummary | undefined;
   let clusterRow: ClusterRow | undefined;
+  // With --pin, FDS scenarios get a redis-server of their own on the generator's CPU, so Redis never takes
+  // the service's core (the system one floats between both). BENCH_REDIS_URL, when set, wins.
+  const ownRedis = opts.pin && process.env['BENCH_REDIS_URL'] === undefined ? await startPinnedRedis(PIN.generatorCpu) : undefined;
+  if (ownRedis) {
+    process.env['BENCH_REDIS_URL'] = ownRedis.url;
+    process.stderr.write(`  redis: own redis-server ${ownRedis.url} on CPU ${PIN.generatorCpu}\n`);
+  }
   try {
     for (const name of opts.scenarios) {
       runs.push(await prepareRun(name));
@@ -616,9 +632,9 @@ async function main(): Promise<void> {
       targets.push({ label: 'passgate', kind: 'passgate', run, audit: false, rates: opts.rates, closed: true, h2load: true });
       // The same service on the transport it replaced (server.transport: grpc-js): the transport's share in one run.
       targets.push({ label: 'passgate on grpc-js', kind: 'passgate', transport: 'grpc-js', run, audit: false, rates: [], closed: true, h2load: true });
-      // Where the chain calls Redis: the same service with fds.redis.autoPipelining on (off is the single-node default).
+      // Where the chain calls Redis: the same service with fds.redis.autoPipelining off (on is the default).
       if (run.name !== 'core' && run.name !== 'mtls' && run.name !== 'passport') {
-        targets.push({ label: 'passgate, autoPipelining on', kind: 'passgate', autoPipelining: true, run, audit: false, rates: [], closed: true, h2load: true });
+        targets.push({ label: 'passgate, autoPipelining off', kind: 'passgate', autoPipelining: false, run, audit: false, rates: [], closed: true, h2load: true });
       }
       if (opts.baseline) targets.push({ label: 'baseline', kind: 'passgate', run, audit: false, root: opts.baseline, rates: [], closed: true, h2load: true });
       if (opts.audit) targets.push({ label: 'passgate +audit', kind: 'passgate', run, audit: true, rates: auditRates, closed: true, h2load: false });
@@ -635,6 +651,7 @@ async function main(): Promise<void> {
     if (opts.profile) profile = await profileService(runs[0]!, gen, opts);
   } finally {
     gen.stop();
+    ownRedis?.stop();
     for (const r of runs) {
       try {
         await r.prepared.teardown?.();

@@ -438,7 +438,8 @@ function passportSection(pool: CertPool): Record<string, unknown> {
   };
 }
 
-const REDIS_URL = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+/** Read when a scenario is prepared (run.ts may start its own pinned redis-server first). */
+const redisUrl = (): string => process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
 /** Deletes every key under `prefix` (the scenario's own, unique per run). */
 async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
@@ -457,6 +458,7 @@ function chainScenario(kind: ChainKind, description: string): BenchScenario {
     name: kind,
     description,
     async prepare() {
+      const REDIS_URL = redisUrl();
       const pool = await certPool(POOL_SIZE);
       const authorize = { type: 'authorize', kinds: ['user'], groups: ['partners'], attributes: { org: [...PARTNER_ORGS] } };
       const chain = kind === 'mtls' ? [{ type: 'mtls' }, authorize] : kind === 'passport' ? [{ type: 'mtls' }, { type: 'passport' }] : [{ type: 'fds' }, { type: 'mtls' }, { type: 'passport' }];

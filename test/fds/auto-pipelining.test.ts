@@ -17,13 +17,13 @@ function storeWith(redis: Record<string, unknown>): RedisStore {
 }
 
 describe('fds.redis.autoPipelining', () => {
-  it('defaults to off on a single node and on in cluster mode; an explicit value wins', async () => {
+  it('defaults to on, single node and cluster alike; an explicit value wins', async () => {
     const stores: RedisStore[] = [];
     try {
       const seed = [{ host: '127.0.0.1', port: await freePort() }]; // nothing listens: only the client's options are read
       const cases: Array<[Record<string, unknown>, boolean]> = [
-        [{ mode: 'single', url: REDIS_URL }, false],
-        [{ mode: 'single', url: REDIS_URL, autoPipelining: true }, true],
+        [{ mode: 'single', url: REDIS_URL }, true],
+        [{ mode: 'single', url: REDIS_URL, autoPipelining: false }, false],
         [{ mode: 'cluster', nodes: seed }, true],
         [{ mode: 'cluster', nodes: seed, autoPipelining: false }, false],
       ];

@@ -100,7 +100,7 @@ export class RedisStore implements FdsStore {
   private connect(subscriber: boolean): Client {
     const s = this.settings;
     // The subscriber sends nothing worth batching.
-    const autoPipelining = !subscriber && (s.autoPipelining ?? s.mode === 'cluster');
+    const autoPipelining = !subscriber && (s.autoPipelining ?? true);
     const password = s.passwordEnv ? process.env[s.passwordEnv] ?? s.password : s.password;
     const common: RedisOptions = {
       ...(s.username ? { username: s.username } : {}),
