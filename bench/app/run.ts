@@ -13,6 +13,7 @@
  */
 import { createPublicKey, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { deleteKeys } from '../common/redis-keys.js';
 import pino from 'pino';
 import { startService, httpCheck, type Running } from '../../test/support/service.js';
 import { freePort } from '../common/process.js';
@@ -138,12 +139,7 @@ async function overGrpc(): Promise<void> {
     redis.disconnect();
     await svc.stop();
     const r = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await r.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeys(r, prefix);
     r.disconnect();
   }
 }

@@ -9,6 +9,7 @@
  * reports speed for requests that were answered wrongly.
  */
 import { Redis } from 'ioredis';
+import { deleteKeys } from '../common/redis-keys.js';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
 import { PARTNER_ORGS, certPool, mtlsIdentityConfig, type CertPool, type PoolCert } from './certpool.js';
 
@@ -440,18 +441,6 @@ function passportSection(pool: CertPool): Record<string, unknown> {
 
 /** Read when a scenario is prepared (run.ts may start its own pinned redis-server first). */
 const redisUrl = (): string => process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-
-/** Deletes every key under `prefix` (the scenario's own, unique per run). */
-async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
-  let cursor = '0';
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.unlink(...keys);
-  } while (cursor !== '0');
-  return deleted;
-}
 
 function chainScenario(kind: ChainKind, description: string): BenchScenario {
   return {

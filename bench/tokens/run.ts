@@ -12,6 +12,7 @@
  */
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { deleteKeys } from '../common/redis-keys.js';
 import { startService, httpCheck, type Running } from '../../test/support/service.js';
 import { verifyJwt, type VerifiedJwt } from '../../ext-authz/src/tokens/jwt-verifier.js';
 import { verifyDpop } from '../../ext-authz/src/tokens/dpop.js';
@@ -167,12 +168,7 @@ async function overGrpc(): Promise<void> {
     redis.disconnect();
     await svc.stop();
     const r = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await r.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeys(r, prefix);
     r.disconnect();
   }
 }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type protobuf from 'protobufjs';
 import * as grpc from '@grpc/grpc-js';
+import { H2GrpcServer } from '../../ext-authz/src/transport/server.js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import {
@@ -482,7 +483,13 @@ describe('proto/ wire compatibility with official Envoy ext_authz v3 protos', ()
       },
     };
 
-    async function startServer(service: grpc.ServiceDefinition): Promise<{ server: grpc.Server; port: number }> {
+    /** The same handler on either transport Passgate serves with (server.transport). */
+    async function startServer(service: grpc.ServiceDefinition, transport: 'grpc-js' | 'h2'): Promise<{ server: { forceShutdown(): void }; port: number }> {
+      if (transport === 'h2') {
+        const server = new H2GrpcServer({ maxMessageBytes: 4 * 1024 * 1024 });
+        server.addService(service, { Check: echoHandler });
+        return { server, port: await server.listen('127.0.0.1', 0) };
+      }
       const server = new grpc.Server();
       server.addService(service, { Check: echoHandler });
       const port = await new Promise<number>((resolve, reject) => {
@@ -516,9 +523,10 @@ describe('proto/ wire compatibility with official Envoy ext_authz v3 protos', ()
       ['server on OUR service definition answers a client built from the OFFICIAL protos', ours.service, officialPkg],
       ['server on the OFFICIAL service definition answers a client built from OUR protos', officialService, ours.packageDefinition],
     ];
-    for (const [name, serverDef, clientPkg] of pairs) {
-      it(name, async () => {
-        const { server, port } = await startServer(serverDef);
+    const runs = (['grpc-js', 'h2'] as const).flatMap((transport) => pairs.map((p) => [transport, ...p] as const));
+    for (const [transport, name, serverDef, clientPkg] of runs) {
+      it(`${name} (transport ${transport})`, async () => {
+        const { server, port } = await startServer(serverDef, transport);
         cleanup.push(() => server.forceShutdown());
         const Ctor = clientCtorFrom(clientPkg);
         const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as AuthorizationClient;

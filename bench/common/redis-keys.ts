@@ -1,0 +1,14 @@
+/** Benchmark clean-up: the keys a run wrote under its own unique prefix. */
+import type { Redis } from 'ioredis';
+
+/** Deletes every key under `prefix` (SCAN + UNLINK, never KEYS); resolves to how many went. */
+export async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
