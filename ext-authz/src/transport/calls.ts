@@ -7,10 +7,10 @@ import { Duplex } from 'node:stream';
 import * as http2 from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { frame, MessageReader, type FrameProblem } from './framing.js';
+import { ACCEPTED_ENCODINGS, frame, MessageReader, type FrameProblem } from './framing.js';
 import { encodeMessage } from './metadata.js';
 
-const RESPONSE_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity,deflate,gzip' });
+const RESPONSE_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': ACCEPTED_ENCODINGS });
 const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
 
 /** Headers that are the transport's own, not call metadata. */
@@ -184,11 +184,11 @@ export class StreamCall<Req, Res> extends Duplex {
     private readonly deadline: number,
     private readonly path: string,
     private readonly serialize: (value: Res) => Buffer,
-    private readonly deserialize: (bytes: Buffer) => Req,
-    private readonly maxBytes: number,
+    deserialize: (bytes: Buffer) => Req,
+    maxBytes: number,
     encoding: string | undefined,
-    /** Server streaming: the handler starts with `request` set, the stream only writes. */
-    readonly clientStreams: boolean,
+    /** False for server streaming: the handler starts with `request` set, the stream only writes. */
+    clientStreams: boolean,
   ) {
     super({ objectMode: true, allowHalfOpen: true });
     stream.on('close', () => {
