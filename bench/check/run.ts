@@ -312,7 +312,9 @@ async function startTarget(spec: TargetSpec, opts: Options, extraNodeArgs: strin
   }
   const knobs: ServiceKnobs = { grpcPort: port, adminPort: await freePort(), audit: spec.audit ?? false, level: spec.audit ? 'info' : 'warn', ...(spec.transport ? { transport: spec.transport } : {}) };
   const configFile = join(workDir, `passgate-${spec.audit ? 'audit' : 'noaudit'}${spec.root ? '-baseline' : ''}${spec.transport ? `-${spec.transport}` : ''}${spec.autoPipelining === false ? '-no-ap' : ''}.yaml`);
-  const config = prepared.config(knobs);
+  // A copy: the scenario's config shares nested objects between calls, and the per-target edits below must not leak
+  // into the next target's file (they did: the autoPipelining-off target's setting and key prefix reached the others).
+  const config = structuredClone(prepared.config(knobs));
   const redis = (config['fds'] as { redis?: Record<string, unknown> } | undefined)?.redis;
   if (spec.autoPipelining !== undefined && redis) redis['autoPipelining'] = spec.autoPipelining;
   // Each target counts in its own keys: one target's traffic must not fill another's FDS windows.
@@ -443,9 +445,16 @@ async function profileService(run: ScenarioRun, gen: LoadGen, opts: Options): Pr
   let loadEnd = 0;
   try {
     loadStart = performance.now() + warmupMs;
-    await gen.run({ target: `127.0.0.1:${port}`, mode: 'closed', concurrency: opts.concurrency, warmupMs, durationMs, deadlineMs: 1000, requestsFile: run.files.requests });
+    if (opts.h2load && h2loadVersion()) {
+      // h2load drives the profile where it runs: the grpc-js generator saturates its own core first, and the profile
+      // then shows an idle server rather than where its time goes.
+      process.stderr.write('  (load from h2load, one request body)\n');
+      runH2load(port, run.files.body, run.files.h2log, { ...opts, warmupMs, durationMs });
+    } else {
+      await gen.run({ target: `127.0.0.1:${port}`, mode: 'closed', concurrency: opts.concurrency, warmupMs, durationMs, deadlineMs: 1000, requestsFile: run.files.requests });
+      gen.close(`127.0.0.1:${port}`);
+    }
     loadEnd = performance.now();
-    gen.close(`127.0.0.1:${port}`);
   } finally {
     await proc.stop(15_000); // the profile is written on exit
   }

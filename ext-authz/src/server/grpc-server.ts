@@ -8,6 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { AUTHORIZATION_SERVICE_NAME, loadAuthorizationService } from '../proto/load.js';
+import { createCheckRequestDecoder } from '../proto/check-decoder.js';
 import { deniedResponse, internalErrorResponse, okResponse } from '../check/response.js';
 import { buildCheckRequest } from '../proto/check-request.js';
 import { toRequestView } from '../pipeline/request-view.js';
@@ -90,8 +91,11 @@ export class GrpcServer {
           server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
         );
     }
-    const { service, packageDefinition } = loadAuthorizationService();
-    this.checkMethod = service['Check'] as grpc.MethodDefinition<CheckRequest, CheckResponse>;
+    const { service: loaded, packageDefinition } = loadAuthorizationService();
+    // The served Check decodes with the hot-path decoder (proto/check-decoder.ts); the loaded definition
+    // stays as it is for clients and reflection.
+    this.checkMethod = { ...(loaded['Check'] as grpc.MethodDefinition<CheckRequest, CheckResponse>), requestDeserialize: createCheckRequestDecoder() };
+    const service: grpc.ServiceDefinition = { ...loaded, Check: this.checkMethod };
     this.server.addService(service, { Check: this.handleCheck });
     for (const x of extra) this.server.addService(x.service, x.implementation);
     const statuses: Record<string, 'NOT_SERVING'> = { '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' };

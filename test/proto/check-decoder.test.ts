@@ -1,0 +1,271 @@
+/**
+ * The hot-path CheckRequest decoder (proto/check-decoder.ts) against proto-loader's deserializer, the one it
+ * replaces: over built requests, hand-written wire bytes (explicit defaults, raw header maps, int64 sizes),
+ * generated requests and mutated bytes, both must give the same RequestView, or both refuse the bytes.
+ */
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import protobuf from 'protobufjs';
+import { createCheckRequestDecoder } from '../../ext-authz/src/proto/check-decoder.js';
+import { buildCheckRequest, checkRequestForUrl } from '../../ext-authz/src/proto/check-request.js';
+import { join } from 'node:path';
+import { loadAuthorizationService, PROTO_FILES, PROTO_LOADER_OPTIONS, PROTO_ROOT } from '../../ext-authz/src/proto/load.js';
+import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
+import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
+import * as grpc from '@grpc/grpc-js';
+
+const method = loadAuthorizationService().service['Check'] as grpc.MethodDefinition<CheckRequest, unknown>;
+const reference = (b: Buffer) => method.requestDeserialize(b);
+const encode = (r: CheckRequest) => method.requestSerialize(r);
+const fast = createCheckRequestDecoder();
+
+type Outcome = { view: ReturnType<typeof toRequestView> } | { error: string };
+
+function outcome(decode: (b: Buffer) => CheckRequest, bytes: Buffer): Outcome {
+  try {
+    return { view: toRequestView(decode(bytes)) };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+// The same protobufjs types proto-loader decodes with, for the one case below.
+const root = new protobuf.Root();
+root.resolvePath = (_o, target) => (target.startsWith('/') ? target : join(PROTO_ROOT, target));
+const CheckRequestType = root.loadSync(PROTO_FILES.map((f) => join(PROTO_ROOT, f)), { keepCase: true }).lookupType('envoy.service.auth.v3.CheckRequest');
+
+/**
+ * proto-loader's toObject throws on some bytes protobufjs decodes (a map entry of message type with no value
+ * decodes to null, and Struct$toObject reads null.fields), in fields the view never reads (metadata). The
+ * hot-path decoder never converts those fields, so it answers such a Check. What must hold then: the view
+ * equals proto-loader's over the same message with the unread fields dropped.
+ */
+function referenceOverReadFields(bytes: Buffer): Outcome {
+  const msg = CheckRequestType.decode(bytes) as unknown as { attributes?: Record<string, unknown> & { request?: Record<string, unknown> } };
+  if (msg.attributes) {
+    delete msg.attributes['metadata_context'];
+    delete msg.attributes['route_metadata_context'];
+    if (msg.attributes.request) delete msg.attributes.request['time'];
+  }
+  return { view: toRequestView(CheckRequestType.toObject(msg as unknown as protobuf.Message, PROTO_LOADER_OPTIONS) as CheckRequest) };
+}
+
+let toObjectOnlyRefusals = 0;
+
+function assertSame(bytes: Buffer, what: string): Outcome {
+  let want = outcome(reference, bytes);
+  const got = outcome(fast, bytes);
+  if ('error' in want && 'view' in got) {
+    want = referenceOverReadFields(bytes);
+    toObjectOnlyRefusals++;
+  }
+  assert.deepStrictEqual(got, want, `${what}: the hot-path decoder's view differs from proto-loader's`);
+  return want;
+}
+
+// Field numbers of proto/envoy/service/auth/v3/attribute_context.proto and address.proto, for wire bytes
+// no builder makes (explicit empty strings, raw header maps, int64 sizes).
+function wire(build: (w: protobuf.Writer) => void): Buffer {
+  const w = protobuf.Writer.create();
+  build(w);
+  return Buffer.from(w.finish());
+}
+const nested = (w: protobuf.Writer, field: number, build: (w: protobuf.Writer) => void) => {
+  w.uint32((field << 3) | 2).fork();
+  build(w);
+  w.ldelim();
+};
+const string = (w: protobuf.Writer, field: number, v: string) => w.uint32((field << 3) | 2).string(v);
+const bytesField = (w: protobuf.Writer, field: number, v: Uint8Array) => w.uint32((field << 3) | 2).bytes(v);
+const mapEntry = (w: protobuf.Writer, field: number, k: string, v: string) =>
+  nested(w, field, (e) => {
+    string(e, 1, k);
+    string(e, 2, v);
+  });
+// CheckRequest.attributes = 1; AttributeContext: source 1, destination 2, request 4, context_extensions 10,
+// tls_session 12; Request.http = 2; HttpRequest: id 1, method 2, headers 3, path 4, host 5, scheme 6, query 7,
+// fragment 8, size 9, protocol 10, body 11, raw_body 12, header_map 13; Peer: address 1, service 2, labels 3,
+// principal 4, certificate 5; Address.socket_address = 1; SocketAddress: address 2, port_value 3.
+const httpRequest = (build: (w: protobuf.Writer) => void) =>
+  wire((w) => nested(w, 1, (a) => nested(a, 4, (r) => nested(r, 2, build))));
+
+describe('proto/check-decoder: the hot-path CheckRequest decoder gives the view proto-loader gives', () => {
+  it('built requests: defaults, principal, TCP-level, body, gateway, URL form with a peer certificate', () => {
+    const cases: Array<[string, CheckRequest]> = [
+      ['default', buildCheckRequest()],
+      ['principal and headers', buildCheckRequest({ principal: 'spiffe://cluster.local/ns/a/sa/b', headers: { 'x-forwarded-client-cert': 'Hash=ab;Cert="x"', Cookie: 'a=1' } })],
+      ['network-level', buildCheckRequest({ http: false })],
+      ['raw body', buildCheckRequest({ method: 'POST', body: new Uint8Array([1, 2, 3, 0, 255]) })],
+      ['gateway', buildCheckRequest({ gateway: 'secure', path: '/a/../b?x=1' })],
+      ['url', checkRequestForUrl({ url: 'http://Shop.Example:8080/p?q=1#f', headers: { 'X-Mixed': 'v' }, peerCertificate: '-----BEGIN%20CERTIFICATE-----' })],
+      ['empty', {}],
+      ['empty attributes', { attributes: {} }],
+      ['empty peers and request', { attributes: { source: {}, destination: { address: {} }, request: {}, tls_session: {} } }],
+    ];
+    for (const [name, request] of cases) assertSame(encode(request), name);
+  });
+
+  it('explicit empty and zero fields on the wire are told apart from absent ones exactly as proto-loader does', () => {
+    // path '' sent explicitly: toObject keeps it, so the view does not fall back to :path; absent it would.
+    const explicitEmpty = httpRequest((h) => {
+      string(h, 4, '');
+      string(h, 2, '');
+      string(h, 5, '');
+      mapEntry(h, 3, ':path', '/from-header');
+      mapEntry(h, 3, ':method', 'post');
+      mapEntry(h, 3, ':authority', 'Header.Example:443');
+    });
+    const view = assertSame(explicitEmpty, 'explicit empty path, method and host');
+    assert.ok('view' in view);
+    const absent = httpRequest((h) => {
+      mapEntry(h, 3, ':path', '/from-header');
+      mapEntry(h, 3, ':method', 'post');
+      mapEntry(h, 3, ':authority', 'Header.Example:443');
+    });
+    const fromHeaders = assertSame(absent, 'absent path, method and host');
+    assert.ok('view' in fromHeaders);
+    assert.equal(fromHeaders.view.path, '/from-header');
+    assert.equal(fromHeaders.view.method, 'POST');
+    assert.equal(fromHeaders.view.host, 'header.example');
+    // Zero port and empty address sent explicitly, an empty principal, a zero size.
+    assertSame(
+      wire((w) =>
+        nested(w, 1, (a) => {
+          nested(a, 1, (p) => {
+            nested(p, 1, (addr) => nested(addr, 1, (s) => {
+              string(s, 2, '');
+              s.uint32((3 << 3) | 0).uint32(0);
+            }));
+            string(p, 4, '');
+            string(p, 5, '');
+          });
+          nested(a, 4, (r) => nested(r, 2, (h) => h.uint32((9 << 3) | 0).int64(0)));
+        }),
+      ),
+      'explicit zeros',
+    );
+  });
+
+  it('raw header maps (encode_raw_headers), int64 sizes past 2^53, labels, service, SNI and context extensions', () => {
+    assertSame(
+      httpRequest((h) => {
+        nested(h, 13, (m) => {
+          nested(m, 1, (hv) => {
+            string(hv, 1, 'X-Raw');
+            bytesField(hv, 3, Buffer.from([0x61, 0xe9, 0x00, 0x62]));
+          });
+          nested(m, 1, (hv) => {
+            string(hv, 1, 'x-raw');
+            string(hv, 2, 'second');
+          });
+          nested(m, 1, (hv) => string(hv, 2, 'no key'));
+          nested(m, 1, () => undefined);
+        });
+        h.uint32((9 << 3) | 0).int64('9007199254740993');
+        string(h, 11, 'text body');
+        bytesField(h, 12, new Uint8Array(0));
+      }),
+      'raw header map',
+    );
+    assertSame(
+      wire((w) =>
+        nested(w, 1, (a) => {
+          nested(a, 1, (p) => {
+            string(p, 2, 'svc');
+            mapEntry(p, 3, 'app', 'web');
+            mapEntry(p, 3, '__proto__', 'x');
+          });
+          mapEntry(a, 10, 'gateway', 'public');
+          mapEntry(a, 10, 'constructor', 'y');
+          nested(a, 12, (t) => string(t, 1, 'sni.example'));
+        }),
+      ),
+      'labels, extensions, sni',
+    );
+    // Headers both as a map and as a header_map: the map wins in the view.
+    assertSame(
+      httpRequest((h) => {
+        mapEntry(h, 3, 'a', '1');
+        nested(h, 13, (m) => nested(m, 1, (hv) => {
+          string(hv, 1, 'b');
+          string(hv, 2, '2');
+        }));
+      }),
+      'both header forms',
+    );
+  });
+
+  it('generated requests (fast-check) decode to the same view', () => {
+    const text = fc.string({ maxLength: 12 });
+    const headerName = fc.oneof(fc.constantFrom(':path', ':method', ':authority', ':scheme', 'host', 'X-Passport', 'cookie', '__proto__', 'toString'), text);
+    const peer = fc.record(
+      {
+        address: fc.record({ socket_address: fc.record({ address: text, port_value: fc.nat(70000) }, { requiredKeys: [] }) }, { requiredKeys: [] }),
+        principal: text,
+        certificate: text,
+        service: text,
+        labels: fc.dictionary(text, text, { maxKeys: 3 }),
+      },
+      { requiredKeys: [] },
+    );
+    const http = fc.record(
+      {
+        id: text,
+        method: fc.oneof(fc.constantFrom('GET', 'post', ''), text),
+        headers: fc.dictionary(headerName, text, { maxKeys: 6 }),
+        header_map: fc.record({ headers: fc.array(fc.record({ key: headerName, value: text, raw_value: fc.uint8Array({ maxLength: 6 }) }, { requiredKeys: [] }), { maxLength: 4 }) }, { requiredKeys: [] }),
+        path: fc.oneof(fc.constantFrom('/', '/a/../b', '/x?y=1', '%2e%2e/'), text),
+        host: text,
+        scheme: text,
+        query: text,
+        fragment: text,
+        size: fc.oneof(fc.constant('-1'), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String)),
+        protocol: text,
+        body: text,
+        raw_body: fc.uint8Array({ maxLength: 8 }),
+      },
+      { requiredKeys: [] },
+    );
+    const request = fc.record(
+      {
+        attributes: fc.record(
+          {
+            source: peer,
+            destination: peer,
+            request: fc.record({ http }, { requiredKeys: [] }),
+            context_extensions: fc.dictionary(fc.oneof(fc.constant('gateway'), text), text, { maxKeys: 3 }),
+            tls_session: fc.record({ sni: text }, { requiredKeys: [] }),
+          },
+          { requiredKeys: [] },
+        ),
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(request, (r) => {
+        assertSame(encode(r as CheckRequest), 'generated');
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('mutated and cut bytes: both decoders refuse them alike, or give the same view', () => {
+    const seeds = [
+      encode(buildCheckRequest({ principal: 'p', headers: { 'x-forwarded-client-cert': 'Hash=00', 'x-a': 'b' }, gateway: 'app', body: new Uint8Array([9, 9]) })),
+      encode(buildCheckRequest({ http: false })),
+    ];
+    let refused = 0;
+    fc.assert(
+      fc.property(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), fc.nat(), (seed, flips, cut) => {
+        const b = Buffer.from(seed);
+        for (const [at, v] of flips) b[at % b.length] = v;
+        const bytes = cut % 5 === 0 ? b.subarray(0, cut % b.length) : b;
+        if ('error' in assertSame(bytes, 'mutated')) refused++;
+      }),
+      { numRuns: 600 },
+    );
+    assert.ok(refused > 0, 'some mutations must be refused, or the mutation does not reach the decoder');
+    // Only a few mutations hit the toObject-only case; most refusals are refusals of both.
+    assert.ok(toObjectOnlyRefusals < refused, `${toObjectOnlyRefusals} of ${refused} refusals were toObject's alone`);
+  });
+});
