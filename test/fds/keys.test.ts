@@ -78,7 +78,7 @@ describe('fds key layouts and per-slot ops', () => {
     assert.equal(groupBySlot([checkOp(one, 'user', 'a', 0), checkOp(one, 'ip', '192.0.2.1', 1), claimOp(one, { key: 'j', expiresAt: 1, minTtlMs: 1 })]).length, 1);
     const { keys, args } = encodeCall('n', [checkOp(one, 'user', 'a', 0), countOp(one, OP, '0')]);
     assert.equal(keys.length, 4);
-    assert.deepEqual(args.slice(0, 4), ['n', 2, 'check', 'count']);
+    assert.deepEqual(args.slice(0, 5), [1, 'n', 2, 'check', 'count'], 'one Check: the count of Checks, its nonce, its op count, then its ops');
   });
 
   it('merges replies: the first blocked subject in Check order, any replay, every block created', () => {

@@ -4,9 +4,11 @@
  * call may only touch one slot: the store sends one call per slot group of
  * ops (script-ops.ts), each with this same script.
  *
- * KEYS: the ops' keys, in op order (each op type takes a fixed number, below).
- * ARGV: [1] nonce (unique per Check, makes sorted-set members unique)
- *       [2] number of ops
+ * One call runs one or more Checks, one after the other, as if each had been its own call sent in that order
+ * (the store batches the Checks that meet in one event-loop turn: one command instead of one per Check).
+ * KEYS: every Check's ops' keys, Check by Check, in op order (each op type takes a fixed number, below).
+ * ARGV: [1] number of Checks, then per Check:
+ *       its nonce (unique per Check, makes sorted-set members unique), its number of ops,
  *       then per op: its type, then its values (a fixed number per type, below).
  * Op types (keys; values):
  *   check   (block key; none)                   is this subject blocked? The first blocked one is answered.
@@ -23,8 +25,9 @@
  *   retract (counter zset; member tag, increment)
  *                                               removes what a `count` of an earlier call added (see script-ops.ts).
  * Phases run in this order, whatever the op order: checks, claims, counts, retracts, watches.
- * Returns: [op number of the first blocked check or '', its record JSON or '', '1' when a claim was replayed
- *          else '', one letter per watch in op order (l live, c changed version, g gone), created record JSON...]
+ * Returns one reply per Check, each [op number of the first blocked check or '', its record JSON or '', '1' when a
+ *          claim was replayed else '', one letter per watch in op order (l live, c changed version, g gone),
+ *          created record JSON...]
  *
  * Watches (sessions of the oidc capability) make a Check with a cached session
  * cost no second round trip: the session must still exist with the version the
@@ -43,104 +46,116 @@
 export const EVALUATE_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nonce = ARGV[1]
 
 -- Op list: each type takes a fixed number of keys and values.
 local SHAPE = {check = {1, 0}, claim = {1, 2}, count = {3, 10}, retract = {1, 2}, watch = {1, 2}}
-local ops = {check = {}, claim = {}, count = {}, retract = {}, watch = {}}
-local k, a = 1, 3
-for i = 1, tonumber(ARGV[2]) do
-  local ty = ARGV[a]
-  local shape = SHAPE[ty]
-  if not shape then return redis.error_reply('unknown FDS op type ' .. tostring(ty)) end
-  local list = ops[ty]
-  list[#list + 1] = {i = i, k = k, a = a + 1}
-  k = k + shape[1]
-  a = a + 1 + shape[2]
-end
-local out = {'', '', '', ''}
 
--- check: the first blocked subject of the call.
-for _, op in ipairs(ops.check) do
-  local v = redis.call('GET', KEYS[op.k])
-  if v then
-    out[1] = tostring(op.i)
-    out[2] = v
-    break
+-- One Check: its nonce, its op count, its ops from KEYS[k] and ARGV[a] on. Returns its reply and where the next
+-- Check's keys and values start.
+local function run(nonce, n, k, a)
+  local ops = {check = {}, claim = {}, count = {}, retract = {}, watch = {}}
+  for i = 1, n do
+    local ty = ARGV[a]
+    local shape = SHAPE[ty]
+    if not shape then error({err = 'unknown FDS op type ' .. tostring(ty)}) end
+    local list = ops[ty]
+    list[#list + 1] = {i = i, k = k, a = a + 1}
+    k = k + shape[1]
+    a = a + 1 + shape[2]
   end
-end
+  local out = {'', '', '', ''}
 
--- claim: only when nothing here is blocked; all are looked at before any is set.
-local replayed = false
-if #ops.claim > 0 and out[1] == '' then
-  for _, op in ipairs(ops.claim) do
-    if redis.call('EXISTS', KEYS[op.k]) == 1 then replayed = true break end
+  -- check: the first blocked subject of the call.
+  for _, op in ipairs(ops.check) do
+    local v = redis.call('GET', KEYS[op.k])
+    if v then
+      out[1] = tostring(op.i)
+      out[2] = v
+      break
+    end
   end
-  if replayed then
-    out[3] = '1'
-  else
+
+  -- claim: only when nothing here is blocked; all are looked at before any is set.
+  local replayed = false
+  if #ops.claim > 0 and out[1] == '' then
     for _, op in ipairs(ops.claim) do
-      local ttl = math.max(tonumber(ARGV[op.a]) - now, tonumber(ARGV[op.a + 1]))
-      redis.call('SET', KEYS[op.k], '1', 'PX', ttl, 'NX')
+      if redis.call('EXISTS', KEYS[op.k]) == 1 then replayed = true break end
     end
-  end
-end
-
--- count: sliding-window log; crossing the threshold blocks (escalating with remembered offenses) and clears.
-for _, op in ipairs(ops.count) do
-  local ck, okey, bk = KEYS[op.k], KEYS[op.k + 1], KEYS[op.k + 2]
-  local x = op.a
-  local inc, win, thr = tonumber(ARGV[x]), tonumber(ARGV[x + 1]), tonumber(ARGV[x + 2])
-  local ttls, mem, rule, head, when, tag = ARGV[x + 3], tonumber(ARGV[x + 4]), ARGV[x + 5], ARGV[x + 6], ARGV[x + 7], ARGV[x + 8]
-  local shadow = ARGV[x + 9] == '1'
-  -- An already blocked subject is not counted: its block stands, and counting would only grow memory.
-  if (when == '' or (when == 'r') == replayed) and redis.call('EXISTS', bk) == 0 then
-    redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - win)
-    for j = 1, inc do
-      redis.call('ZADD', ck, now, nonce .. ':' .. tag .. ':' .. j)
-    end
-    local c = redis.call('ZCARD', ck)
-    if c >= thr and shadow then
-      out[#out + 1] = head .. '"createdAt":' .. now .. ',"ttlMs":0,"expiresAt":' .. now ..
-        ',"rule":' .. cjson.encode(rule) .. ',"level":0,"shadow":true}'
-      redis.call('DEL', ck)
-    elseif c >= thr then
-      local level = redis.call('INCR', okey)
-      redis.call('PEXPIRE', okey, mem)
-      local list = {}
-      for s in string.gmatch(ttls, '[^,]+') do list[#list + 1] = s end
-      local ttl = tonumber(list[math.min(level, #list)])
-      local rec = head .. '"createdAt":' .. now .. ',"ttlMs":' .. ttl .. ',"expiresAt":' .. (now + ttl) ..
-        ',"rule":' .. cjson.encode(rule) .. ',"level":' .. level .. '}'
-      redis.call('SET', bk, rec, 'PX', ttl)
-      redis.call('DEL', ck)
-      out[#out + 1] = rec
+    if replayed then
+      out[3] = '1'
     else
-      -- The log never holds more than threshold-1 entries: crossing it blocks and clears.
-      redis.call('PEXPIRE', ck, win)
+      for _, op in ipairs(ops.claim) do
+        local ttl = math.max(tonumber(ARGV[op.a]) - now, tonumber(ARGV[op.a + 1]))
+        redis.call('SET', KEYS[op.k], '1', 'PX', ttl, 'NX')
+      end
     end
   end
+
+  -- count: sliding-window log; crossing the threshold blocks (escalating with remembered offenses) and clears.
+  for _, op in ipairs(ops.count) do
+    local ck, okey, bk = KEYS[op.k], KEYS[op.k + 1], KEYS[op.k + 2]
+    local x = op.a
+    local inc, win, thr = tonumber(ARGV[x]), tonumber(ARGV[x + 1]), tonumber(ARGV[x + 2])
+    local ttls, mem, rule, head, when, tag = ARGV[x + 3], tonumber(ARGV[x + 4]), ARGV[x + 5], ARGV[x + 6], ARGV[x + 7], ARGV[x + 8]
+    local shadow = ARGV[x + 9] == '1'
+    -- An already blocked subject is not counted: its block stands, and counting would only grow memory.
+    if (when == '' or (when == 'r') == replayed) and redis.call('EXISTS', bk) == 0 then
+      redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - win)
+      for j = 1, inc do
+        redis.call('ZADD', ck, now, nonce .. ':' .. tag .. ':' .. j)
+      end
+      local c = redis.call('ZCARD', ck)
+      if c >= thr and shadow then
+        out[#out + 1] = head .. '"createdAt":' .. now .. ',"ttlMs":0,"expiresAt":' .. now ..
+          ',"rule":' .. cjson.encode(rule) .. ',"level":0,"shadow":true}'
+        redis.call('DEL', ck)
+      elseif c >= thr then
+        local level = redis.call('INCR', okey)
+        redis.call('PEXPIRE', okey, mem)
+        local list = {}
+        for s in string.gmatch(ttls, '[^,]+') do list[#list + 1] = s end
+        local ttl = tonumber(list[math.min(level, #list)])
+        local rec = head .. '"createdAt":' .. now .. ',"ttlMs":' .. ttl .. ',"expiresAt":' .. (now + ttl) ..
+          ',"rule":' .. cjson.encode(rule) .. ',"level":' .. level .. '}'
+        redis.call('SET', bk, rec, 'PX', ttl)
+        redis.call('DEL', ck)
+        out[#out + 1] = rec
+      else
+        -- The log never holds more than threshold-1 entries: crossing it blocks and clears.
+        redis.call('PEXPIRE', ck, win)
+      end
+    end
+  end
+
+  -- retract: drop the entries an earlier count of this Check (same nonce and member tag) added.
+  for _, op in ipairs(ops.retract) do
+    local tag, inc = ARGV[op.a], tonumber(ARGV[op.a + 1])
+    for j = 1, inc do
+      redis.call('ZREM', KEYS[op.k], nonce .. ':' .. tag .. ':' .. j)
+    end
+  end
+
+  -- watch: oidc sessions, checked and touched whatever the other parts found.
+  for _, op in ipairs(ops.watch) do
+    local v = redis.call('HGET', KEYS[op.k], 'v')
+    if not v then
+      out[4] = out[4] .. 'g'
+    else
+      redis.call('PEXPIRE', KEYS[op.k], ARGV[op.a + 1])
+      out[4] = out[4] .. (v == ARGV[op.a] and 'l' or 'c')
+    end
+  end
+
+  return out, k, a
 end
 
--- retract: drop the entries an earlier count of this Check (same nonce and member tag) added.
-for _, op in ipairs(ops.retract) do
-  local tag, inc = ARGV[op.a], tonumber(ARGV[op.a + 1])
-  for j = 1, inc do
-    redis.call('ZREM', KEYS[op.k], nonce .. ':' .. tag .. ':' .. j)
-  end
+local replies = {}
+local k, a = 1, 2
+for c = 1, tonumber(ARGV[1]) do
+  local nonce, n = ARGV[a], tonumber(ARGV[a + 1])
+  replies[c], k, a = run(nonce, n, k, a + 2)
 end
-
--- watch: oidc sessions, checked and touched whatever the other parts found.
-for _, op in ipairs(ops.watch) do
-  local v = redis.call('HGET', KEYS[op.k], 'v')
-  if not v then
-    out[4] = out[4] .. 'g'
-  else
-    redis.call('PEXPIRE', KEYS[op.k], ARGV[op.a + 1])
-    out[4] = out[4] .. (v == ARGV[op.a] and 'l' or 'c')
-  end
-end
-return out
+return replies
 `;
 
 /** Compare-and-rewrite of a session (a refresh): KEYS[1] session; ARGV version expected, new version, sealed, absolute expiry, TTL ms. */

@@ -13,7 +13,7 @@ import type { FdsSettings } from '../config.js';
 import { isSubjectKind, type SubjectKind } from '../subjects.js';
 import { KeyLayout, keyLayoutOf, type SessionKeyKind } from './keys.js';
 import { migrateFromSingleTag } from './migrate-layout.js';
-import { checkOp, claimOp, countOp, watchOp, encodeCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
+import { checkOp, claimOp, countOp, watchOp, encodeBatch, encodeCall, type CheckCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
 import { EVALUATE_LUA, LOCK_RELEASE_LUA, LOCK_RENEW_LUA, SESSION_READ_LUA, SESSION_REPLACE_LUA } from '../lua/evaluate.js';
 import { redisDevices, type DeviceStore } from './devices.js';
 import {
@@ -36,7 +36,7 @@ import {
 type RedisSettings = NonNullable<FdsSettings['redis']>;
 type Client = Redis | Cluster;
 type EvalClient = Client & {
-  fdsEvaluate(numKeys: number, ...args: Array<string | number>): Promise<string[]>;
+  fdsEvaluate(numKeys: number, ...args: Array<string | number>): Promise<unknown>;
   oidcRead(key: string, ttlMs: number): Promise<[string, string | null, string | null] | null>;
   oidcReplace(key: string, ...args: Array<string | number>): Promise<number>;
   oidcRenew(key: string, token: string, ttlMs: number): Promise<number>;
@@ -60,6 +60,10 @@ export class RedisStore implements FdsStore {
   private readonly listeners: Array<(e: StoreEvent) => void> = [];
   private readonly nonceBase = randomBytes(6).toString('base64url');
   private seq = 0;
+  /** Checks waiting for this event-loop turn's script call (one node or Sentinel). */
+  private batch: PendingCall[] = [];
+  private batchArgs = 0;
+  private batchScheduled = false;
   private closed = false;
   private lastErrorLog = 0;
   readonly devices: DeviceStore;
@@ -131,9 +135,10 @@ export class RedisStore implements FdsStore {
         name: s.name!,
         sentinelRetryStrategy: (times: number) => Math.min(times * s.reconnectBaseMs, s.reconnectMaxMs),
         enableAutoPipelining: autoPipelining,
+        autoPipeliningIgnoredCommands: BATCHED_COMMANDS,
       });
     } else {
-      client = new Redis(s.url!, { ...common, db: s.db, enableAutoPipelining: autoPipelining });
+      client = new Redis(s.url!, { ...common, db: s.db, enableAutoPipelining: autoPipelining, autoPipeliningIgnoredCommands: BATCHED_COMMANDS });
     }
     // Without a listener ioredis would print every reconnect failure; we log them rate-limited.
     client.on('error', (err: Error) => this.logError(subscriber ? 'subscriber' : 'connection', err, false));
@@ -229,18 +234,60 @@ export class RedisStore implements FdsStore {
     return created.length === 0 ? result : { ...result, created: [...result.created, ...created] };
   }
 
+  /**
+   * One Check's call. On one node (or Sentinel) the Checks that meet in one event-loop turn share one script
+   * call (lua/evaluate.ts runs them one after the other, as separate calls sent in that order would run):
+   * ioredis's per-command work (command object, promise, timer, pipeline slot) and Redis's per-call work are
+   * paid once per batch, and each Check still waits one round trip. On a cluster each slot group is its own call.
+   */
   private call(nonce: string, ops: readonly ScriptOp[]): Promise<string[]> {
+    if (!(this.client instanceof Cluster)) {
+      return new Promise((resolve, reject) => {
+        this.batch.push({ nonce, ops, resolve, reject });
+        this.batchArgs += 2;
+        for (const op of ops) this.batchArgs += 1 + op.keys.length + op.args.length;
+        if (this.batch.length >= MAX_BATCH_CHECKS || this.batchArgs >= MAX_BATCH_ARGS) this.flushBatch();
+        else if (!this.batchScheduled) {
+          this.batchScheduled = true;
+          setImmediate(this.flushBatch);
+        }
+      });
+    }
     const { keys, args } = encodeCall(nonce, ops);
-    if (!(this.client instanceof Cluster)) return this.client.fdsEvaluate(keys.length, ...keys, ...args);
     // On a Cluster, ioredis's auto-pipelining groups a defined command by its first argument (the key count),
     // not by its first key, and then refuses the pipeline when the keys are on different nodes; EVALSHA is
     // grouped by its first key. A node that never saw the script (a promoted replica) answers NOSCRIPT: EVAL loads it.
     const client = this.client;
-    return (client.evalsha(EVALUATE_SHA, keys.length, ...keys, ...args) as Promise<string[]>).catch((err: Error) => {
-      if (!err.message.startsWith('NOSCRIPT')) throw err;
-      return client.eval(EVALUATE_LUA, keys.length, ...keys, ...args) as Promise<string[]>;
-    });
+    return (client.evalsha(EVALUATE_SHA, keys.length, ...keys, ...args) as Promise<string[][]>)
+      .catch((err: Error) => {
+        if (!err.message.startsWith('NOSCRIPT')) throw err;
+        return client.eval(EVALUATE_LUA, keys.length, ...keys, ...args) as Promise<string[][]>;
+      })
+      .then((replies) => replyOf(replies, 0));
   }
+
+  private readonly flushBatch = (): void => {
+    this.batchScheduled = false;
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    this.batch = [];
+    this.batchArgs = 0;
+    const { keys, args } = encodeBatch(batch);
+    this.client.fdsEvaluate(keys.length, ...keys, ...args).then(
+      (replies) => {
+        for (let i = 0; i < batch.length; i++) {
+          try {
+            batch[i]!.resolve(replyOf(replies, i));
+          } catch (err) {
+            batch[i]!.reject(err as Error);
+          }
+        }
+      },
+      (err: Error) => {
+        for (const c of batch) c.reject(err);
+      },
+    );
+  };
 
   // ---- Sessions (oidc). Each session has its own hash tag, so a Cluster spreads them; the lock shares the session's slot.
 
@@ -501,4 +548,26 @@ export class RedisStore implements FdsStore {
 }
 
 const NO_CLAIMS: readonly Claim[] = Object.freeze([]);
+
+interface PendingCall extends CheckCall {
+  resolve(reply: string[]): void;
+  reject(err: Error): void;
+}
+
+/**
+ * The Check script is batched here (one call per event-loop turn); auto-pipelining it as well would only wrap
+ * that one call in a pipeline and send it a turn later.
+ */
+const BATCHED_COMMANDS = ['fdsEvaluate'];
+
+/** A batch is sent before it grows past either bound, whatever the turn still brings. */
+const MAX_BATCH_CHECKS = 64;
+const MAX_BATCH_ARGS = 4096;
+
+/** Check `i`'s reply of a script call; a reply of another shape is an error of that Check, not a crash. */
+function replyOf(replies: unknown, i: number): string[] {
+  const r = Array.isArray(replies) ? (replies[i] as unknown) : undefined;
+  if (!Array.isArray(r)) throw new Error(`FDS script reply ${i + 1} is not a list (script and service versions differ?)`);
+  return r as string[];
+}
 const EVALUATE_SHA = createHash('sha1').update(EVALUATE_LUA).digest('hex');

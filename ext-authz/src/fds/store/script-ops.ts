@@ -69,16 +69,30 @@ function unconditional(op: ScriptOp): ScriptOp {
   return { ...op, args, count: { ...op.count!, when: '' } };
 }
 
-/** KEYS and ARGV of one script call over `ops`. */
-export function encodeCall(nonce: string, ops: readonly ScriptOp[]): { keys: string[]; args: Array<string | number> } {
+/** One Check's part of a script call: its nonce and its ops. */
+export interface CheckCall {
+  readonly nonce: string;
+  readonly ops: readonly ScriptOp[];
+}
+
+/** KEYS and ARGV of one script call over the Checks of `calls`, run in that order (lua/evaluate.ts). */
+export function encodeBatch(calls: readonly CheckCall[]): { keys: string[]; args: Array<string | number> } {
   const keys: string[] = [];
-  const args: Array<string | number> = [nonce, ops.length];
-  for (const op of ops) {
-    for (const k of op.keys) keys.push(k);
-    args.push(op.type);
-    for (const v of op.args) args.push(v);
+  const args: Array<string | number> = [calls.length];
+  for (const { nonce, ops } of calls) {
+    args.push(nonce, ops.length);
+    for (const op of ops) {
+      for (const k of op.keys) keys.push(k);
+      args.push(op.type);
+      for (const v of op.args) args.push(v);
+    }
   }
   return { keys, args };
+}
+
+/** KEYS and ARGV of one script call over one Check's `ops`. */
+export function encodeCall(nonce: string, ops: readonly ScriptOp[]): { keys: string[]; args: Array<string | number> } {
+  return encodeBatch([{ nonce, ops }]);
 }
 
 /** Ops grouped by the slot of their keys, each group in the list's order (so the first blocked subject can be told). */
