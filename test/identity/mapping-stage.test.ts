@@ -233,6 +233,27 @@ gateways:
       assert.equal(cache.misses, misses, 'second sight must be a cache hit');
     });
 
+    it('a verified XFCC header is kept by its text, and the time checks still run on every Check', async function () {
+      this.timeout(10_000);
+      // Within the default 60 s clock skew for about 1.5 s more: accepted first, then the very same header (kept,
+      // not parsed again) is expired.
+      const skewMs = 60_000;
+      const brief = await issueCertificate({ ca: root, sans: { uri: ['spiffe://partners.example.com/org/acme/user/brief'] }, notBefore: new Date(Date.now() - 120_000), notAfter: new Date(Date.now() - skewMs + 1500) });
+      const header = toXfcc(brief);
+      const cache = assembled.stateOf(identityCapability).certificates;
+      assert.equal((runStage({ xfcc: header }).result as { kind: string }).kind, 'continue');
+      const hits = cache.hits;
+      assert.equal((runStage({ xfcc: header }).result as { kind: string }).kind, 'continue');
+      assert.equal(cache.hits, hits + 1, 'the kept header still counts as a certificate cache hit');
+      await new Promise((r) => setTimeout(r, Math.max(0, brief.cert.notAfter.getTime() + skewMs - Date.now()) + 1100));
+      const later = runStage({ xfcc: header });
+      assert.equal((later.result as { denial?: { reason: string } }).denial?.reason, 'certificate_expired');
+      // One character changed is another header: checked afresh, and its Hash no longer matches.
+      const tampered = header.replace(/Hash=([0-9a-f])/, (_m, c: string) => `Hash=${c === '0' ? '1' : '0'}`);
+      assert.notEqual(tampered, header);
+      assert.equal((runStage({ xfcc: tampered }).result as { denial?: { reason: string } }).denial?.reason, 'xfcc_hash_mismatch');
+    });
+
     it('reports auth_failure for the user (authentic certificate, no CA here), the certificate fingerprint and the source IP on a bad certificate', async () => {
       const expired = await issueCertificate({ ca: root, sans: { uri: ['spiffe://partners.example.com/org/acme/user/old'] }, notBefore: new Date(Date.now() - 5e8), notAfter: new Date(Date.now() - 4e8) });
       const { ctx, result } = runStage({ xfcc: toXfcc(expired) });

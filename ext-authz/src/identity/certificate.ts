@@ -339,6 +339,11 @@ export class CertificateCache {
     return entry;
   }
 
+  /** Lookups answered by a cache in front of this one (the mtls stage's verified headers) still count as hits. */
+  countHits(n: number): void {
+    this.hits += n;
+  }
+
   /** A decoded XFCC `Chain=` (URL-encoded PEM bundle); read only when a chain is verified, so rarely. */
   chain(encoded: string): ChainResult {
     if (encoded === '') return NO_CHAIN;

@@ -16,6 +16,7 @@
  * The first sight of a certificate with CA verification on adds OpenSSL
  * signature checks (synchronous, tens of µs), memoized with the entry.
  */
+import { byteLru } from '../resilience/byte-lru.js';
 import { z } from 'zod';
 import { CONTINUE, deny, type StageResult } from '../pipeline/decision.js';
 import { CERT_FINGERPRINT, CERT_SERIAL } from '../pipeline/facts.js';
@@ -87,6 +88,10 @@ function certAudit(facts: CertificateFacts): Record<string, unknown> {
     not_after: new Date(facts.notAfter).toISOString(),
   };
 }
+
+/** Bounds of each mtls stage's cache of verified XFCC headers (the hot clients of one route). */
+const VERIFIED_XFCC_ENTRIES = 4096;
+const VERIFIED_XFCC_BYTES = 8 * 1024 * 1024;
 
 class MtlsStage {
   readonly type = 'mtls';
@@ -194,10 +199,29 @@ class MtlsStage {
 
   /** Parses the header and validates every element (identity/xfcc-verify.ts) before the client's is believed. */
   private clientElement(header: string): VerifiedClient | XfccRejection {
+    const known = this.verified.get(header);
+    if (known !== undefined) {
+      this.cache.countHits(known.certs); // each certificate of the header was served from a cache, as a lookup counts
+      return known.picked;
+    }
     const parsed = parseXfcc(header, this.parseOptions);
     if (!parsed.ok) return { reason: 'malformed_xfcc', detail: parsed.error };
-    return verifyXfcc(parsed.elements, this.mode, this.trustedHops, this.lookup);
+    const picked = verifyXfcc(parsed.elements, this.mode, this.trustedHops, this.lookup);
+    if (!isRejection(picked)) {
+      let certs = 0;
+      for (const e of parsed.elements) if (e.cert !== '') certs++;
+      this.verified.set(header, { picked, certs });
+    }
+    return picked;
   }
+
+  /**
+   * Verified XFCC headers of this stage, by their exact text: a client's header is the same on every request
+   * through the same proxies, and parsing and checking it is a pure function of that text and this stage's
+   * settings. Time-dependent checks (validity, chain, deny list) run on every Check after it. Rejections are
+   * not kept (hostile variety would only churn the cache).
+   */
+  private readonly verified = byteLru<string, { readonly picked: VerifiedClient; readonly certs: number }>({ max: VERIFIED_XFCC_ENTRIES, maxBytes: VERIFIED_XFCC_BYTES, sizeOf: () => 256 });
 
   private readonly lookup = (cert: string, hash: string): CacheEntry => this.cache.get(cert, hash);
 
