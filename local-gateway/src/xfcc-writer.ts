@@ -9,7 +9,7 @@
  * and the element from `formatXfccElement` (ext-authz/src/identity/xfcc.ts),
  * the one XFCC writer in Passgate.
  */
-import { decodeCertificate } from '../../ext-authz/src/identity/certificate.js';
+import { decodeCertificate, nodeCertificate } from '../../ext-authz/src/identity/certificate.js';
 import { formatXfccElement, urlEncodePem } from '../../ext-authz/src/identity/xfcc.js';
 import type { X509Certificate } from 'node:crypto';
 
@@ -54,7 +54,8 @@ export function peerCertificate(der: Buffer): PeerCertificate {
   if (hit) return hit;
   const decoded = decodeCertificate(pem);
   if (!decoded.ok) throw new Error(`local gateway: peer certificate: ${decoded.error}`);
-  const { facts, x509: cert } = decoded.value;
+  const { facts } = decoded.value;
+  const cert = nodeCertificate(decoded.value);
   const peer: PeerCertificate = Object.freeze({
     cert,
     pem,

@@ -1,23 +1,26 @@
 /**
  * Client certificate decoding and the parse cache.
  *
- * Decoding uses Node's built-in X509Certificate (OpenSSL, the parser Envoy
- * itself uses): it is native and about 10x cheaper than a pure-JS ASN.1 walk
- * on first sight of a certificate. @peculiar/x509 is kept for what Node has
- * no API for (an issuer's keyUsage bits and pathLenConstraint), loaded lazily
- * for CA certificates only.
+ * A first-seen certificate is read from its DER (der-certificate.ts: strict RFC 5280 structure), not by
+ * Node's X509Certificate: OpenSSL 3.0's parser decodes the public key through its provider framework,
+ * 0.1-0.25 ms per certificate, and a leaf's key is never used here. Node's parser is built, once per
+ * certificate and only when needed, for an issuer's public key and for signature algorithms the fast path
+ * below does not pin; trust anchors are built with it at start, so a bad CA bundle stays a startup error.
+ * Signatures of the pinned algorithms are checked with `crypto.verify` on the issuer's cached KeyObject.
+ * @peculiar/x509 is kept for what Node has no API for (an issuer's keyUsage bits and pathLenConstraint),
+ * loaded lazily for CA certificates only.
  *
- * A certificate is decoded once: the cache is keyed by the SHA-256 of the
- * URL-encoded PEM exactly as it arrives (XFCC `Cert=` or
- * `source.certificate`), so a repeated certificate costs one hash and one map
- * lookup, not a URL-decode and an ASN.1 parse. Failures are cached as a short
- * reason, so a flood of the same garbage is cheap and distinct garbage small.
+ * A certificate is decoded once: the cache is keyed by the URL-encoded PEM exactly as it arrives (XFCC
+ * `Cert=` or `source.certificate`), so a repeated certificate costs one map lookup, not a URL-decode and an
+ * ASN.1 parse. Failures are cached as a short reason, so a flood of the same garbage is cheap and distinct
+ * garbage small.
  */
-import { createHash, X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, verify as verifySignature, X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { byteLru, ENTRY_OVERHEAD_BYTES, stringBytes } from '../resilience/byte-lru.js';
 import { x509 } from './x509.js';
-import { certificateNames, children, oidText, readTlv, tbsFields } from './rfc2253.js';
+import { certificateNames } from './rfc2253.js';
+import { basicConstraintsCa, extendedKeyUsageOf, parseCertificateDer, sansOf, type CertificateDer } from './der-certificate.js';
 
 /** The facts later stages, the audit and mapping rules read. Frozen and shared across requests. */
 export interface CertificateFacts {
@@ -46,10 +49,12 @@ export interface CertificateFacts {
 
 export interface ParsedCertificate {
   readonly facts: CertificateFacts;
-  /** Node's decoding, for signature checks, the public key and extendedKeyUsage. */
-  readonly x509: NodeX509Certificate;
-  /** basicConstraints cA as encoded (Node's `ca` also folds keyUsage in, so it is read from the DER). */
+  /** The DER's fields (signed bytes, signature, extensions). */
+  readonly fields: CertificateDer;
+  /** basicConstraints cA as encoded. */
   readonly isCa: boolean;
+  /** extendedKeyUsage purposes (OIDs); undefined without the extension. */
+  readonly eku: readonly string[] | undefined;
 }
 
 export type DecodeResult = { readonly ok: true; readonly value: ParsedCertificate } | { readonly ok: false; readonly error: string };
@@ -90,109 +95,41 @@ function pemBlocks(pem: string): string[] | undefined {
   return out;
 }
 
-const BASIC_CONSTRAINTS = '2.5.29.19';
-
-/** basicConstraints cA from the extensions (DER walk: Node exposes only its keyUsage-dependent `ca`). */
-function basicConstraintsCa(der: Uint8Array, extensions: ReturnType<typeof tbsFields>['extensions']): boolean {
-  if (extensions === undefined) return false;
-  const list = children(der, extensions)[0];
-  if (list === undefined || list.tag !== 0x30) return false;
-  for (const ext of children(der, list)) {
-    const parts = children(der, ext);
-    if (parts[0] === undefined || oidText(der, parts[0]) !== BASIC_CONSTRAINTS) continue;
-    const value = parts[parts.length - 1]!;
-    if (value.tag !== 0x04) return false;
-    const seq = readTlv(der, value.body, value.end);
-    const first = seq.body < seq.end ? readTlv(der, seq.body, seq.end) : undefined;
-    // cA BOOLEAN DEFAULT FALSE: absent, or any non-zero content byte.
-    return first !== undefined && first.tag === 0x01 && first.end > first.body && der[first.body] !== 0;
-  }
-  return false;
-}
-
-/**
- * Node prints IPv6 SANs as eight uppercase groups; the facts keep the
- * lowercase form with the longest run (of two or more) of zero groups as `::`.
- */
-function ipv6Text(groups: string): string {
-  const parts = groups.split(':').map((g) => g.toLowerCase());
-  let bestAt = -1;
-  let bestLen = 0;
-  for (let i = 0; i < parts.length; ) {
-    if (parts[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < parts.length && parts[j] === '0') j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestLen < 2) return parts.join(':');
-  return `${parts.slice(0, bestAt).join(':')}::${parts.slice(bestAt + bestLen).join(':')}`;
-}
-
-interface SanLists {
-  uri: string[];
-  dns: string[];
-  email: string[];
-  ip: string[];
-}
-
-/**
- * Node's `subjectAltName` text: entries joined by ", ", each `TYPE:value`;
- * a value holding a comma, quote, backslash or control character is
- * JSON-quoted (commas escaped too), so every raw comma separates entries.
- */
-function sansOf(text: string | undefined): SanLists {
-  const out: SanLists = { uri: [], dns: [], email: [], ip: [] };
-  if (text === undefined || text === '') return out;
-  for (const entry of text.split(', ')) {
-    const colon = entry.indexOf(':');
-    if (colon === -1) continue;
-    const type = entry.slice(0, colon);
-    const raw = entry.slice(colon + 1);
-    const list = type === 'URI' ? out.uri : type === 'DNS' ? out.dns : type === 'email' ? out.email : type === 'IP Address' ? out.ip : undefined;
-    if (list === undefined) continue; // othername, DirName, Registered ID: no rule reads them
-    const value = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
-    list.push(list === out.ip && value.includes(':') ? ipv6Text(value) : value);
-  }
-  return out;
-}
-
 function decodeDer(der: Buffer): DecodeResult {
-  let cert: NodeX509Certificate;
   try {
-    cert = new NodeX509Certificate(der);
-  } catch (e) {
-    return { ok: false, error: `not a valid X.509 certificate (${e instanceof Error ? e.message : String(e)})` };
-  }
-  try {
-    const { uri, dns, email, ip } = sansOf(cert.subjectAltName);
-    // Printed from the DER the way Envoy (OpenSSL XN_FLAG_RFC2253) prints them, not by Node's
-    // (multi-line, unescaped) subject text, so the principal fallback and subject rules see Envoy's exact string.
+    const fields = parseCertificateDer(der);
+    const { uri, dns, email, ip } = sansOf(fields);
+    // Printed from the DER the way Envoy (OpenSSL XN_FLAG_RFC2253) prints them, so the principal fallback and
+    // subject rules see Envoy's exact string.
     const { subject, issuer } = certificateNames(der);
     const facts: CertificateFacts = Object.freeze({
       fingerprint: createHash('sha256').update(der).digest('hex'),
-      serial: normalizeHex(cert.serialNumber),
+      serial: fields.serial.replace(/^0+(?=.)/, ''),
       subject,
       issuer,
-      notBefore: Date.parse(cert.validFrom),
-      notAfter: Date.parse(cert.validTo),
+      notBefore: fields.notBefore,
+      notAfter: fields.notAfter,
       sans: Object.freeze({ uri: Object.freeze(uri), dns: Object.freeze(dns), email: Object.freeze(email), ip: Object.freeze(ip) }),
       spiffe: Object.freeze(uri.filter((u) => u.startsWith('spiffe://'))),
       principal: uri[0] ?? dns[0] ?? subject,
     });
-    if (!Number.isFinite(facts.notBefore) || !Number.isFinite(facts.notAfter)) {
-      return { ok: false, error: 'certificate validity dates are unreadable' };
-    }
-    return { ok: true, value: { facts, x509: cert, isCa: basicConstraintsCa(der, tbsFields(der).extensions) } };
+    const eku = extendedKeyUsageOf(fields);
+    return { ok: true, value: { facts, fields, isCa: basicConstraintsCa(fields), eku: eku === undefined ? undefined : Object.freeze(eku) } };
   } catch (e) {
-    return { ok: false, error: `certificate fields are unreadable (${e instanceof Error ? e.message : String(e)})` };
+    return { ok: false, error: `not a valid X.509 certificate (${e instanceof Error ? e.message : String(e)})` };
   }
+}
+
+const nodeCertificates = new WeakMap<ParsedCertificate, NodeX509Certificate>();
+
+/** Node's (OpenSSL's) parse of a certificate, made once and only where its key or own verify is needed. Throws on what OpenSSL refuses. */
+export function nodeCertificate(c: ParsedCertificate): NodeX509Certificate {
+  let n = nodeCertificates.get(c);
+  if (n === undefined) {
+    n = new NodeX509Certificate(c.fields.der);
+    nodeCertificates.set(c, n);
+  }
+  return n;
 }
 
 /** Decodes one URL-encoded (or plain) PEM certificate. Never throws. */
@@ -280,7 +217,7 @@ export class CertificateCache {
   private readonly chains = byteLru<string, ChainResult>({
     max: MAX_CHAINS,
     maxBytes: MAX_CHAIN_BYTES,
-    sizeOf: (c) => (c.ok ? c.certs.reduce((n, x) => n + 2048 + PARSED_BYTES_PER_INPUT_CHAR * x.x509.raw.byteLength, 0) : FAILURE_BYTES + stringBytes(c.error)),
+    sizeOf: (c) => (c.ok ? c.certs.reduce((n, x) => n + 2048 + PARSED_BYTES_PER_INPUT_CHAR * x.fields.der.byteLength, 0) : FAILURE_BYTES + stringBytes(c.error)),
   });
   private maxBytesValue: number;
   hits = 0;
@@ -379,7 +316,7 @@ const publicKeys = new WeakMap<ParsedCertificate, KeyObject>();
 function issuerFactsOf(c: ParsedCertificate): IssuerFacts {
   let f = issuerFacts.get(c);
   if (f === undefined) {
-    const cert = new x509.X509Certificate(new Uint8Array(c.x509.raw));
+    const cert = new x509.X509Certificate(new Uint8Array(c.fields.der));
     const bc = cert.getExtension(x509.BasicConstraintsExtension);
     const ku = cert.getExtension(x509.KeyUsagesExtension);
     f = { ca: bc !== null && bc.ca, pathLength: bc?.pathLength, keyCertSign: ku === null || (ku.usages & x509.KeyUsageFlags.keyCertSign) !== 0 };
@@ -392,16 +329,40 @@ function issuerFactsOf(c: ParsedCertificate): IssuerFacts {
 function publicKeyOf(c: ParsedCertificate): KeyObject {
   let k = publicKeys.get(c);
   if (k === undefined) {
-    k = c.x509.publicKey;
+    k = nodeCertificate(c).publicKey;
     publicKeys.set(c, k);
   }
   return k;
 }
 
+/**
+ * Signature algorithms checked with `crypto.verify` over the signed bytes: each pins its digest, the issuer key
+ * type it needs and the parameters it allows (ECDSA: none; RSA PKCS#1 v1.5: NULL or none; Ed25519: none).
+ * Anything else (RSA-PSS, SHA-1...) is left to OpenSSL's own check on Node's parse, as before.
+ */
+const PINNED: ReadonlyMap<string, { readonly digest: string | null; readonly key: string; readonly nullParams: boolean }> = new Map([
+  ['1.2.840.10045.4.3.2', { digest: 'sha256', key: 'ec', nullParams: false }],
+  ['1.2.840.10045.4.3.3', { digest: 'sha384', key: 'ec', nullParams: false }],
+  ['1.2.840.10045.4.3.4', { digest: 'sha512', key: 'ec', nullParams: false }],
+  ['1.2.840.113549.1.1.11', { digest: 'sha256', key: 'rsa', nullParams: true }],
+  ['1.2.840.113549.1.1.12', { digest: 'sha384', key: 'rsa', nullParams: true }],
+  ['1.2.840.113549.1.1.13', { digest: 'sha512', key: 'rsa', nullParams: true }],
+  ['1.3.101.112', { digest: null, key: 'ed25519', nullParams: false }],
+]);
+
+function paramsAllowed(params: Uint8Array, nullParams: boolean): boolean {
+  return params.length === 0 || (nullParams && params.length === 2 && params[0] === 0x05 && params[1] === 0x00);
+}
+
 /** Whether `issuer` signed `cert` (signature only; names and constraints are checked by the caller). */
 function signedBy(cert: ParsedCertificate, issuer: ParsedCertificate): boolean {
   try {
-    return cert.x509.verify(publicKeyOf(issuer));
+    const key = publicKeyOf(issuer);
+    const f = cert.fields;
+    const pinned = PINNED.get(f.signatureAlgorithm);
+    if (pinned === undefined) return nodeCertificate(cert).verify(key);
+    if (key.asymmetricKeyType !== pinned.key || !paramsAllowed(f.signatureParams, pinned.nullParams)) return false;
+    return verifySignature(pinned.digest, f.tbs, key, f.signature);
   } catch {
     return false;
   }
@@ -429,8 +390,7 @@ export function issuerProblem(c: ParsedCertificate, below: number): string | und
 /** The leaf must be an end entity fit for client authentication. */
 export function leafProblem(c: ParsedCertificate): string | undefined {
   if (c.isCa) return 'a CA certificate cannot authenticate a client';
-  // Node lists extendedKeyUsage OIDs (undefined or empty without the extension).
-  const usages = c.x509.keyUsage as string[] | undefined;
+  const usages = c.eku;
   if (usages !== undefined && usages.length > 0 && !usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EKU)) return 'the certificate\'s extendedKeyUsage does not allow clientAuth';
   return undefined;
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { MtlsConfig, XfccOptions } from './config.js';
 import { compileRules, type CompiledRule } from './mapping.js';
 import { ConfigError } from '../config/errors.js';
-import { decodeChain, type TrustAnchors } from './certificate.js';
+import { decodeChain, nodeCertificate, type TrustAnchors } from './certificate.js';
 
 export interface CompiledMtls {
   readonly xfcc: XfccOptions;
@@ -33,7 +33,18 @@ function loadAnchors(ca: NonNullable<MtlsConfig['ca']>, path: string, problems: 
     const r = decodeChain(text, 1000);
     if (!r.ok) problems.push(`${where}: ${r.error}`);
     else if (r.certs.length === 0) problems.push(`${where}: holds no PEM CERTIFICATE block`);
-    else roots.push(...r.certs);
+    else {
+      for (const [i, c] of r.certs.entries()) {
+        // Anchors also get OpenSSL's parse now (their keys verify every chain): what it refuses is a startup error.
+        try {
+          nodeCertificate(c);
+        } catch (e) {
+          problems.push(`${where}: certificate ${i + 1} (${c.facts.subject}) is refused by OpenSSL (${(e as Error).message})`);
+          return;
+        }
+      }
+      roots.push(...r.certs);
+    }
   };
   if (ca.pem !== undefined) add(ca.pem, `${path}.ca.pem`);
   ca.files.forEach((file, i) => {

@@ -81,6 +81,8 @@ export function oidText(buf: Uint8Array, t: Tlv): string {
   let first = true;
   for (let i = t.body; i < t.end; i++) {
     const b = buf[i]!;
+    // DER: an arc starts with its first non-zero 7 bits (0x80 there pads it; OpenSSL refuses it).
+    if (b === 0x80 && (i === t.body || (buf[i - 1]! & 0x80) === 0)) throw new Error(`malformed OBJECT IDENTIFIER at byte ${t.start}`);
     v = (v << 7n) | BigInt(b & 0x7f);
     if ((b & 0x80) === 0) {
       if (first) {
@@ -212,7 +214,15 @@ function escapeCodePoint(c: number, pos: number): string {
   );
 }
 
+/**
+ * Value tags OpenSSL 3 parses in a Name (read off it: one certificate's CN tag tried with every value): the
+ * string types this printer reads, SEQUENCE, BIT STRING, and a few unusual universal types printed as `#hex`.
+ */
+const VALUE_TAGS = new Set([0x03, 0x07, 0x08, 0x09, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x12, 0x13, 0x14, 0x16, 0x1c, 0x1d, 0x1e, 0x30]);
+
 function printValue(buf: Uint8Array, v: Tlv, knownType: boolean): string {
+  if (!VALUE_TAGS.has(v.tag)) throw new Error(`attribute value at byte ${v.start} has tag 0x${v.tag.toString(16)}, not a string type OpenSSL takes in a Name`);
+  if (v.tag === 0x03 && (v.end === v.body || buf[v.body]! > 7)) throw new Error(`BIT STRING value at byte ${v.start} is malformed`);
   const width = knownType ? CHAR_WIDTH.get(v.tag) : undefined;
   if (width === undefined) return `#${hexUpper(buf, v.start, v.end)}`;
   const len = v.end - v.body;
