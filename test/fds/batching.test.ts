@@ -91,6 +91,27 @@ describe('fds: Checks of one event-loop turn share one script call', () => {
     assert.equal(inspected.length, 1, 'each Check counted in its own key');
   });
 
+  it('a Check whose ops fail inside Redis fails alone: the Checks before and after it in the batch are answered', async () => {
+    await store.evaluate([], [count('192.0.2.77', 1000)]);
+    const [key] = await admin.keys(`${prefix}*c:r:ip:192.0.2.77`);
+    assert.ok(key, 'the counter key of the subject');
+    await admin.del(key);
+    await admin.set(key, 'not a sorted set'); // its count now fails with WRONGTYPE
+    let calls = 0;
+    let outcomes: PromiseSettledResult<unknown>[] = [];
+    calls = await scriptCalls(admin, async () => {
+      outcomes = await Promise.allSettled([
+        store.evaluate([{ kind: 'ip', subject: '192.0.2.76' }], [count('192.0.2.76', 1000)]),
+        store.evaluate([{ kind: 'ip', subject: '192.0.2.77' }], [count('192.0.2.77', 1000)]),
+        store.evaluate([{ kind: 'ip', subject: '192.0.2.78' }], [count('192.0.2.78', 1000)]),
+      ]);
+    });
+    assert.equal(calls, 1, 'the three Checks were one call');
+    assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /FDS Check 2 of the call failed: .*WRONGTYPE/);
+    assert.equal((await admin.keys(`${prefix}*c:r:ip:192.0.2.78`)).length, 1, 'the Check after the failed one was counted');
+  });
+
   it('a failed call fails the Checks of its batch, and the next turn is served again', async () => {
     const broken = storeWith(prefix, { url: 'redis://127.0.0.1:1', commandTimeoutMs: 300, connectTimeoutMs: 200 });
     try {

@@ -13,7 +13,7 @@
  *
  * Everything here throws an Error naming what was wrong; certificate.ts turns it into a deny reason.
  */
-import { children, oidText, readTlv, type Tlv } from './rfc2253.js';
+import { children, oidText, readTlv, rfc2253, type Tlv } from './rfc2253.js';
 
 export interface Extension {
   readonly critical: boolean;
@@ -296,10 +296,28 @@ export function sansOf(c: CertificateDer): SanLists {
         else throw new Error(`IP SAN of ${n} bytes (expected 4 or 16)`);
         break;
       }
-      case 0xa0: case 0xa3: case 0xa4: case 0xa5: case 0x88:
-        break; // otherName, x400Address, directoryName, ediPartyName, registeredID
+      // The forms no rule reads are still checked for shape: OpenSSL drops the whole extension when one name
+      // is malformed (Envoy then sees no SAN), so a URI beside a malformed name must not become an identity.
+      case 0xa0: {
+        // otherName: type-id OID, then [0] EXPLICIT value holding one element.
+        const parts = children(der, name);
+        if (parts.length !== 2 || parts[1]!.tag !== 0xa0 || children(der, parts[1]!).length !== 1) throw new Error('subjectAltName otherName is malformed');
+        oidText(der, expect(parts[0], 0x06, 'otherName type-id'));
+        break;
+      }
+      case 0xa4: {
+        // directoryName: [4] EXPLICIT Name.
+        const parts = children(der, name);
+        if (parts.length !== 1) throw new Error('subjectAltName directoryName is malformed');
+        rfc2253(der.subarray(parts[0]!.start, parts[0]!.end));
+        break;
+      }
+      case 0x88:
+        oidText(der, { tag: 0x06, start: name.start, body: name.body, end: name.end }); // registeredID
+        break;
       default:
-        throw new Error(`subjectAltName holds a name with tag 0x${name.tag.toString(16)}`);
+        // x400Address and ediPartyName included: never seen in client certificates, not read here.
+        throw new Error(`subjectAltName holds a name with tag 0x${name.tag.toString(16)}, which Passgate does not read`);
     }
   }
   return out;

@@ -53,8 +53,12 @@ export function readTlv(buf: Uint8Array, at: number, limit: number = buf.length)
     const n = len & 0x7f;
     if (n === 0 || n > 4) throw new Error(`unsupported DER length form at byte ${at}`);
     if (body + n > limit) throw new Error(`DER truncated at byte ${at}`);
+    // DER lengths are minimal: the long form only from 128 on, without leading zero bytes. A padded length
+    // re-encodes the same certificate into other bytes (another SHA-256 fingerprint), so it is refused.
+    if (buf[body] === 0) throw new Error(`DER length at byte ${at} has a leading zero byte (not DER)`);
     len = 0;
     for (let i = 0; i < n; i++) len = len * 256 + buf[body + i]!;
+    if (len < 128) throw new Error(`DER length at byte ${at} uses the long form for ${len} (not DER)`);
     body += n;
   }
   const end = body + len;
@@ -74,8 +78,14 @@ export function children(buf: Uint8Array, parent: Tlv): Tlv[] {
 }
 
 /** Dotted text of an OBJECT IDENTIFIER's contents (arbitrary-size arcs). */
+/** Longest OBJECT IDENTIFIER and arc read (bytes): UUID OIDs (2.25.<128 bits>) fit; longer ones would only cost CPU (BigInt arcs). */
+const MAX_OID_BYTES = 128;
+const MAX_ARC_BYTES = 20;
+
 export function oidText(buf: Uint8Array, t: Tlv): string {
   if (t.tag !== 0x06) throw new Error(`expected an OBJECT IDENTIFIER at byte ${t.start}`);
+  if (t.end - t.body > MAX_OID_BYTES) throw new Error(`OBJECT IDENTIFIER at byte ${t.start} is ${t.end - t.body} bytes long, over ${MAX_OID_BYTES}`);
+  let arcBytes = 0;
   let out = '';
   let v = 0n;
   let first = true;
@@ -83,6 +93,8 @@ export function oidText(buf: Uint8Array, t: Tlv): string {
     const b = buf[i]!;
     // DER: an arc starts with its first non-zero 7 bits (0x80 there pads it; OpenSSL refuses it).
     if (b === 0x80 && (i === t.body || (buf[i - 1]! & 0x80) === 0)) throw new Error(`malformed OBJECT IDENTIFIER at byte ${t.start}`);
+    arcBytes = (b & 0x80) === 0 ? 0 : arcBytes + 1;
+    if (arcBytes >= MAX_ARC_BYTES) throw new Error(`OBJECT IDENTIFIER at byte ${t.start} has an arc over ${MAX_ARC_BYTES} bytes`);
     v = (v << 7n) | BigInt(b & 0x7f);
     if ((b & 0x80) === 0) {
       if (first) {

@@ -5,7 +5,9 @@
  * ops (script-ops.ts), each with this same script.
  *
  * One call runs one or more Checks, one after the other, as if each had been its own call sent in that order
- * (the store batches the Checks that meet in one event-loop turn: one command instead of one per Check).
+ * (the store batches the Checks that meet in one event-loop turn: one command instead of one per Check). A
+ * Check whose ops fail gets an error reply of its own (what it wrote before the error stays, as in a call of
+ * its own); the others are answered.
  * KEYS: every Check's ops' keys, Check by Check, in op order (each op type takes a fixed number, below).
  * ARGV: [1] number of Checks, then per Check:
  *       its nonce (unique per Check, makes sorted-set members unique), its number of ops,
@@ -149,11 +151,27 @@ local function run(nonce, n, k, a)
   return out, k, a
 end
 
-local replies = {}
+-- Where each Check's keys and values start, found first: a Check that fails (an error from Redis inside its
+-- ops) then gets its own error reply, and the Checks after it still run from the right place.
+local starts = {}
 local k, a = 1, 2
 for c = 1, tonumber(ARGV[1]) do
-  local nonce, n = ARGV[a], tonumber(ARGV[a + 1])
-  replies[c], k, a = run(nonce, n, k, a + 2)
+  local n = tonumber(ARGV[a + 1])
+  starts[c] = {k, a}
+  a = a + 2
+  for _ = 1, n do
+    local shape = SHAPE[ARGV[a]]
+    if not shape then return redis.error_reply('unknown FDS op type ' .. tostring(ARGV[a])) end
+    k = k + shape[1]
+    a = a + 1 + shape[2]
+  end
+end
+
+local replies = {}
+for c, at in ipairs(starts) do
+  local ok, out = pcall(run, ARGV[at[2]], tonumber(ARGV[at[2] + 1]), at[1], at[2] + 2)
+  if ok then replies[c] = out
+  else replies[c] = {err = 'FDS Check ' .. c .. ' of the call failed: ' .. (type(out) == 'table' and tostring(out.err) or tostring(out))} end
 end
 return replies
 `;

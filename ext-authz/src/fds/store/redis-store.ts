@@ -567,6 +567,7 @@ const MAX_BATCH_ARGS = 4096;
 /** Check `i`'s reply of a script call; a reply of another shape is an error of that Check, not a crash. */
 function replyOf(replies: unknown, i: number): string[] {
   const r = Array.isArray(replies) ? (replies[i] as unknown) : undefined;
+  if (r instanceof Error) throw r; // this Check's own error reply (lua/evaluate.ts)
   if (!Array.isArray(r)) throw new Error(`FDS script reply ${i + 1} is not a list (script and service versions differ?)`);
   return r as string[];
 }
