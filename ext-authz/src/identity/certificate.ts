@@ -19,7 +19,7 @@ import { createHash, verify as verifySignature, X509Certificate as NodeX509Certi
 import { LRUCache } from 'lru-cache';
 import { byteLru, ENTRY_OVERHEAD_BYTES, stringBytes } from '../resilience/byte-lru.js';
 import { x509 } from './x509.js';
-import { certificateNames } from './rfc2253.js';
+import { rfc2253 } from './rfc2253.js';
 import { basicConstraintsCa, extendedKeyUsageOf, parseCertificateDer, sansOf, type CertificateDer } from './der-certificate.js';
 
 /** The facts later stages, the audit and mapping rules read. Frozen and shared across requests. */
@@ -101,10 +101,11 @@ function decodeDer(der: Buffer): DecodeResult {
     const { uri, dns, email, ip } = sansOf(fields);
     // Printed from the DER the way Envoy (OpenSSL XN_FLAG_RFC2253) prints them, so the principal fallback and
     // subject rules see Envoy's exact string.
-    const { subject, issuer } = certificateNames(der);
+    const subject = rfc2253(der.subarray(fields.subject.start, fields.subject.end));
+    const issuer = rfc2253(der.subarray(fields.issuer.start, fields.issuer.end));
     const facts: CertificateFacts = Object.freeze({
       fingerprint: createHash('sha256').update(der).digest('hex'),
-      serial: fields.serial.replace(/^0+(?=.)/, ''),
+      serial: fields.serial,
       subject,
       issuer,
       notBefore: fields.notBefore,

@@ -216,7 +216,7 @@ export function parseCertificateDer(der: Uint8Array): CertificateDer {
     signatureAlgorithm,
     signatureParams: params === undefined ? new Uint8Array(0) : der.subarray(params.start, params.end),
     signature: der.subarray(sig.body + 1, sig.end),
-    serial: hexOf(der, from, serial.end).replace(/^0(?=.)/, ''),
+    serial: hexOf(der, from, serial.end).replace(/^0+(?=.)/, ''),
     issuer,
     subject,
     notBefore: timeOf(der, validity[0]!, 'notBefore'),
