@@ -243,9 +243,13 @@ export class RedisStore implements FdsStore {
   private call(nonce: string, ops: readonly ScriptOp[]): Promise<string[]> {
     if (!(this.client instanceof Cluster)) {
       return new Promise((resolve, reject) => {
+        let size = 2;
+        for (const op of ops) size += 1 + op.keys.length + op.args.length;
+        // The batch so far goes first when this Check would take it past a bound; a Check over a bound by
+        // itself is sent alone.
+        if (this.batch.length > 0 && this.batchArgs + size > MAX_BATCH_ARGS) this.flushBatch();
         this.batch.push({ nonce, ops, resolve, reject });
-        this.batchArgs += 2;
-        for (const op of ops) this.batchArgs += 1 + op.keys.length + op.args.length;
+        this.batchArgs += size;
         if (this.batch.length >= MAX_BATCH_CHECKS || this.batchArgs >= MAX_BATCH_ARGS) this.flushBatch();
         else if (!this.batchScheduled) {
           this.batchScheduled = true;
