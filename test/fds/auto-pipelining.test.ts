@@ -1,19 +1,13 @@
 /** fds.redis.autoPipelining: the setting reaches the ioredis client, and Checks count and block either way. */
 import assert from 'node:assert/strict';
-import pino from 'pino';
 import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
-import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
+import type { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import type { PassgateService } from '../../ext-authz/src/server/service.js';
-import { REDIS_URL, checkClient, cleanup, config, freePort, redisFds, startService, statusOf, testPrefix } from './helpers.js';
+import { REDIS_URL, checkClient, cleanup, config, freePort, redisFds, startService, statusOf, testPrefix, storeWith } from './helpers.js';
 
 /** What ioredis was told: the store's Check connection is private, read through its options. */
 function autoPipeliningOf(store: RedisStore): boolean | undefined {
   return (store as unknown as { client: { options: { enableAutoPipelining?: boolean } } }).client.options.enableAutoPipelining;
-}
-
-function storeWith(redis: Record<string, unknown>): RedisStore {
-  const settings = fdsConfigSchema.parse({ store: 'redis', redis: { commandTimeoutMs: 1000, ...redis } })!;
-  return new RedisStore(settings.redis!, pino({ level: 'silent' }), { onError: () => undefined });
 }
 
 describe('fds.redis.autoPipelining', () => {

@@ -4,17 +4,10 @@
  * and the batch respects its documented bounds and lifecycle (close, not ready, stall).
  */
 import assert from 'node:assert/strict';
-import pino from 'pino';
 import { Redis } from 'ioredis';
-import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
-import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
+import type { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import type { Claim, CounterOp, SubjectRef, Watch } from '../../ext-authz/src/fds/store/store.js';
-import { OwnRedis, REDIS_URL, cleanup, freePort, testPrefix } from './helpers.js';
-
-function storeWith(prefix: string, redis: Record<string, unknown> = {}): RedisStore {
-  const settings = fdsConfigSchema.parse({ store: 'redis', redis: { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 2000, ...redis } })!;
-  return new RedisStore(settings.redis!, pino({ level: 'silent' }), { onError: () => undefined });
-}
+import { OwnRedis, REDIS_URL, cleanup, freePort, testPrefix, storeWith } from './helpers.js';
 
 function count(subject: string, threshold: number, extra: Partial<CounterOp> = {}): CounterOp {
   return { rule: 'r', kind: 'ip', subject, increment: 1, windowMs: 60_000, threshold, ttls: [60_000, 120_000], memoryMs: 600_000, reason: 'r', ...extra };
@@ -49,8 +42,8 @@ describe('fds batching review', function () {
   let b: RedisStore;
   let admin: Redis;
   before(async () => {
-    a = storeWith(pa, { autoPipelining: false });
-    b = storeWith(pb, { autoPipelining: false });
+    a = storeWith({ keyPrefix: pa, autoPipelining: false });
+    b = storeWith({ keyPrefix: pb, autoPipelining: false });
     admin = new Redis(REDIS_URL);
     assert.equal(await a.ready(5000), true);
     assert.equal(await b.ready(5000), true);
@@ -114,12 +107,12 @@ describe('fds batching review', function () {
 
   it('Checks queued for a turn are rejected, not left pending, when the store closes or is not connected yet', async () => {
     const p = testPrefix();
-    const closing = storeWith(p);
+    const closing = storeWith({ keyPrefix: p });
     assert.equal(await closing.ready(5000), true);
     const pending = closing.evaluate([{ kind: 'ip', subject: '192.0.2.1' }], []);
     await closing.close();
     await assert.rejects(pending);
-    const early = storeWith(p);
+    const early = storeWith({ keyPrefix: p });
     try {
       await assert.rejects(early.evaluate([{ kind: 'ip', subject: '192.0.2.1' }], []));
     } finally {
@@ -132,7 +125,7 @@ describe('fds batching review', function () {
     const own = new OwnRedis(await freePort());
     await own.start();
     const p = testPrefix();
-    const store = storeWith(p, { url: own.url, commandTimeoutMs: 100 });
+    const store = storeWith({ keyPrefix: p, url: own.url, commandTimeoutMs: 100 });
     try {
       assert.equal(await store.ready(5000), true);
       await store.evaluate([], []);

@@ -4,17 +4,10 @@
  * every Check of its batch, never another batch's.
  */
 import assert from 'node:assert/strict';
-import pino from 'pino';
 import { Redis } from 'ioredis';
-import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
-import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
+import type { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import type { CounterOp } from '../../ext-authz/src/fds/store/store.js';
-import { REDIS_URL, cleanup, testPrefix } from './helpers.js';
-
-function storeWith(prefix: string, redis: Record<string, unknown> = {}): RedisStore {
-  const settings = fdsConfigSchema.parse({ store: 'redis', redis: { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 2000, ...redis } })!;
-  return new RedisStore(settings.redis!, pino({ level: 'silent' }), { onError: () => undefined });
-}
+import { REDIS_URL, cleanup, testPrefix, storeWith } from './helpers.js';
 
 function count(subject: string, threshold: number): CounterOp {
   return {
@@ -42,7 +35,7 @@ describe('fds: Checks of one event-loop turn share one script call', () => {
   let admin: Redis;
   before(async () => {
     admin = new Redis(REDIS_URL);
-    store = storeWith(prefix, { autoPipelining: false });
+    store = storeWith({ keyPrefix: prefix, autoPipelining: false });
     assert.equal(await store.ready(5000), true, 'Redis at 127.0.0.1:6379 answers');
     await store.evaluate([{ kind: 'ip', subject: '192.0.2.250' }], []); // loads the script outside the counts below
   });
@@ -113,7 +106,7 @@ describe('fds: Checks of one event-loop turn share one script call', () => {
   });
 
   it('a failed call fails the Checks of its batch, and the next turn is served again', async () => {
-    const broken = storeWith(prefix, { url: 'redis://127.0.0.1:1', commandTimeoutMs: 300, connectTimeoutMs: 200 });
+    const broken = storeWith({ keyPrefix: prefix, url: 'redis://127.0.0.1:1', commandTimeoutMs: 300, connectTimeoutMs: 200 });
     try {
       const outcomes = await Promise.allSettled(Array.from({ length: 3 }, () => broken.evaluate([{ kind: 'ip', subject: '192.0.2.9' }], [])));
       assert.deepEqual(outcomes.map((o) => o.status), ['rejected', 'rejected', 'rejected']);

@@ -8,6 +8,8 @@ import { validateConfig } from '../../ext-authz/src/config/load.js';
 import { PassgateService } from '../../ext-authz/src/server/service.js';
 import { authzClient, check, httpCheck } from '../support/service.js';
 import { sleep } from '../../bench/common/process.js';
+import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
+import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 
 export { freePort, sleep } from '../../bench/common/process.js';
 
@@ -20,6 +22,12 @@ export function testPrefix(): string {
 }
 
 /** Deletes every key under `prefix` (SCAN, never KEYS). */
+/** A RedisStore driven directly (no service): `redis` is the fds.redis section, over the shared test Redis by default. */
+export function storeWith(redis: Record<string, unknown>): RedisStore {
+  const settings = fdsConfigSchema.parse({ store: 'redis', redis: { url: REDIS_URL, commandTimeoutMs: 2000, ...redis } })!;
+  return new RedisStore(settings.redis!, pino({ level: 'silent' }), { onError: () => undefined });
+}
+
 export async function cleanup(prefix: string, url = REDIS_URL): Promise<void> {
   const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
