@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import type { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import type { CounterOp } from '../../ext-authz/src/fds/store/store.js';
-import { REDIS_URL, cleanup, testPrefix, storeWith } from './helpers.js';
+import { REDIS_URL, cleanup, testPrefix, storeWith, commandCalls } from './helpers.js';
 
 function count(subject: string, threshold: number): CounterOp {
   return {
@@ -17,16 +17,11 @@ function count(subject: string, threshold: number): CounterOp {
 }
 
 /** evalsha+eval calls the server ran while `fn` ran (commandstats). */
-async function scriptCalls(admin: Redis, fn: () => Promise<void>): Promise<number> {
-  const read = async () => {
-    const info = await admin.info('commandstats');
-    let n = 0;
-    for (const m of info.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) n += Number(m[2]);
-    return n;
-  };
-  const before = await read();
+async function scriptCalls(fn: () => Promise<void>): Promise<number> {
+  const scripts = (m: Map<string, number>) => (m.get('evalsha') ?? 0) + (m.get('eval') ?? 0);
+  const before = scripts(await commandCalls(REDIS_URL));
   await fn();
-  return (await read()) - before;
+  return scripts(await commandCalls(REDIS_URL)) - before;
 }
 
 describe('fds: Checks of one event-loop turn share one script call', () => {
@@ -47,7 +42,7 @@ describe('fds: Checks of one event-loop turn share one script call', () => {
 
   it('20 concurrent Checks: fewer calls than Checks, and each answer is the one sequential calls give', async () => {
     let results: Awaited<ReturnType<RedisStore['evaluate']>>[] = [];
-    const calls = await scriptCalls(admin, async () => {
+    const calls = await scriptCalls(async () => {
       // The 5th count of one IP crosses the threshold: that Check creates the block, and the Checks after it in
       // the batch see the subject blocked (and are not counted), as separate calls in that order would.
       results = await Promise.all(Array.from({ length: 20 }, () => store.evaluate([{ kind: 'ip', subject: '198.51.100.9' }], [count('198.51.100.9', 5)])));
@@ -74,7 +69,7 @@ describe('fds: Checks of one event-loop turn share one script call', () => {
   it('more Checks than one call takes are split into several calls, every one answered', async () => {
     const subjects = Array.from({ length: 150 }, (_, i) => `203.0.113.${i % 250}-${i}`);
     let results: Awaited<ReturnType<RedisStore['evaluate']>>[] = [];
-    const calls = await scriptCalls(admin, async () => {
+    const calls = await scriptCalls(async () => {
       results = await Promise.all(subjects.map((s) => store.evaluate([{ kind: 'ip', subject: s }], [count(s, 1000)])));
     });
     assert.equal(results.length, 150);
@@ -92,7 +87,7 @@ describe('fds: Checks of one event-loop turn share one script call', () => {
     await admin.set(key, 'not a sorted set'); // its count now fails with WRONGTYPE
     let calls = 0;
     let outcomes: PromiseSettledResult<unknown>[] = [];
-    calls = await scriptCalls(admin, async () => {
+    calls = await scriptCalls(async () => {
       outcomes = await Promise.allSettled([
         store.evaluate([{ kind: 'ip', subject: '192.0.2.76' }], [count('192.0.2.76', 1000)]),
         store.evaluate([{ kind: 'ip', subject: '192.0.2.77' }], [count('192.0.2.77', 1000)]),

@@ -8,11 +8,11 @@ import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import { createCheckRequestDecoder } from '../../ext-authz/src/proto/check-decoder.js';
 import { buildCheckRequest, checkRequestForUrl } from '../../ext-authz/src/proto/check-request.js';
-import { join } from 'node:path';
 import { loadAuthorizationService, PROTO_FILES, PROTO_LOADER_OPTIONS, PROTO_ROOT } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
 import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import * as grpc from '@grpc/grpc-js';
+import { loadRoot } from '../support/proto-compat.js';
 
 const method = loadAuthorizationService().service['Check'] as grpc.MethodDefinition<CheckRequest, unknown>;
 const reference = (b: Buffer) => method.requestDeserialize(b);
@@ -30,9 +30,7 @@ function outcome(decode: (b: Buffer) => CheckRequest, bytes: Buffer): Outcome {
 }
 
 // The same protobufjs types proto-loader decodes with, for the one case below.
-const root = new protobuf.Root();
-root.resolvePath = (_o, target) => (target.startsWith('/') ? target : join(PROTO_ROOT, target));
-const CheckRequestType = root.loadSync(PROTO_FILES.map((f) => join(PROTO_ROOT, f)), { keepCase: true }).lookupType('envoy.service.auth.v3.CheckRequest');
+const CheckRequestType = loadRoot([...PROTO_FILES], [PROTO_ROOT]).lookupType('envoy.service.auth.v3.CheckRequest');
 
 /**
  * proto-loader's toObject throws on some bytes protobufjs decodes (a map entry of message type with no value

@@ -64,10 +64,6 @@ const MAX_PEM_CHARS = 64 * 1024;
 const PEM_BEGIN = '-----BEGIN CERTIFICATE-----';
 const PEM_END = '-----END CERTIFICATE-----';
 
-function normalizeHex(hex: string): string {
-  return hex.replace(/[:\s]/g, '').toLowerCase().replace(/^0+(?=.)/, '');
-}
-
 function urlDecode(encoded: string): string | undefined {
   if (encoded.indexOf('%') === -1) return encoded;
   try {

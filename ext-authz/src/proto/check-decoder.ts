@@ -20,18 +20,18 @@ type Message = Record<string, unknown>;
 
 const has = (m: Message, key: string): boolean => Object.prototype.hasOwnProperty.call(m, key);
 
-function str(m: Message, key: string): string | undefined {
-  return has(m, key) && m[key] != null ? (m[key] as string) : undefined;
+/** A field the message holds as its own property (toObject's `defaults: false`), else undefined. */
+function own<T>(m: Message, key: string): T | undefined {
+  return has(m, key) && m[key] != null ? (m[key] as T) : undefined;
 }
+
+const str = (m: Message, key: string): string | undefined => own<string>(m, key);
+const sub = (m: Message, key: string): Message | undefined => own<Message>(m, key);
 
 function map(m: Message, key: string): Record<string, string> | undefined {
   const v = m[key] as Record<string, string> | undefined;
   // protobufjs decodes a map into a fresh plain object (an empty one is a shared frozen default).
   return v != null && Object.keys(v).length > 0 ? v : undefined;
-}
-
-function sub(m: Message, key: string): Message | undefined {
-  return has(m, key) && m[key] != null ? (m[key] as Message) : undefined;
 }
 
 function address(m: Message | undefined): Address | undefined {
@@ -40,7 +40,8 @@ function address(m: Message | undefined): Address | undefined {
   const out: Address['socket_address'] = {};
   const a = str(socket, 'address');
   if (a !== undefined) out.address = a;
-  if (has(socket, 'port_value') && socket['port_value'] != null) out.port_value = socket['port_value'] as number;
+  const port = own<number>(socket, 'port_value');
+  if (port !== undefined) out.port_value = port;
   return { socket_address: out };
 }
 
@@ -72,7 +73,8 @@ function headerMap(m: Message | undefined): HeaderMap | undefined {
     if (key !== undefined) out.key = key;
     const value = str(h, 'value');
     if (value !== undefined) out.value = value;
-    if (has(h, 'raw_value') && h['raw_value'] != null) out.raw_value = h['raw_value'] as Uint8Array;
+    const raw = own<Uint8Array>(h, 'raw_value');
+    if (raw !== undefined) out.raw_value = raw;
     headers[i] = out;
   }
   return { headers };
@@ -91,8 +93,10 @@ function http(m: Message | undefined): HttpRequest | undefined {
   if (headers !== undefined) out.headers = headers;
   const hm = headerMap(sub(m, 'header_map'));
   if (hm !== undefined) out.header_map = hm;
-  if (has(m, 'size') && m['size'] != null) out.size = String(m['size']); // a Long or a number: toObject's `longs: String`
-  if (has(m, 'raw_body') && m['raw_body'] != null) out.raw_body = m['raw_body'] as Uint8Array;
+  const size = own<unknown>(m, 'size');
+  if (size !== undefined) out.size = String(size); // a Long or a number: toObject's `longs: String`
+  const rawBody = own<Uint8Array>(m, 'raw_body');
+  if (rawBody !== undefined) out.raw_body = rawBody;
   return out;
 }
 

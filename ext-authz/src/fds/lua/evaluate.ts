@@ -52,14 +52,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- Op list: each type takes a fixed number of keys and values.
 local SHAPE = {check = {1, 0}, claim = {1, 2}, count = {3, 10}, retract = {1, 2}, watch = {1, 2}}
 
--- One Check: its nonce, its op count, its ops from KEYS[k] and ARGV[a] on. Returns its reply and where the next
--- Check's keys and values start.
+-- One Check: its nonce, its op count, its ops from KEYS[k] and ARGV[a] on (op types checked by the caller's
+-- first pass). Returns its reply.
 local function run(nonce, n, k, a)
   local ops = {check = {}, claim = {}, count = {}, retract = {}, watch = {}}
   for i = 1, n do
     local ty = ARGV[a]
     local shape = SHAPE[ty]
-    if not shape then error({err = 'unknown FDS op type ' .. tostring(ty)}) end
     local list = ops[ty]
     list[#list + 1] = {i = i, k = k, a = a + 1}
     k = k + shape[1]
@@ -148,7 +147,7 @@ local function run(nonce, n, k, a)
     end
   end
 
-  return out, k, a
+  return out
 end
 
 -- Where each Check's keys and values start, found first: a Check that fails (an error from Redis inside its
