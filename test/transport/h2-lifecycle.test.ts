@@ -150,8 +150,13 @@ describe('lean gRPC transport: the whole service on h2 (second review)', functio
       cleanups.push(() => clients.forEach((c) => c.close()));
       await Promise.all(clients.map((c) => check(c, httpCheck({ path: '/open' }))));
       assert.equal(sessionsOf(run).size, 20, 'one connection per client');
+      // "In flight" means the server has the stream: a stream the client sent after the
+      // GOAWAY's last-stream-id is refused and grpc-js retries it on a new connection,
+      // which the closed listener refuses. A fixed sleep raced that on a loaded machine.
+      let received = 0;
+      (h2Of(run) as unknown as { server: http2.Http2Server }).server.on('stream', () => received++);
       const running = clients.flatMap((c) => Array.from({ length: 10 }, () => check(c, httpCheck({ path: '/slow' }), 5_000)));
-      await sleep(100);
+      assert.ok(await until(() => received >= running.length, 2_000), `the server received ${received} of ${running.length} Checks`);
       const stopping = run.svc.stop(3_000);
       await sleep(20);
       const attempts = await Promise.allSettled(Array.from({ length: 20 }, () => {
