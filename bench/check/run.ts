@@ -468,7 +468,7 @@ async function profileService(run: ScenarioRun, gen: LoadGen, opts: Options): Pr
     return undefined;
   }
   // Startup (module loading, config compile) is excluded: only samples from the measured load window count.
-  return summarizeProfile(join(dir, file), ROOT, ['ext-authz/'], 15, { fromEndMs: exitedAt - loadStart, toEndMs: exitedAt - loadEnd });
+  return summarizeProfile(join(dir, file), ROOT, ['ext-authz/', 'dist/ext-authz/'], 15, { fromEndMs: exitedAt - loadStart, toEndMs: exitedAt - loadEnd });
 }
 
 // ---------------------------------------------------------------------------
@@ -660,7 +660,7 @@ async function main(): Promise<void> {
     if (opts.profile) profile = await profileService(runs[0]!, gen, opts);
   } finally {
     gen.stop();
-    ownRedis?.stop();
+    // Teardown deletes the scenario's keys, so it runs while the own Redis still does.
     for (const r of runs) {
       try {
         await r.prepared.teardown?.();
@@ -668,6 +668,7 @@ async function main(): Promise<void> {
         process.stderr.write(`  teardown of scenario ${r.name} failed: ${(err as Error).message}\n`);
       }
     }
+    ownRedis?.stop();
   }
 
   const names = runs.map((r) => r.name);

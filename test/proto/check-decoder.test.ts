@@ -1,7 +1,10 @@
 /**
- * The hot-path CheckRequest decoder (proto/check-decoder.ts) against proto-loader's deserializer, the one it
- * replaces: over built requests, hand-written wire bytes (explicit defaults, raw header maps, int64 sizes),
- * generated requests and mutated bytes, both must give the same RequestView, or both refuse the bytes.
+ * The hot-path CheckRequest decoder (proto/check-decoder.ts, its own walk over protobufjs' Reader)
+ * against proto-loader's deserializer, the one it replaced: over built requests, hand-written wire bytes
+ * (explicit defaults, raw header maps, int64 sizes), generated requests, both must give the same
+ * RequestView, or both refuse the bytes. Over mutated and cut bytes it must do exactly what a protobufjs
+ * decoder of the fields it reads does (the same types with the unread fields removed, so protobufjs skips
+ * them as unknown, as the walk does): the same view, or a refusal of both.
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -10,7 +13,7 @@ import { createCheckRequestDecoder } from '../../ext-authz/src/proto/check-decod
 import { buildCheckRequest, checkRequestForUrl } from '../../ext-authz/src/proto/check-request.js';
 import { loadAuthorizationService, PROTO_FILES, PROTO_LOADER_OPTIONS, PROTO_ROOT } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
-import { toRequestView } from '../../ext-authz/src/pipeline/request-view.js';
+import { toRequestView, type RequestView } from '../../ext-authz/src/pipeline/request-view.js';
 import * as grpc from '@grpc/grpc-js';
 import { loadRoot } from '../support/proto-compat.js';
 
@@ -19,45 +22,49 @@ const reference = (b: Buffer) => method.requestDeserialize(b);
 const encode = (r: CheckRequest) => method.requestSerialize(r);
 const fast = createCheckRequestDecoder();
 
-type Outcome = { view: ReturnType<typeof toRequestView> } | { error: string };
+/** The same protobufjs types without the fields the view never reads: protobufjs skips those as unknown. */
+const readFieldsOnly = (() => {
+  const root = loadRoot([...PROTO_FILES], [PROTO_ROOT]);
+  const drop: Record<string, string[]> = {
+    'envoy.service.auth.v3.AttributeContext': ['metadata_context', 'route_metadata_context'],
+    'envoy.service.auth.v3.AttributeContext.Request': ['time'],
+    'envoy.service.auth.v3.AttributeContext.HttpRequest': ['fragment'],
+    'envoy.config.core.v3.SocketAddress': ['protocol', 'named_port', 'resolver_name', 'ipv4_compat'],
+    'envoy.config.core.v3.Address': ['pipe', 'envoy_internal_address'],
+  };
+  for (const [type, fields] of Object.entries(drop)) {
+    const t = root.lookupType(type);
+    for (const f of fields) t.remove(t.fields[f]!);
+  }
+  const type = root.lookupType('envoy.service.auth.v3.CheckRequest');
+  return (b: Buffer) => type.toObject(type.decode(b), PROTO_LOADER_OPTIONS) as CheckRequest;
+})();
+
+type Outcome = { view: RequestView } | { refused: true };
+
+/** The view with its maps as plain objects: the hot path's maps have no prototype, toObject's do. */
+function plain(view: RequestView): RequestView {
+  const copy = (m: Readonly<Record<string, string>>) => {
+    const out: Record<string, string> = {};
+    for (const k of Object.keys(m)) Object.defineProperty(out, k, { value: m[k], enumerable: true, writable: true, configurable: true });
+    return out;
+  };
+  const peer = (p: RequestView['source']) => ({ ...p, labels: copy(p.labels) });
+  return { ...view, headers: copy(view.headers), contextExtensions: copy(view.contextExtensions), source: peer(view.source), destination: peer(view.destination) };
+}
 
 function outcome(decode: (b: Buffer) => CheckRequest, bytes: Buffer): Outcome {
   try {
-    return { view: toRequestView(decode(bytes)) };
-  } catch (err) {
-    return { error: (err as Error).message };
+    return { view: plain(toRequestView(decode(bytes))) };
+  } catch {
+    return { refused: true };
   }
 }
 
-// The same protobufjs types proto-loader decodes with, for the one case below.
-const CheckRequestType = loadRoot([...PROTO_FILES], [PROTO_ROOT]).lookupType('envoy.service.auth.v3.CheckRequest');
-
-/**
- * proto-loader's toObject throws on some bytes protobufjs decodes (a map entry of message type with no value
- * decodes to null, and Struct$toObject reads null.fields), in fields the view never reads (metadata). The
- * hot-path decoder never converts those fields, so it answers such a Check. What must hold then: the view
- * equals proto-loader's over the same message with the unread fields dropped.
- */
-function referenceOverReadFields(bytes: Buffer): Outcome {
-  const msg = CheckRequestType.decode(bytes) as unknown as { attributes?: Record<string, unknown> & { request?: Record<string, unknown> } };
-  if (msg.attributes) {
-    delete msg.attributes['metadata_context'];
-    delete msg.attributes['route_metadata_context'];
-    if (msg.attributes.request) delete msg.attributes.request['time'];
-  }
-  return { view: toRequestView(CheckRequestType.toObject(msg as unknown as protobuf.Message, PROTO_LOADER_OPTIONS) as CheckRequest) };
-}
-
-let toObjectOnlyRefusals = 0;
-
-function assertSame(bytes: Buffer, what: string): Outcome {
-  let want = outcome(reference, bytes);
+function assertSame(bytes: Buffer, what: string, against: (b: Buffer) => CheckRequest = reference): Outcome {
+  const want = outcome(against, bytes);
   const got = outcome(fast, bytes);
-  if ('error' in want && 'view' in got) {
-    want = referenceOverReadFields(bytes);
-    toObjectOnlyRefusals++;
-  }
-  assert.deepStrictEqual(got, want, `${what}: the hot-path decoder's view differs from proto-loader's`);
+  assert.deepStrictEqual(got, want, `${what}: the hot-path decoder's view differs from ${against === reference ? "proto-loader's" : "protobufjs' over the read fields"}`);
   return want;
 }
 
@@ -247,23 +254,92 @@ describe('proto/check-decoder: the hot-path CheckRequest decoder gives the view 
     );
   });
 
-  it('mutated and cut bytes: both decoders refuse them alike, or give the same view', () => {
+  it('mutated and cut bytes: exactly what protobufjs does over the fields the view reads (same view, or both refuse)', () => {
     const seeds = [
       encode(buildCheckRequest({ principal: 'p', headers: { 'x-forwarded-client-cert': 'Hash=00', 'x-a': 'b' }, gateway: 'app', body: new Uint8Array([9, 9]) })),
       encode(buildCheckRequest({ http: false })),
+      encode(checkRequestForUrl({ url: 'http://shop.example:8080/p?q=1#f', headers: { 'x-b': 'c' }, peerCertificate: 'x'.repeat(80) })),
+      // Raw header map, an int64 size, labels, extensions, SNI, and metadata (field 11) the walk skips.
+      wire((w) =>
+        nested(w, 1, (a) => {
+          nested(a, 1, (p) => {
+            nested(p, 1, (addr) => nested(addr, 1, (sa) => {
+              string(sa, 2, '10.0.0.1');
+              sa.uint32((3 << 3) | 0).uint32(443);
+            }));
+            mapEntry(p, 3, 'app', 'web');
+          });
+          nested(a, 4, (r) => nested(r, 2, (h) => {
+            nested(h, 13, (m) => nested(m, 1, (hv) => {
+              string(hv, 1, 'x-raw');
+              bytesField(hv, 3, Buffer.from([0x61, 0xe9]));
+            }));
+            h.uint32((9 << 3) | 0).int64('123456789');
+            string(h, 8, 'fragment');
+          }));
+          mapEntry(a, 10, 'gateway', 'public');
+          nested(a, 11, (md) => mapEntry(md, 1, 'f', ''));
+          nested(a, 12, (t) => string(t, 1, 'sni.example'));
+        }),
+      ),
     ];
     let refused = 0;
+    let answered = 0;
     fc.assert(
       fc.property(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), fc.nat(), (seed, flips, cut) => {
         const b = Buffer.from(seed);
         for (const [at, v] of flips) b[at % b.length] = v;
         const bytes = cut % 5 === 0 ? b.subarray(0, cut % b.length) : b;
-        if ('error' in assertSame(bytes, 'mutated')) refused++;
+        if ('refused' in assertSame(bytes, 'mutated', readFieldsOnly)) refused++;
+        else answered++;
       }),
-      { numRuns: 600 },
+      { numRuns: 1000 },
     );
-    assert.ok(refused > 0, 'some mutations must be refused, or the mutation does not reach the decoder');
-    // Only a few mutations hit the toObject-only case; most refusals are refusals of both.
-    assert.ok(toObjectOnlyRefusals < refused, `${toObjectOnlyRefusals} of ${refused} refusals were toObject's alone`);
+    assert.ok(refused > 0 && answered > 0, `${refused} refused, ${answered} answered: the mutations must reach both outcomes`);
+  });
+
+  it('a varint or tag that would run past the end of its nested message is refused, as protobufjs refuses it (its Reader stops at the message limit)', () => {
+    // SocketAddress { port_value: <varint whose last byte inside the message says "more follows"> }, then
+    // one more byte of the enclosing Address, which the port must not read as its own.
+    const field = (n: number, content: number[]) => [(n << 3) | 2, content.length, ...content];
+    const socketAddress = [(3 << 3) | 0, 0xbb, 0x83];
+    const addressContent = [...field(1, socketAddress), 0x01];
+    const bytes = Buffer.from(field(1, field(1, field(1, addressContent))));
+    assert.deepEqual(assertSame(bytes, 'port past its message', readFieldsOnly), { refused: true });
+    assert.deepEqual(assertSame(bytes, 'port past its message'), { refused: true });
+    // A tag that runs past the end of a map entry (HttpRequest.headers), into the HttpRequest's next byte.
+    const httpContent = [...field(3, [(1 << 3) | 2, 1, 0x61, 0x90]), 0x01];
+    const all = Buffer.from(field(1, field(4, field(2, httpContent))));
+    assert.deepEqual(assertSame(all, 'map entry tag past its end', readFieldsOnly), { refused: true });
+  });
+
+  it('maps have no prototype: a header named constructor, toString or __proto__ is an own value, an absent name finds nothing', () => {
+    const bytes = httpRequest((h) => {
+      mapEntry(h, 3, 'constructor', 'c');
+      mapEntry(h, 3, '__proto__', 'p');
+      mapEntry(h, 3, 'x-a', 'a');
+    });
+    const view = toRequestView(fast(bytes));
+    assert.equal(Object.getPrototypeOf(view.headers), null);
+    assert.equal(view.headers['constructor'], 'c');
+    assert.equal(view.headers['__proto__'], 'p');
+    assert.equal(view.headers['toString'], undefined);
+    assert.deepEqual(Object.keys(view.headers), ['constructor', '__proto__', 'x-a']);
+  });
+
+  it('strings the string tables hand out again are exactly the request\'s own (short and long values, one byte changed mid-value)', () => {
+    const xfcc = `Hash=${'ab'.repeat(32)};Cert="${'%2F'.repeat(200)}"`;
+    const one = fast(encode(buildCheckRequest({ headers: { 'x-forwarded-client-cert': xfcc, 'x-n': '1' } })));
+    const two = fast(encode(buildCheckRequest({ headers: { 'x-forwarded-client-cert': xfcc, 'x-n': '2' } })));
+    const h1 = one.attributes!.request!.http!.headers!;
+    const h2 = two.attributes!.request!.http!.headers!;
+    assert.equal(h1['x-n'], '1');
+    assert.equal(h2['x-n'], '2');
+    assert.equal(h2['x-forwarded-client-cert'], xfcc);
+    // One character changed at the middle of a long value (the long table hashes its ends only).
+    const mid = xfcc.length >> 1;
+    const other = `${xfcc.slice(0, mid)}X${xfcc.slice(mid + 1)}`;
+    const three = fast(encode(buildCheckRequest({ headers: { 'x-forwarded-client-cert': other } })));
+    assert.equal(three.attributes!.request!.http!.headers!['x-forwarded-client-cert'], other);
   });
 });
