@@ -118,8 +118,23 @@ describe('request view', () => {
     for (const empty of [{}, undefined, null, { attributes: {} }]) {
       const v = toRequestView(empty as never);
       assert.equal(v.isHttp, false);
-      assert.deepEqual(v.headers, {});
+      assert.deepEqual(Object.keys(v.headers), []);
+      assert.equal(v.headers['constructor'], undefined);
     }
+  });
+  it('maps carry no prototype: a name the request does not carry (constructor, toString, __proto__) is never found', () => {
+    const view = toRequestView({
+      attributes: {
+        source: { labels: { app: 'web' } },
+        context_extensions: { gateway: 'public' },
+        request: { http: { headers: { 'x-a': '1' } } },
+      },
+    });
+    for (const map of [view.headers, view.contextExtensions, view.source.labels, view.destination.labels]) {
+      for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) assert.equal(map[name], undefined, name);
+    }
+    assert.equal(view.headers['x-a'], '1');
+    assert.equal(view.source.labels['app'], 'web');
   });
 });
 

@@ -51,16 +51,23 @@ export interface RequestView {
   readonly body: Uint8Array | string | undefined;
 }
 
-const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
+const EMPTY: Readonly<Record<string, string>> = Object.freeze(Object.create(null) as Record<string, string>);
 const UPPER = /[A-Z]/;
 
 function stringOr(value: unknown, fallback = ''): string {
   return typeof value === 'string' ? value : fallback;
 }
 
+/**
+ * A map the stages may index by any name: without a prototype, so `constructor` or `toString` is found only
+ * when the request carries it. The hot-path decoder's maps already are; other callers' objects are copied.
+ */
 function stringMap(value: unknown): Readonly<Record<string, string>> {
   if (value === null || typeof value !== 'object') return EMPTY;
-  return value as Record<string, string>;
+  if (Object.getPrototypeOf(value) === null) return value as Record<string, string>;
+  const out: Record<string, string> = Object.create(null);
+  for (const key of Object.keys(value)) out[key] = (value as Record<string, string>)[key]!;
+  return out;
 }
 
 /** Lowercases keys only when some key needs it, so the common case allocates nothing. */
