@@ -78,7 +78,8 @@ describe('fds key layouts and per-slot ops', () => {
     assert.equal(groupBySlot([checkOp(one, 'user', 'a', 0), checkOp(one, 'ip', '192.0.2.1', 1), claimOp(one, { key: 'j', expiresAt: 1, minTtlMs: 1 })]).length, 1);
     const { keys, args } = encodeCall('n', [checkOp(one, 'user', 'a', 0), countOp(one, OP, '0')]);
     assert.equal(keys.length, 4);
-    assert.deepEqual(args.slice(0, 5), [1, 'n', 2, 'check', 'count'], 'one Check: the count of Checks, its nonce, its op count, then its ops');
+    assert.deepEqual(args.slice(0, 3), [1, 'n', 'cn'], 'one Check: the count of Checks, its nonce, its shape (one letter per op)');
+    assert.equal(args.length, 3 + 3, 'a check has no values, a count three');
   });
 
   it('merges replies: the first blocked subject in Check order, any replay, every block created', () => {
@@ -107,8 +108,8 @@ describe('fds key layouts and per-slot ops', () => {
     assert.equal(plan.length, 1);
     assert.deepEqual(plan[0]!.map((o) => o.type), ['retract', 'count']);
     assert.deepEqual(plan[0]![0]!.args, ['0', 1]);
-    assert.equal(plan[0]![1]!.args[7], '', 'the replay count applies unconditionally');
-    assert.equal(plan[0]![1]!.args[8], '1', 'with its own member tag');
+    assert.equal(plan[0]![1]!.args[1], '1 - 1 0', 'the replay count applies unconditionally ("-"), with its own member tag (1)');
+    assert.equal(replay.args[1], '1 r 1 0', 'the op it follows up ran only with a replay');
   });
 });
 

@@ -10,21 +10,24 @@
  * its own); the others are answered.
  * KEYS: every Check's ops' keys, Check by Check, in op order (each op type takes a fixed number, below).
  * ARGV: [1] number of Checks, then per Check:
- *       its nonce (unique per Check, makes sorted-set members unique), its number of ops,
- *       then per op: its type, then its values (a fixed number per type, below).
- * Op types (keys; values):
- *   check   (block key; none)                   is this subject blocked? The first blocked one is answered.
- *   claim   (claim key; expiresAt epoch ms, minimum TTL ms)
+ *       its nonce (unique per Check, makes sorted-set members unique), its shape (one letter per op, in op
+ *       order), then per op its values (a fixed number per type, below). Few, packed values, because every
+ *       value costs the client a frame of its own, per Check.
+ * Op types (letter; keys; values):
+ *   check   (c; block key; none)                is this subject blocked? The first blocked one is answered.
+ *   claim   (j; claim key; expiresAt epoch ms, minimum TTL ms)
  *                                               single-use id: set if absent; taken = a replay.
- *   count   (counter zset, offense int, block key; increment, windowMs, threshold, ttls (comma list, ms),
- *            memoryMs, rule, record JSON prefix, when ('' always, 'f' only without a replay, 'r' only with one),
- *            member tag (unique in the Check), shadow ('1': a shadowed route or stage; its counter key is its own,
- *            and crossing the threshold returns the would-be record with "shadow":true, blocks nothing, raises
- *            no offense level and starts the window over))
- *   watch   (session hash; expected version, idle TTL ms)
+ *   count   (n; counter zset, offense int, block key;
+ *            "windowMs threshold memoryMs rule ttls" (the rule's constants; ttls a comma list, ms),
+ *            "increment when tag shadow" (when: '-' always, 'f' only without a replay, 'r' only with one; tag:
+ *            the member tag, unique in the Check; shadow '1': a shadowed route or stage, whose counter key is
+ *            its own, and crossing the threshold returns the would-be record with "shadow":true, blocks
+ *            nothing, raises no offense level and starts the window over),
+ *            record JSON prefix)
+ *   watch   (w; session hash; expected version, idle TTL ms)
  *                                               an oidc session: still there with the version the replica cached?
  *                                               Its idle TTL slides in this same call. Never blocks, counts or claims.
- *   retract (counter zset; member tag, increment)
+ *   retract (r; counter zset; member tag, increment)
  *                                               removes what a `count` of an earlier call added (see script-ops.ts).
  * Phases run in this order, whatever the op order: checks, claims, counts, retracts, watches.
  * Returns one reply per Check, each [op number of the first blocked check or '', its record JSON or '', '1' when a
@@ -49,20 +52,21 @@ export const EVALUATE_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
--- Op list: each type takes a fixed number of keys and values.
-local SHAPE = {check = {1, 0}, claim = {1, 2}, count = {3, 10}, retract = {1, 2}, watch = {1, 2}}
+-- Op letters: each type takes a fixed number of keys and values.
+local SHAPE = {c = {1, 0}, j = {1, 2}, n = {3, 3}, r = {1, 2}, w = {1, 2}}
+local NAME = {c = 'check', j = 'claim', n = 'count', r = 'retract', w = 'watch'}
 
--- One Check: its nonce, its op count, its ops from KEYS[k] and ARGV[a] on (op types checked by the caller's
+-- One Check: its nonce, its shape, its ops from KEYS[k] and ARGV[a] on (op letters checked by the caller's
 -- first pass). Returns its reply.
-local function run(nonce, n, k, a)
+local function run(nonce, shape, k, a)
   local ops = {check = {}, claim = {}, count = {}, retract = {}, watch = {}}
-  for i = 1, n do
-    local ty = ARGV[a]
-    local shape = SHAPE[ty]
-    local list = ops[ty]
-    list[#list + 1] = {i = i, k = k, a = a + 1}
-    k = k + shape[1]
-    a = a + 1 + shape[2]
+  for i = 1, #shape do
+    local ty = string.sub(shape, i, i)
+    local size = SHAPE[ty]
+    local list = ops[NAME[ty]]
+    list[#list + 1] = {i = i, k = k, a = a}
+    k = k + size[1]
+    a = a + size[2]
   end
   local out = {'', '', '', ''}
 
@@ -95,10 +99,13 @@ local function run(nonce, n, k, a)
   -- count: sliding-window log; crossing the threshold blocks (escalating with remembered offenses) and clears.
   for _, op in ipairs(ops.count) do
     local ck, okey, bk = KEYS[op.k], KEYS[op.k + 1], KEYS[op.k + 2]
-    local x = op.a
-    local inc, win, thr = tonumber(ARGV[x]), tonumber(ARGV[x + 1]), tonumber(ARGV[x + 2])
-    local ttls, mem, rule, head, when, tag = ARGV[x + 3], tonumber(ARGV[x + 4]), ARGV[x + 5], ARGV[x + 6], ARGV[x + 7], ARGV[x + 8]
-    local shadow = ARGV[x + 9] == '1'
+    local win, thr, mem, rule, ttls = string.match(ARGV[op.a], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+    local inc, when, tag, sh = string.match(ARGV[op.a + 1], '^(%S+) (%S) (%S+) ([01])$')
+    if not ttls or not sh then error('malformed count op values') end
+    local head = ARGV[op.a + 2]
+    win, thr, mem, inc = tonumber(win), tonumber(thr), tonumber(mem), tonumber(inc)
+    if when == '-' then when = '' end
+    local shadow = sh == '1'
     -- An already blocked subject is not counted: its block stands, and counting would only grow memory.
     if (when == '' or (when == 'r') == replayed) and redis.call('EXISTS', bk) == 0 then
       redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - win)
@@ -155,20 +162,20 @@ end
 local starts = {}
 local k, a = 1, 2
 for c = 1, tonumber(ARGV[1]) do
-  local n = tonumber(ARGV[a + 1])
+  local shape = ARGV[a + 1]
   starts[c] = {k, a}
   a = a + 2
-  for _ = 1, n do
-    local shape = SHAPE[ARGV[a]]
-    if not shape then return redis.error_reply('unknown FDS op type ' .. tostring(ARGV[a])) end
-    k = k + shape[1]
-    a = a + 1 + shape[2]
+  for i = 1, #shape do
+    local size = SHAPE[string.sub(shape, i, i)]
+    if not size then return redis.error_reply('unknown FDS op letter ' .. string.sub(shape, i, i)) end
+    k = k + size[1]
+    a = a + size[2]
   end
 end
 
 local replies = {}
 for c, at in ipairs(starts) do
-  local ok, out = pcall(run, ARGV[at[2]], tonumber(ARGV[at[2] + 1]), at[1], at[2] + 2)
+  local ok, out = pcall(run, ARGV[at[2]], ARGV[at[2] + 1], at[1], at[2] + 2)
   if ok then replies[c] = out
   else replies[c] = {err = 'FDS Check ' .. c .. ' of the call failed: ' .. (type(out) == 'table' and tostring(out.err) or tostring(out))} end
 end

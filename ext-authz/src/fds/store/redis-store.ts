@@ -13,7 +13,7 @@ import type { FdsSettings } from '../config.js';
 import { isSubjectKind, type SubjectKind } from '../subjects.js';
 import { KeyLayout, keyLayoutOf, type SessionKeyKind } from './keys.js';
 import { migrateFromSingleTag } from './migrate-layout.js';
-import { checkOp, claimOp, countOp, watchOp, encodeBatch, encodeCall, type CheckCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
+import { checkOp, claimOp, countOp, watchOp, encodeBatch, encodeCall, argCount, type CheckCall, groupBySlot, mergeReplies, parseRecord, replayFollowUps, type CallReply, type ScriptOp } from './script-ops.js';
 import { EVALUATE_LUA, LOCK_RELEASE_LUA, LOCK_RENEW_LUA, SESSION_READ_LUA, SESSION_REPLACE_LUA } from '../lua/evaluate.js';
 import { redisDevices, type DeviceStore } from './devices.js';
 import {
@@ -243,8 +243,7 @@ export class RedisStore implements FdsStore {
   private call(nonce: string, ops: readonly ScriptOp[]): Promise<string[]> {
     if (!(this.client instanceof Cluster)) {
       return new Promise((resolve, reject) => {
-        let size = 2;
-        for (const op of ops) size += 1 + op.keys.length + op.args.length;
+        const size = argCount(ops);
         // The batch so far goes first when this Check would take it past a bound; a Check over a bound by
         // itself is sent alone.
         if (this.batch.length > 0 && this.batchArgs + size > MAX_BATCH_ARGS) this.flushBatch();

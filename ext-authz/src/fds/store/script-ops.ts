@@ -22,15 +22,18 @@ import type { BlockRecord, Claim, CounterOp, EvaluateResult, Watch, WatchState }
 import type { KeyLayout } from './keys.js';
 
 export interface ScriptOp {
-  readonly type: string;
+  readonly type: 'check' | 'claim' | 'count' | 'retract' | 'watch';
   /** Every key shares one hash tag: the op's slot is that of keys[0]. */
   readonly keys: readonly string[];
   readonly args: ReadonlyArray<string | number>;
   /** check ops: the place in the Check's order of checks (the first blocked one is answered); watch ops: the watch's index. */
   readonly at?: number;
   /** count ops: what a retract or a replay follow-up needs. */
-  readonly count?: { readonly when: '' | 'f' | 'r'; readonly tag: string; readonly increment: number };
+  readonly count?: { readonly when: '' | 'f' | 'r'; readonly tag: string; readonly increment: number; readonly shadow: boolean };
 }
+
+/** The letter of each op type in a Check's shape string (lua/evaluate.ts). */
+const LETTER: Readonly<Record<ScriptOp['type'], string>> = { check: 'c', claim: 'j', count: 'n', retract: 'r', watch: 'w' };
 
 export function checkOp(keys: KeyLayout, kind: string, subject: string, at: number): ScriptOp {
   return { type: 'check', keys: [keys.block(kind, subject)], args: NO_ARGS, at };
@@ -45,16 +48,26 @@ export function watchOp(keys: KeyLayout, w: Watch, at: number): ScriptOp {
   return { type: 'watch', keys: [keys.session('session', w.id)], args: [w.version, Math.max(1, Math.ceil(w.ttlMs))], at };
 }
 
-/** `tag` makes the op's sorted-set members unique within the Check (with the Check's nonce). */
+/** A count op's per-Check values as one argument: "increment when tag shadow" (`-` for always). */
+function countVars(increment: number, when: '' | 'f' | 'r', tag: string, shadow: boolean): string {
+  return `${increment} ${when === '' ? '-' : when} ${tag} ${shadow ? 1 : 0}`;
+}
+
+/**
+ * `tag` makes the op's sorted-set members unique within the Check (with the Check's nonce). Three values
+ * instead of ten: the rule's constants in one ("windowMs threshold memoryMs rule ttls"), the Check's in
+ * another, and the record's JSON head. Each value costs ioredis a byte count and a frame, per Check.
+ */
 export function countOp(keys: KeyLayout, op: CounterOp, tag: string): ScriptOp {
   const head = `{"kind":${JSON.stringify(op.kind)},"subject":${JSON.stringify(op.subject)},"reason":${JSON.stringify(op.reason)},"createdBy":${JSON.stringify(`rule:${op.rule}`)},`;
   const when = op.when === undefined ? '' : op.when === 'fresh' ? 'f' : 'r';
+  const shadow = op.shadow === true;
   return {
     type: 'count',
     // A shadow op counts in its own key, so it never fills the real rule's window.
-    keys: [op.shadow === true ? keys.shadowCounter(op.rule, op.kind, op.subject) : keys.counter(op.rule, op.kind, op.subject), keys.offense(op.kind, op.subject), keys.block(op.kind, op.subject)],
-    args: [op.increment, op.windowMs, op.threshold, op.ttls.join(','), op.memoryMs, op.rule, head, when, tag, op.shadow === true ? '1' : ''],
-    count: { when, tag, increment: op.increment },
+    keys: [shadow ? keys.shadowCounter(op.rule, op.kind, op.subject) : keys.counter(op.rule, op.kind, op.subject), keys.offense(op.kind, op.subject), keys.block(op.kind, op.subject)],
+    args: [`${op.windowMs} ${op.threshold} ${op.memoryMs} ${op.rule} ${op.ttls.join(',')}`, countVars(op.increment, when, tag, shadow), head],
+    count: { when, tag, increment: op.increment, shadow },
   };
 }
 
@@ -64,9 +77,10 @@ function retractOp(counterKey: string, tag: string, increment: number): ScriptOp
 
 /** The same count, applied unconditionally (the replay follow-up). */
 function unconditional(op: ScriptOp): ScriptOp {
+  const c = op.count!;
   const args = op.args.slice();
-  args[7] = '';
-  return { ...op, args, count: { ...op.count!, when: '' } };
+  args[1] = countVars(c.increment, '', c.tag, c.shadow);
+  return { ...op, args, count: { ...c, when: '' } };
 }
 
 /** One Check's part of a script call: its nonce and its ops. */
@@ -80,14 +94,22 @@ export function encodeBatch(calls: readonly CheckCall[]): { keys: string[]; args
   const keys: string[] = [];
   const args: Array<string | number> = [calls.length];
   for (const { nonce, ops } of calls) {
-    args.push(nonce, ops.length);
+    let shape = '';
+    for (const op of ops) shape += LETTER[op.type];
+    args.push(nonce, shape);
     for (const op of ops) {
       for (const k of op.keys) keys.push(k);
-      args.push(op.type);
       for (const v of op.args) args.push(v);
     }
   }
   return { keys, args };
+}
+
+/** Arguments a Check adds to a call (its nonce and shape, every op's keys and values): the batch bound counts these. */
+export function argCount(ops: readonly ScriptOp[]): number {
+  let n = 2;
+  for (const op of ops) n += op.keys.length + op.args.length;
+  return n;
 }
 
 /** KEYS and ARGV of one script call over one Check's `ops`. */
