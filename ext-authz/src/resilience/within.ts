@@ -11,10 +11,19 @@ export function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_O
     p.catch(() => undefined);
     return Promise.resolve(TIMED_OUT);
   }
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+  // One promise and one timer, no race of two (this runs once per FDS call on every Check).
+  return new Promise<T | typeof TIMED_OUT>((resolve, reject) => {
     // Past 2^31-1 ms Node fires a timer after 1 ms; such a wait is "no limit" in practice.
-    timer = setTimeout(resolve, Math.min(ms, MAX_TIMER_MS), TIMED_OUT);
+    const timer = setTimeout(resolve, Math.min(ms, MAX_TIMER_MS), TIMED_OUT);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
   });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
