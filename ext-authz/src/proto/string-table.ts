@@ -13,7 +13,7 @@
 const FNV_OFFSET = 0x811c9dc5 | 0;
 const FNV_PRIME = 0x01000193;
 /**
- * Bytes up to this length are compared in JS; longer ones with one native compare. On these machines a
+ * Bytes up to this length are compared and copied in JS; longer ones with one native call. On these machines a
  * native Buffer call costs about as much as decoding a 100-byte string, a JS byte compare ~2 ns a byte.
  */
 const JS_COMPARE_MAX = 64;
@@ -67,7 +67,8 @@ export class StringTable {
       }
     }
     const s = buf.toString('utf8', start, end);
-    buf.copy(arena, at, start, end);
+    if (n <= JS_COMPARE_MAX) for (let i = 0; i < n; i++) arena[at + i] = buf[start + i]!;
+    else buf.copy(arena, at, start, end);
     this.lengths[slot] = n;
     this.strings[slot] = s;
     return s;
