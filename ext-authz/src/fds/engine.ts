@@ -252,7 +252,7 @@ export class FdsEngine {
   }
 
   /** The store answered that none of `subjects` is blocked: drop what we remembered for them. */
-  confirmNotBlocked(subjects: readonly SubjectRef[]): void {
+  private confirmNotBlocked(subjects: readonly SubjectRef[]): void {
     if (this.known.size === 0) return;
     for (const s of subjects) this.known.delete(cacheKey(s.kind, s.subject));
   }
@@ -271,7 +271,10 @@ export class FdsEngine {
       this.metrics.redisErrors.inc({ op: 'breaker_open' });
       return Promise.reject(new Error('Redis circuit open after consecutive failures; retrying shortly'));
     }
-    const p = this.store.evaluate(check, ops, claims, watches).then(this.evaluated, this.evaluateFailed);
+    // The store's answer is taken in here, in reply order, before any stage sees it: a Check of the same batch
+    // that created a block after this one was answered must not have that block dropped by this one's
+    // older "not blocked".
+    const p = this.store.evaluate(check, ops, claims, watches).then((r) => this.evaluated(r, check), this.evaluateFailed);
     // Only Redis can be slow, and its command timeout bounds one command: race a timer only when the Check has
     // less time left, or on a cluster, where ioredis sends a command again to a failed node's successor (each
     // try with its own timeout) and a Check may need two calls: there the timeout bounds the whole call.
@@ -295,9 +298,10 @@ export class FdsEngine {
     });
   }
 
-  // Created once per engine, not per Check.
-  private readonly evaluated = (r: EvaluateResult): EvaluateResult => {
+  private evaluated(r: EvaluateResult, check: readonly SubjectRef[]): EvaluateResult {
     this.breaker?.success();
+    // None of the checked subjects is blocked now: what the outage cache remembered for them is over.
+    if (r.blocked === undefined) this.confirmNotBlocked(check);
     if (r.wouldBlock !== undefined) {
       for (const c of r.wouldBlock) {
         this.metrics.shadowBlocks.inc({ kind: c.kind, rule: c.rule ?? '' });
@@ -311,7 +315,7 @@ export class FdsEngine {
       this.remember(c);
     }
     return r;
-  };
+  }
 
   private readonly evaluateFailed = (err: unknown): never => {
     this.breaker?.failure();

@@ -288,7 +288,6 @@ export const fdsStage: StageDefinition<FdsStageOptions, FdsState> = {
                 }
               }
             }
-            handle.engine.confirmNotBlocked(check);
             return gone ? { kind: 'deny', denial: watch.goneDenial } : undefined;
           },
           (err: unknown) => {
