@@ -8,7 +8,9 @@
  * same build gives 0.97–1.03). Prints, per variant, the median of the per-round throughput ratios and the
  * server CPU per Check (from /proc, warm-up second included).
  *
- * CONFIG is a Passgate YAML (e.g. one bench:check wrote under .bench-out/check/<scenario>/); its Redis URL,
+ * CONFIG is a Passgate YAML (e.g. one bench:check wrote under .bench-out/check/<scenario>/), or one of the
+ * floors bench:check measures against: `noop` (grpc-js no-op), `noop-h2` (the same on Passgate's transport),
+ * `raw` (node:http2 answering a fixed response, no decode). For a Passgate YAML its Redis URL,
  * gRPC and admin ports and FDS key prefix are replaced per variant. CHECKOUT is another checkout of the
  * repository (a `git worktree` of the baseline commit) with node_modules, default this one. NODE_FLAGS are
  * extra node options separated by spaces. Redis is a private redis-server on CPU 1. Needs taskset, h2load
@@ -52,7 +54,7 @@ function parse(argv: string[]): { rounds: number; secs: number; body: string; va
       if (eq <= 0) throw new Error(`"${a}": write a variant as LABEL=CONFIG[@CHECKOUT][^NODE_FLAGS]`);
       const [rest, flags] = a.slice(eq + 1).split('^') as [string, string | undefined];
       const [config, root] = rest.split('@') as [string, string | undefined];
-      variants.push({ label: a.slice(0, eq), config: resolve(config), root: resolve(root ?? ROOT), flags: flags ? flags.split(' ') : [], port: 0, ratios: [], cpu: [], rps: [] });
+      variants.push({ label: a.slice(0, eq), config: config in FLOORS ? config : resolve(config), root: resolve(root ?? ROOT), flags: flags ? flags.split(' ') : [], port: 0, ratios: [], cpu: [], rps: [] });
     }
   }
   if (variants.length < 2) throw new Error('name at least two variants (the first is the baseline)');
@@ -60,6 +62,13 @@ function parse(argv: string[]): { rounds: number; secs: number; body: string; va
   if (!existsSync(body)) throw new Error(`${body} does not exist: run \`npm run bench:check -- --scenario full\` once, or pass --body`);
   return { rounds, secs, body, variants };
 }
+
+/** Floors a variant can name instead of a config: bench:check's no-op servers and the raw node:http2 ceiling. */
+const FLOORS: Record<string, string[]> = {
+  noop: ['bench/check/noop-server.ts', '--transport', 'grpc-js'],
+  'noop-h2': ['bench/check/noop-server.ts', '--transport', 'h2'],
+  raw: ['bench/check/raw-h2-server.ts'],
+};
 
 const freePort = () =>
   new Promise<number>((ok) => {
@@ -109,6 +118,13 @@ async function main(): Promise<void> {
     await waitForPort(redisPort);
     for (const v of variants) {
       v.port = await freePort();
+      const floor = FLOORS[v.config];
+      if (floor !== undefined) {
+        const [script, ...args] = floor as [string, ...string[]];
+        v.proc = spawn('taskset', ['-c', '0', process.execPath, ...v.flags, '--import', 'tsx', join(v.root, script), '--port', String(v.port), ...args], { cwd: v.root, stdio: ['ignore', 'ignore', 'inherit'] });
+        process.stderr.write(`  ${v.label}: ${script} ${args.join(' ')} on :${v.port}\n`);
+        continue;
+      }
       const admin = await freePort();
       let y = readFileSync(v.config, 'utf8').replace(/redis:\/\/127\.0\.0\.1:\d+/g, `redis://127.0.0.1:${redisPort}`);
       y = y.replace(/(grpc:\n(?:.*\n)*?\s+port: )\d+/, `$1${v.port}`).replace(/(admin:\n(?:.*\n)*?\s+port: )\d+/, `$1${admin}`);
