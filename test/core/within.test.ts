@@ -5,16 +5,39 @@
 import assert from 'node:assert/strict';
 import { within, TIMED_OUT } from '../../ext-authz/src/resilience/within.js';
 
-const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+/** Runs `fn` with setTimeout/clearTimeout watched: the timers created meanwhile that were never cleared. */
+async function unclearedTimers(fn: () => Promise<unknown>): Promise<number> {
+  const made = new Set<unknown>();
+  const realSet = globalThis.setTimeout;
+  const realClear = globalThis.clearTimeout;
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+    const t = realSet(...args);
+    made.add(t);
+    return t;
+  }) as typeof setTimeout;
+  globalThis.clearTimeout = ((t: Parameters<typeof clearTimeout>[0]) => {
+    made.delete(t);
+    realClear(t);
+  }) as typeof clearTimeout;
+  try {
+    await fn();
+  } finally {
+    globalThis.setTimeout = realSet;
+    globalThis.clearTimeout = realClear;
+  }
+  return made.size;
+}
 const later = <T>(ms: number, v: T, fail = false) => new Promise<T>((res, rej) => setTimeout(() => (fail ? rej(new Error(String(v))) : res(v)), ms));
 
 describe('resilience/within', () => {
   it('settles with the promise when it is in time, and clears its timer', async () => {
-    await new Promise((r) => setImmediate(r)); // mocha arms its own test timer after the test starts
-    const before = timers();
-    assert.equal(await within(later(5, 'v'), 1_000), 'v');
-    await assert.rejects(within(later(5, 'boom', true), 1_000), /boom/);
-    assert.equal(timers(), before, 'a timer was left running');
+    const v = later(5, 'v');
+    const boom = later(30, 'boom', true); // rejects after within() below holds it
+    const left = await unclearedTimers(async () => {
+      assert.equal(await within(v, 1_000), 'v');
+      await assert.rejects(within(boom, 1_000), /boom/);
+    });
+    assert.equal(left, 0, 'a timer was left running');
   });
 
   it('TIMED_OUT when time runs out first; the late rejection is handled (no unhandledRejection)', async () => {
