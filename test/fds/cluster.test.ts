@@ -5,10 +5,12 @@
  * replaced by its replica while every Check gets a CheckResponse.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import pino from 'pino';
 import type { PassgateService } from '../../ext-authz/src/server/service.js';
 import { fdsConfigSchema } from '../../ext-authz/src/fds/config.js';
+import { EVALUATE_LUA } from '../../ext-authz/src/fds/lua/evaluate.js';
 import { RedisStore } from '../../ext-authz/src/fds/store/redis-store.js';
 import type { CounterOp } from '../../ext-authz/src/fds/store/store.js';
 import { countKeys, ownerOf, slotOwners as masters, startCluster, type ClusterNode, type LocalCluster } from '../../bench/common/redis-cluster.js';
@@ -144,6 +146,29 @@ describe('fds on Redis Cluster (3 local masters with replicas)', function () {
     }
     assert.equal(total, 30, 'one script call per Check');
     assert.deepEqual(others, [], 'no other command per Check');
+  });
+
+  it('comes up on every fresh client without waiting out reconnects, with the script on every master', async () => {
+    // ioredis's cluster ready check, drawn against a node whose connection is still opening, used to throw
+    // the client back into reconnecting (seconds per draw); a deployment's pods start clients like these.
+    const map = await masters(nodes[0]!.port);
+    const plain = [...map.keys()].map((p) => new Redis(p, '127.0.0.1'));
+    try {
+      await Promise.all(plain.map((r) => r.script('FLUSH')));
+      for (let i = 0; i < 8; i++) {
+        const s = store(`test:fds:fresh:${i}:`);
+        assert.ok(await s.ready(3000), `client ${i} ready with every master connected`);
+        const sha = createHash('sha1').update(EVALUATE_LUA).digest('hex');
+        await eventually(`client ${i}: the script loaded on every master`, async () => (await Promise.all(plain.map((r) => r.script('EXISTS', sha) as Promise<number[]>))).every((x) => x[0] === 1), 3000);
+        const subjects = [...map.keys()].map((_, k) => ({ kind: 'user' as const, subject: `fresh-${i}-${k}` }));
+        const res = await s.evaluate(subjects, subjects.map((x) => counter(x.kind, x.subject)));
+        assert.equal(res.blocked, undefined);
+        await s.close();
+        await Promise.all(plain.map((r) => r.script('FLUSH')));
+      }
+    } finally {
+      for (const r of plain) r.disconnect();
+    }
   });
 
   it('spreads the keys of 10,000 users over every master within 15% of even', async () => {

@@ -83,10 +83,16 @@ export class RedisStore implements FdsStore {
     this.client.defineCommand('oidcRenew', { lua: LOCK_RENEW_LUA, numberOfKeys: 1 });
     this.client.defineCommand('oidcRelease', { lua: LOCK_RELEASE_LUA, numberOfKeys: 1 });
     // Warm every master's script cache, so a Check's first call on a node is one EVALSHA (not NOSCRIPT, then EVAL).
+    // A node's connection may still be opening when the cluster is ready (and commands to it fail fast), so
+    // each master loads the script when its own connection is ready.
     if (this.client instanceof Cluster) {
       const cluster = this.client;
+      const load = (node: Redis) => node.script('LOAD', EVALUATE_LUA).catch((err: Error) => this.logError('script_load', err, false));
       cluster.on('ready', () => {
-        for (const node of cluster.nodes('master')) node.script('LOAD', EVALUATE_LUA).catch((err: Error) => this.logError('script_load', err, false));
+        for (const node of cluster.nodes('master')) {
+          if (node.status === 'ready') void load(node);
+          else node.once('ready', () => void load(node));
+        }
       });
     }
     if (this.keys.layout === 'per-subject') this.client.once('ready', () => this.migrateLayout(0));
@@ -122,6 +128,12 @@ export class RedisStore implements FdsStore {
     if (s.mode === 'cluster') {
       const options: ClusterOptions = {
         enableOfflineQueue: subscriber,
+        // ioredis (5.x) sends its ready check (CLUSTER INFO) to a random node and, with the offline queue off,
+        // refuses it when that node's connection is still opening; the client then reconnects and draws
+        // again, which on a fresh or reconnecting client can go on for many seconds. Without the check the
+        // client is ready once it knows the slots; a cluster that is down answers each call with CLUSTERDOWN,
+        // which the route's failure mode handles like any other Redis error.
+        ...(subscriber ? {} : { enableReadyCheck: false }),
         clusterRetryStrategy: (times: number) => Math.min(times * s.reconnectBaseMs, s.reconnectMaxMs),
         enableAutoPipelining: autoPipelining,
         redisOptions: { ...common, db: undefined } as ClusterOptions['redisOptions'],
@@ -169,18 +181,14 @@ export class RedisStore implements FdsStore {
     this.logger.warn({ op, err: err.message }, 'FDS Redis error (routes apply their failure mode while it lasts)');
   }
 
-  ready(limitMs: number): Promise<boolean> {
-    if (this.client.status === 'ready') return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const done = (ok: boolean) => {
-        clearTimeout(timer);
-        this.client.off('ready', onReady);
-        resolve(ok);
-      };
-      const onReady = () => done(true);
-      const timer = setTimeout(() => done(false), limitMs);
-      this.client.once('ready', onReady);
-    });
+  /** Whether the client is ready within `limitMs`; on a Cluster, with a ready connection to every master. */
+  async ready(limitMs: number): Promise<boolean> {
+    const end = Date.now() + limitMs;
+    if (!(await readyWithin(this.client, limitMs))) return false;
+    if (!(this.client instanceof Cluster)) return true;
+    const masters = this.client.nodes('master');
+    const each = await Promise.all(masters.map((node) => readyWithin(node, Math.max(0, end - Date.now()))));
+    return each.every(Boolean);
   }
 
   async evaluate(check: readonly SubjectRef[], ops: readonly CounterOp[], claims: readonly Claim[] = NO_CLAIMS, watches?: readonly Watch[]): Promise<EvaluateResult> {
@@ -575,3 +583,18 @@ function replyOf(replies: unknown, i: number): string[] {
   return r as string[];
 }
 const EVALUATE_SHA = createHash('sha1').update(EVALUATE_LUA).digest('hex');
+
+/** Whether `client` (a Cluster or one connection) reaches status ready within `limitMs`. */
+function readyWithin(client: Client, limitMs: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), limitMs);
+    client.once('ready', onReady);
+  });
+}
