@@ -1,10 +1,10 @@
 /**
  * The CheckRequest decoder of the hot path. It walks the wire bytes itself and builds only the fields
- * `toRequestView` reads; every other field (metadata, the request time, SocketAddress' protocol...) is
- * skipped by its wire type without being decoded. The wire primitives are protobufjs' own Reader (varints,
+ * `toRequestView` reads; the other declared fields (metadata, the request time, SocketAddress' protocol...)
+ * are stepped over by their declared type without being decoded, unknown fields by their wire type. The wire primitives are protobufjs' own Reader (varints,
  * int64, bytes, skipping), so lengths, limits and malformed bytes are read exactly as proto-loader's
- * decoder reads them; what is ours is the walk, written after protobufjs' generated decoders: a known
- * field is read as its declared type whatever wire type it carries, a repeated message field replaces
+ * decoder reads them; what is ours is the walk, written after protobufjs' generated decoders: a declared
+ * field (read or not) is consumed as its declared type whatever wire type it carries, a repeated message field replaces
  * the earlier one, a map entry without a key or value has '' for it, a string whose length runs past its
  * message ends at the message's end (BufferReader#string), and a nested message must end exactly at its
  * length.
@@ -69,6 +69,27 @@ function leave(r: Reader, end: number, outer: number): void {
   r.len = outer;
 }
 
+/*
+ * Declared fields the view never reads are consumed by their declared type, whatever wire type they
+ * arrive with, as protobufjs' decoder consumes them; skipping them by the wire type on the wire would
+ * frame the bytes after them differently from proto-loader (a varint-typed `fragment` followed by bytes
+ * that read as a header only to one of the two).
+ */
+
+/** An unread string: its length, then at most to the message's end (BufferReader#string). */
+function skipString(r: Reader): void {
+  const length = r.uint32();
+  r.pos = Math.min(r.pos + length, r.len);
+}
+
+/** An unread message: it must end inside its parent; its contents are not decoded. */
+function skipMessage(r: Reader): void {
+  const outer = enter(r);
+  const end = r.len;
+  r.pos = end;
+  leave(r, end, outer);
+}
+
 /** One map<string, string> entry into `into` (created on the first entry). */
 function mapEntry(r: Reader, into: Dict | undefined, depth: number): Dict {
   const outer = enter(r);
@@ -109,6 +130,14 @@ function socketAddress(r: Reader, depth: number): NonNullable<Address['socket_ad
       case 3:
         out.port_value = r.uint32();
         break;
+      case 1: // protocol (enum)
+      case 6: // ipv4_compat (bool)
+        r.uint32();
+        break;
+      case 4: // named_port
+      case 5: // resolver_name
+        skipString(r);
+        break;
       default:
         r.skipType(tag & 7, depth);
     }
@@ -123,7 +152,9 @@ function address(r: Reader, depth: number): Address {
   let socket: Address['socket_address'];
   while (r.pos < end) {
     const tag = r.uint32();
-    if (tag >>> 3 === 1) socket = socketAddress(r, depth + 1);
+    const field = tag >>> 3;
+    if (field === 1) socket = socketAddress(r, depth + 1);
+    else if (field === 2 || field === 3) skipMessage(r); // pipe, envoy_internal_address
     else r.skipType(tag & 7, depth);
   }
   leave(r, end, outer);
@@ -228,6 +259,9 @@ function httpRequest(r: Reader, depth: number): HttpRequest {
       case 7:
         out.query = text(r, true);
         break;
+      case 8: // fragment (Envoy never sends one)
+        skipString(r);
+        break;
       case 9:
         out.size = String(r.int64()); // a Long or a number: toObject's `longs: String`
         break;
@@ -258,7 +292,9 @@ function request(r: Reader, depth: number): NonNullable<AttributeContext['reques
   let http: HttpRequest | undefined;
   while (r.pos < end) {
     const tag = r.uint32();
-    if (tag >>> 3 === 2) http = httpRequest(r, depth + 1);
+    const field = tag >>> 3;
+    if (field === 2) http = httpRequest(r, depth + 1);
+    else if (field === 1) skipMessage(r); // time
     else r.skipType(tag & 7, depth);
   }
   leave(r, end, outer);
@@ -301,8 +337,12 @@ function attributeContext(r: Reader, depth: number): AttributeContext {
       case 12:
         out.tls_session = tlsSession(r, depth + 1);
         break;
+      case 11: // metadata_context
+      case 13: // route_metadata_context
+        skipMessage(r);
+        break;
       default:
-        r.skipType(tag & 7, depth); // metadata_context, route_metadata_context: never read
+        r.skipType(tag & 7, depth);
     }
   }
   leave(r, end, outer);
