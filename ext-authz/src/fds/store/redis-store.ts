@@ -62,7 +62,8 @@ export class RedisStore implements FdsStore {
   private seq = 0;
   /** Checks waiting for this event-loop turn's script call (one node or Sentinel). */
   private batch: PendingCall[] = [];
-  private batchArgs = 0;
+  /** KEYS+ARGV of the batch so far, its own first argument (the number of Checks) included. */
+  private batchArgs = BATCH_OWN_ARGS;
   private batchScheduled = false;
   private closed = false;
   private lastErrorLog = 0;
@@ -282,7 +283,7 @@ export class RedisStore implements FdsStore {
     const batch = this.batch;
     if (batch.length === 0) return;
     this.batch = [];
-    this.batchArgs = 0;
+    this.batchArgs = BATCH_OWN_ARGS;
     const { keys, args } = encodeBatch(batch);
     this.client.fdsEvaluate(keys.length, ...keys, ...args).then(
       (replies) => {
@@ -574,6 +575,8 @@ const BATCHED_COMMANDS = ['fdsEvaluate'];
 /** A batch is sent before it grows past either bound, whatever the turn still brings. */
 const MAX_BATCH_CHECKS = 64;
 const MAX_BATCH_ARGS = 4096;
+/** A batched call's own arguments beside its Checks' (ARGV[1], the number of Checks; see encodeBatch). */
+const BATCH_OWN_ARGS = 1;
 
 /** Check `i`'s reply of a script call; a reply of another shape is an error of that Check, not a crash. */
 function replyOf(replies: unknown, i: number): string[] {
