@@ -14,8 +14,8 @@
  * signature verified, for the device and its user (an unverified credential
  * names nobody: a forger must not be able to count against a victim device).
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { digestText } from '../pipeline/text.js';
 import { CONTINUE, deny, type Denial, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext, Identity, Outcome } from '../pipeline/context.js';
 import { VERIFIED_DEVICE } from '../pipeline/facts.js';
@@ -47,7 +47,7 @@ const schema = z.strictObject({
 });
 type Options = z.infer<typeof schema>;
 
-const hashNonce = (nonce: string) => createHash('sha256').update(nonce).digest('base64url').slice(0, 22);
+const hashNonce = (nonce: string) => digestText(nonce, 'base64url').slice(0, 22);
 
 /** Routes where an app-signature stage has no fds stage before it (the nonce must ride in the fds stage's one call). */
 function routesWithoutFds(config: PassgateConfig): string[] {

@@ -17,9 +17,10 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readBoundedBody } from '../capabilities/admin-http.js';
+import { digestText } from '../pipeline/text.js';
 import type { FdsEngine } from '../fds/engine.js';
 import { importDeviceKey, type CredentialAuthority } from './credential.js';
 import type { AttestationVerifier } from './attestation.js';
@@ -144,7 +145,7 @@ export class RegistrationServer {
     const scheme = headers['x-forwarded-proto'] ?? 'http';
     const v = verifyAppRequest({ method: req.method ?? 'POST', scheme, authority: host, target: req.url ?? '/', headers, body, ...bodyFacts(headers) }, key, ROTATION_POLICY);
     if (!v.ok) return send(res, 401, { error: 'invalid_signature', reason: v.reason });
-    const claim = { key: `app-rotate:${id}:${createHash('sha256').update(v.nonce).digest('base64url').slice(0, 22)}`, expiresAt: (v.expiresAtSec + 5) * 1000, minTtlMs: 6000 };
+    const claim = { key: `app-rotate:${id}:${digestText(v.nonce, 'base64url').slice(0, 22)}`, expiresAt: (v.expiresAtSec + 5) * 1000, minTtlMs: 6000 };
     const r = await s.engine.evaluate([{ kind: 'device', subject: id }], [], 1000, [claim]);
     if (r.blocked) return send(res, 403, { error: 'blocked', reason: 'blocked' });
     if (r.replayed) return send(res, 401, { error: 'invalid_signature', reason: 'signature_replayed' });

@@ -4,9 +4,9 @@
  * (or `::ffff:10.0.0.1` and `10.0.0.1`) hit the same block.
  */
 import { isIP } from 'node:net';
-import { createHash } from 'node:crypto';
 
 import { SUBJECT_KINDS, type SubjectKind } from '../pipeline/events.js';
+import { digestText, isWellFormed } from '../pipeline/text.js';
 
 export { SUBJECT_KINDS, type SubjectKind };
 
@@ -18,9 +18,15 @@ const MAX_SUBJECT = 512;
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const HEX_CERT = /^[0-9a-f]+$/;
 
-/** Longer subjects are stored by hash so one key stays small (Redis keys are bytes, not free). */
+/**
+ * A subject's part of its Redis keys: one per distinct subject. Longer subjects are stored by hash so one
+ * key stays small (Redis keys are bytes, not free); so are subjects with a lone surrogate (UTF-8 would
+ * merge them, see pipeline/text.ts) and subjects that themselves start with `sha256`, which could otherwise
+ * spell another subject's hashed form.
+ */
 export function keySubject(subject: string): string {
-  return subject.length <= 200 ? subject : `sha256:${createHash('sha256').update(subject).digest('hex')}`;
+  if (subject.length <= 200 && !subject.startsWith('sha256') && isWellFormed(subject)) return subject;
+  return `sha256:${digestText(subject, 'hex')}`;
 }
 
 /** Parses an IPv4 address to an unsigned 32-bit number; -1 when it is not one. */

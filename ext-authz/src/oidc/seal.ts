@@ -9,6 +9,7 @@
  * or blob fails authentication instead of decrypting to garbage.
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { digestText } from '../pipeline/text.js';
 
 const ID_BYTES = 16;
 const SECRET_BYTES = 32;
@@ -61,8 +62,9 @@ export function secretMatches(secret: string, digest: Buffer): boolean {
   return timingSafeEqual(secretDigest(secret), digest);
 }
 
+/** Index keys from provider text (sid, sub): one digest per distinct string (pipeline/text.ts). */
 export function hashText(s: string): string {
-  return createHash('sha256').update(s).digest('base64url');
+  return digestText(s, 'base64url');
 }
 
 export function sessionKey(t: Ticket): Buffer {

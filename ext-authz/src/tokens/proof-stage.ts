@@ -13,8 +13,8 @@
  * A replay is a 401 `proof_replayed` and the FDS event `proof_replay` for
  * the IP, the user and the proof key/client, counted in that same call.
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { digestText } from '../pipeline/text.js';
 import { CONTINUE, deny, fail, type Decision, type Denial, type StageResult } from '../pipeline/decision.js';
 import type { CheckContext, Outcome, RouteInfo } from '../pipeline/context.js';
 import type { FinishResult, Stage, StageDefinition } from '../stages/stage.js';
@@ -59,7 +59,7 @@ const schema = z
   .refine((o) => o.mode !== 'request-jwt' || o.clients !== undefined, { message: 'request-jwt mode needs clients (names in tokens.clients)', path: ['clients'] });
 type Options = z.infer<typeof schema>;
 
-const hashJti = (jti: string) => createHash('sha256').update(jti).digest('base64url').slice(0, 22);
+const hashJti = (jti: string) => digestText(jti, 'base64url').slice(0, 22);
 
 /** Whether an fds stage sits before `self` on the route (its finish then runs after ours and sends the claim). */
 const fdsBefore = new WeakMap<RouteInfo, boolean>();
