@@ -16,6 +16,7 @@ import { explanationOf, type Explanation, type ExplainNote } from './explain.js'
 import type { Metrics } from '../observability/metrics.js';
 import { traceIdOf } from '../observability/trace-id.js';
 import { DEFAULT_CHALLENGE } from '../config/schema.js';
+import { isSafeFieldValue } from '../pipeline/text.js';
 
 const XFCC = 'x-forwarded-client-cert';
 const UNKNOWN_GATEWAY: Denial = Object.freeze({ status: 403, reason: 'unknown_gateway' });
@@ -172,7 +173,11 @@ export class Checker {
     const gateway = ctx?.gateway ?? selected ?? NO_GATEWAY;
     // A shadowed route's deny is recorded, and Envoy lets the request through as if the route had no stages.
     const shadowDeny = decision.kind === 'deny' && ctx?.route.shadow === true;
-    const enforced = shadowDeny ? SHADOW_ALLOW : decision;
+    let enforced = shadowDeny ? SHADOW_ALLOW : decision;
+    // A header value built from identity text (a claim, a subject) that cannot go out as it is ends the
+    // Check here: forwarding it would split or merge headers on the way upstream.
+    const unsafe = shadowDeny || ctx === undefined ? undefined : enforced.kind === 'allow' ? unsafeHeader(ctx.upstreamHeaders) ?? unsafeHeader(ctx.responseHeaders) : unsafeHeader(enforced.denial.headers);
+    if (unsafe !== undefined) enforced = unsafeHeaderDenial(unsafe);
     let response: CheckResponse;
     if (enforced.kind === 'allow') {
       const upstream = shadowDeny || ctx === undefined ? NO_HEADERS : ctx.upstreamHeaders;
@@ -269,4 +274,18 @@ export class Checker {
     }
     return child;
   }
+}
+
+/** The name of the first header whose value has a control character or a lone surrogate. */
+function unsafeHeader(headers: ReadonlyArray<readonly [string, string]> | undefined): string | undefined {
+  if (headers === undefined) return undefined;
+  for (let i = 0; i < headers.length; i++) if (!isSafeFieldValue(headers[i]![1])) return headers[i]![0];
+  return undefined;
+}
+
+function unsafeHeaderDenial(name: string): Decision {
+  return {
+    kind: 'deny',
+    denial: { status: 403, reason: 'unsafe_header_value', detail: `the value for header ${name} has a control character or a lone UTF-16 surrogate (from identity or claim text); it is not forwarded` },
+  };
 }

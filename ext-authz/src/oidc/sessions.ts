@@ -67,7 +67,7 @@ function identityOf(d: SessionData): Identity {
 
 function liveBytes(s: LiveSession): number {
   const d = s.data;
-  return 400 + stringBytes(d.idt) + stringBytes(d.at) + (d.rt === undefined ? 0 : stringBytes(d.rt)) + stringBytes(d.sub) + d.groups.reduce((n, g) => n + stringBytes(g), 0) + (d.email === undefined ? 0 : stringBytes(d.email));
+  return 400 + stringBytes(d.idt) + stringBytes(d.at) + (d.rt === undefined ? 0 : stringBytes(d.rt)) + stringBytes(d.sub) + d.groups.reduce((n, g) => n + stringBytes(g), 0) + (d.email === undefined ? 0 : stringBytes(d.email)) + (d.name === undefined ? 0 : stringBytes(d.name));
 }
 
 function claimString(claims: Record<string, unknown>, name: string): string | undefined {
