@@ -4,7 +4,8 @@
  * temp folder and OS-chosen ports), then paste the curl commands it prints.
  * Each command must answer as its comment says: 200 with a verified Passport,
  * 401 without a certificate, 403 for the blocked demo user, 200 on the public
- * gateway. SIGTERM stops the whole chain with exit code 0.
+ * gateway. The single sign-on demo it prints logs a person in through its local OpenID Provider.
+ * SIGTERM stops the whole chain with exit code 0.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { ensureWasmBuilt, REPO_ROOT } from '../../local-gateway/src/stack.js';
 import type { EchoBody } from '../../local-gateway/src/echo-upstream.js';
 import { curl } from './support/harness.js';
+import { Browser, type Page } from '../oidc/support.js';
 
 const READY = 'Ctrl-C stops everything.';
 
@@ -113,6 +115,47 @@ describe('npm start: the printed curl commands work as described', function () {
     const r = await run(3);
     assert.equal(r.status, 200, r.body);
     assert.equal(r.headers['x-echo-upstream'], '1');
+  });
+
+  /** The sign-in and consent forms of the demo's OpenID Provider, answered as a person would. */
+  async function signIn(browser: Browser, url: string, login: string): Promise<Page> {
+    let page = await browser.navigate(url);
+    for (let step = 0; step < 4; step++) {
+      const form = /<form[^>]*action="([^"]+)"[^>]*method="post"[^>]*>([\s\S]*?)<\/form>/i.exec(page.text);
+      if (form === null) return page;
+      const fields = new URLSearchParams();
+      for (const m of form[2]!.matchAll(/<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"/gi)) fields.set(m[1]!, m[2]!);
+      if (fields.get('prompt') === 'login') {
+        fields.set('login', login);
+        fields.set('password', 'anything');
+      }
+      const res = await browser.request(new URL(form[1]!.replace(/&amp;/g, '&'), page.url).href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: fields.toString() });
+      await res.arrayBuffer();
+      const location = res.headers.get('location');
+      assert.ok(res.status >= 300 && res.status < 400 && location, `the ${fields.get('prompt')} form answered ${res.status}`);
+      page = await browser.navigate(new URL(location, form[1]!).href);
+    }
+    throw new Error(`still on a provider form after 4 steps: ${page.url}`);
+  }
+
+  it('the single sign-on demo: log in as alice in the printed URL, the echo shows her identity headers; /admin needs the admins group', async () => {
+    const origin = /open (http:\/\/localhost:\d+)\/ in a browser/.exec(stdout)?.[1];
+    assert.ok(origin, `the banner prints the SSO URL:\n${stdout}`);
+    const alice = new Browser('alice');
+    const home = await signIn(alice, `${origin}/`, 'alice');
+    assert.equal(home.status, 200, `${home.url}: ${home.text.slice(0, 300)}`);
+    assert.equal(new URL(home.url).origin, origin, 'back on the tool after the login');
+    const headers = home.json<EchoBody>().headers;
+    assert.equal(headers['x-auth-request-user'], 'alice');
+    assert.equal(headers['x-auth-request-email'], 'alice@demo.example');
+    assert.equal(headers['x-auth-request-groups'], 'staff,admins');
+    assert.ok(!String(headers['cookie'] ?? '').includes('__Host-'), 'the session cookie does not reach the upstream');
+    const admin = await alice.navigate(`${origin}/admin`);
+    assert.equal(admin.status, 200, admin.text.slice(0, 300));
+    const bob = new Browser('bob');
+    assert.equal((await signIn(bob, `${origin}/`, 'bob')).status, 200);
+    const refused = await bob.navigate(`${origin}/admin`);
+    assert.equal(refused.status, 403, refused.text.slice(0, 300));
   });
 
   it('SIGTERM stops the chain with exit code 0', async () => {
