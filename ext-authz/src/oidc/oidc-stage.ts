@@ -172,7 +172,7 @@ class OidcStage implements Stage {
   private admit(ctx: CheckContext, s: LiveSession, watch: boolean): StageResult {
     ctx.identity = s.identity;
     for (const [name, field] of this.headers) {
-      const v = field === 'sub' ? s.data.sub : field === 'groups' ? (s.data.groups.length > 0 ? s.data.groups.join(',') : undefined) : s.identity.attributes[field];
+      const v = field === 'sub' ? s.data.sub : field === 'groups' ? (s.data.groups.length > 0 ? groupsHeader(s.data.groups) : undefined) : s.identity.attributes[field];
       if (v !== undefined) ctx.setUpstreamHeader(name, v);
       else (ctx.removeUpstream ??= []).push(name);
     }
@@ -394,3 +394,21 @@ export const oidcStage: StageDefinition<OidcStageOptions, OidcState> = {
     return new OidcStage(options, provider, st.sessions);
   },
 };
+
+/** A group name's characters that would change a comma-split, trimmed list: the separator, the escape, whitespace at an end. */
+const GROUP_SPECIAL = /[%,]|^[ \t]|[ \t]$/;
+
+/**
+ * The groups as one header value, comma-joined: in a name, `%`, `,` and a space or tab at either end are
+ * percent-encoded, so a consumer that splits on commas and trims gets each name back (a group the provider
+ * names "staff,admins" must not reach the upstream as two groups, nor " admins" as "admins").
+ */
+export function groupsHeader(groups: readonly string[]): string {
+  let out = '';
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i]!;
+    const safe = GROUP_SPECIAL.test(g) ? g.replace(/%/g, '%25').replace(/,/g, '%2C').replace(/^[ \t]+|[ \t]+$/g, (ws) => ws.replace(/ /g, '%20').replace(/\t/g, '%09')) : g;
+    out += i === 0 ? safe : `,${safe}`;
+  }
+  return out;
+}
