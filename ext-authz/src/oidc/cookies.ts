@@ -4,20 +4,30 @@
  * without them.
  */
 
-/** The value of cookie `name` (exact name), or undefined. */
+/** Where the name of the cookie-pair in `header[from, to)` starts: after the optional whitespace (SP, HTAB) after `;`. */
+function nameStart(header: string, from: number, to: number): number {
+  let i = from;
+  while (i < to && (header.charCodeAt(i) === 32 || header.charCodeAt(i) === 9)) i++;
+  return i;
+}
+
+/**
+ * The value of cookie `name` (exact name), or undefined; the first such cookie when several are sent.
+ * The header is read pair by pair, as `withoutOurCookies` reads it: our name inside another cookie's
+ * value (`theme=dark __Host-passgate=...`, which a sibling subdomain can set) is that cookie's value,
+ * never our cookie.
+ */
 export function cookieValue(header: string | undefined, name: string): string | undefined {
   if (header === undefined || header === '') return undefined;
-  let at = 0;
-  while (at < header.length) {
-    const found = header.indexOf(name, at);
-    if (found < 0) return undefined;
-    const end = found + name.length;
-    const startOk = found === 0 || header.charCodeAt(found - 1) === 32 || header.charCodeAt(found - 1) === 59;
-    if (startOk && header.charCodeAt(end) === 61 /* = */) {
-      const stop = header.indexOf(';', end + 1);
-      return header.slice(end + 1, stop < 0 ? header.length : stop).trim();
-    }
-    at = end;
+  const n = header.length;
+  let from = 0;
+  while (from < n) {
+    let to = header.indexOf(';', from);
+    if (to < 0) to = n;
+    const at = nameStart(header, from, to);
+    const eq = at + name.length;
+    if (eq < to && header.charCodeAt(eq) === 61 /* = */ && header.startsWith(name, at)) return header.slice(eq + 1, to).trim();
+    from = to + 1;
   }
   return undefined;
 }
@@ -25,13 +35,18 @@ export function cookieValue(header: string | undefined, name: string): string | 
 /** The Cookie header without the session cookie and the login-flow cookies; undefined when nothing else is left. */
 export function withoutOurCookies(header: string, name: string, flowPrefix: string): string | undefined {
   const kept: string[] = [];
-  for (const part of header.split(';')) {
-    const p = part.trim();
-    if (p === '') continue;
-    const eq = p.indexOf('=');
-    const n = eq < 0 ? p : p.slice(0, eq);
-    if (n === name || n.startsWith(flowPrefix)) continue;
-    kept.push(p);
+  const n = header.length;
+  let from = 0;
+  while (from < n) {
+    let to = header.indexOf(';', from);
+    if (to < 0) to = n;
+    const pair = header.slice(nameStart(header, from, to), to).trim();
+    from = to + 1;
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const pairName = eq < 0 ? pair : pair.slice(0, eq);
+    if (pairName === name || pairName.startsWith(flowPrefix)) continue;
+    kept.push(pair);
   }
   return kept.length === 0 ? undefined : kept.join('; ');
 }
