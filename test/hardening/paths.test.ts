@@ -94,6 +94,21 @@ describe('path policy (issue 12 item 3)', () => {
     assert.deepEqual(normalizePath(''), { ok: true, path: '' });
   });
 
+  it('percent-encoded bytes must be well-formed UTF-8 (RFC 3629), every boundary of the table', () => {
+    const ok = ['%C2%80', '%DF%BF', '%E0%A0%80', '%E0%BF%BF', '%E1%80%80', '%EC%BF%BF', '%ED%80%80', '%ED%9F%BF', '%EE%80%80', '%EF%BF%BF', '%F0%90%80%80', '%F1%80%80%80', '%F4%8F%BF%BF', '%C3%A9', '%F0%9F%98%80'];
+    for (const seq of ok) assert.equal(normalizePath(`/a/${seq}/b`).ok, true, seq);
+    const bad = [
+      '%C0%AE', '%C1%BF', '%E0%80%AE', '%E0%9F%BF', '%F0%80%80%AE', '%F0%8F%BF%BF', // overlong
+      '%ED%A0%80', '%ED%BF%BF', // surrogates
+      '%F4%90%80%80', '%F5%80%80%80', '%FF', '%80', '%BF', // past U+10FFFF, not a lead byte
+      '%C3', '%E2%82', '%F0%9F%98', '%C3a', '%C3%41', '%E2%82/x', // cut short, or a continuation that is not one
+    ];
+    for (const seq of bad) {
+      const r = normalizePath(`/a/${seq}`);
+      assert.deepEqual(r.ok ? 'ok' : r.reason, 'path_invalid_encoding', seq);
+    }
+  });
+
   it('never throws on arbitrary input', () => {
     for (let i = 0; i < 20000; i++) {
       let s = '/';

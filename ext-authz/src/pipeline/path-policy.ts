@@ -74,8 +74,15 @@ export function normalizePath(raw: string): PathResult {
   if (PLAIN.test(raw) && raw.indexOf('//') === -1 && !/\.(\/|$)/.test(raw)) return { ok: true, path: raw };
 
   let decoded = '';
+  // Percent-encoded bytes must spell well-formed UTF-8 (RFC 3629): no overlong forms (%C0%AE, %E0%80%AE
+  // for "."), no surrogates, nothing past U+10FFFF, no sequence cut short. `need` continuation bytes are
+  // still due, the next one in [lo, hi].
+  let need = 0;
+  let lo = 0x80;
+  let hi = 0xbf;
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i);
+    if (c !== 37 && need > 0) return refuse('path_invalid_encoding', `UTF-8 sequence cut short at offset ${i}`);
     if (c === 37 /* % */) {
       const h = i + 2 < raw.length ? hexVal(raw.charCodeAt(i + 1)) : -1;
       const l = h === -1 ? -1 : hexVal(raw.charCodeAt(i + 2));
@@ -84,7 +91,23 @@ export function normalizePath(raw: string): PathResult {
       if (b === 0x2f || b === 0x5c) return refuse('path_encoded_separator', `encoded "${b === 0x2f ? '/' : '\\'}" at offset ${i}`);
       if (b < 0x20 || b === 0x7f) return refuse('path_control_character', `encoded control byte 0x${b.toString(16).padStart(2, '0')} at offset ${i}`);
       if (b === 0x25) return refuse('path_double_encoding', `encoded "%" at offset ${i}`);
-      if (b === 0xc0 || b === 0xc1) return refuse('path_invalid_encoding', `overlong UTF-8 byte %${HEX[h]}${HEX[l]} at offset ${i}`);
+      if (need > 0) {
+        if (b < lo || b > hi) return refuse('path_invalid_encoding', `%${HEX[h]}${HEX[l]} at offset ${i} breaks a UTF-8 sequence (overlong, surrogate or cut short)`);
+        need--;
+        lo = 0x80;
+        hi = 0xbf;
+      } else if (b >= 0x80) {
+        if (b >= 0xc2 && b <= 0xdf) need = 1;
+        else if (b >= 0xe0 && b <= 0xef) {
+          need = 2;
+          if (b === 0xe0) lo = 0xa0; // below: overlong
+          if (b === 0xed) hi = 0x9f; // above: surrogates
+        } else if (b >= 0xf0 && b <= 0xf4) {
+          need = 3;
+          if (b === 0xf0) lo = 0x90; // below: overlong
+          if (b === 0xf4) hi = 0x8f; // above: past U+10FFFF
+        } else return refuse('path_invalid_encoding', `%${HEX[h]}${HEX[l]} at offset ${i} cannot start a UTF-8 character (overlong or out of range)`);
+      }
       if (b === 0x3b) return refuse('path_params', `encoded ";" at offset ${i}`);
       decoded += isUnreserved(b) ? String.fromCharCode(b) : `%${HEX[h]}${HEX[l]}`;
       i += 2;
@@ -99,6 +122,7 @@ export function normalizePath(raw: string): PathResult {
     }
     decoded += raw[i];
   }
+  if (need > 0) return refuse('path_invalid_encoding', 'the path ends inside a UTF-8 sequence');
   const merged = decoded.replace(/\/{2,}/g, '/');
   const path = removeDotSegments(merged);
   // A segment ending in "." or an (encoded) space means another segment on Windows-style backends.
