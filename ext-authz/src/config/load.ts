@@ -11,6 +11,7 @@ import type { PassgateConfig } from './schema.js';
 import { issueMessage } from './common.js';
 import { ConfigError } from './errors.js';
 import { defaultComposition, type Composition } from '../capabilities/index.js';
+import { pathPredicateProblem } from '../routing/route-match.js';
 
 export { ConfigError };
 
@@ -37,6 +38,12 @@ export function validateConfig(raw: unknown, source = '(inline)', composition: C
   const config = result.data;
   const problems: string[] = [];
   for (const [gwName, gw] of Object.entries(config.gateways)) {
+    gw.routes.forEach((r, i) => {
+      const path = r.match?.path;
+      const text = path === undefined ? undefined : 'exact' in path ? path.exact : 'prefix' in path ? path.prefix : undefined;
+      const problem = text === undefined ? undefined : pathPredicateProblem(text);
+      if (problem !== undefined) problems.push(`gateways.${gwName}.routes[${i}].match.path.${path !== undefined && 'exact' in path ? 'exact' : 'prefix'}: ${problem}`);
+    });
     const chains = gw.routes.map((r, i) => ({ path: `gateways.${gwName}.routes[${i}]`, stages: r.stages }));
     if (gw.defaultRoute) chains.push({ path: `gateways.${gwName}.defaultRoute`, stages: gw.defaultRoute.stages });
     for (const chain of chains) {

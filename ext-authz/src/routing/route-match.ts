@@ -6,6 +6,25 @@
 import type { RequestView } from '../pipeline/request-view.js';
 import type { RouteMatchConfig } from '../config/schema.js';
 import { compileHosts } from './host-match.js';
+import { normalizePath } from '../pipeline/path-policy.js';
+
+/**
+ * Why an exact or prefix path in the config can never equal a request's path, which is compared after the
+ * path policy normalized it (undefined when it can): the config must be written in that same form.
+ */
+export function pathPredicateProblem(p: string): string | undefined {
+  const n = normalizePath(p);
+  if (n.ok && n.path === p) return undefined;
+  if (n.ok) return `"${p}" can never match: request paths are compared in their normalized form "${n.path}"; write that`;
+  let suggestion: string | undefined;
+  try {
+    const encoded = normalizePath(encodeURI(p));
+    if (encoded.ok) suggestion = encoded.path;
+  } catch {
+    // encodeURI refuses lone surrogates: no suggestion.
+  }
+  return `"${p}" can never match: a request path spelled so is refused (${n.reason}: ${n.detail})${suggestion === undefined ? '' : `; write "${suggestion}"`}`;
+}
 
 export type RoutePredicate = (req: RequestView) => boolean;
 
