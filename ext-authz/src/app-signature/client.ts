@@ -122,7 +122,7 @@ export class AppDevice {
     // The same base the gateway rebuilds (RFC 9421 §2.5): target URI as sent, authority lowercased.
     const lines: string[] = [];
     for (const c of components) {
-      const v = c === '@method' ? input.method.toUpperCase() : c === '@target-uri' ? `${u.protocol}//${u.host.toLowerCase()}${u.pathname}${u.search}` : lower[c]!.trim();
+      const v = c === '@method' ? input.method : c === '@target-uri' ? `${u.protocol}//${u.host.toLowerCase()}${u.pathname}${u.search}` : lower[c]!.trim();
       lines.push(`"${c}": ${v}`);
     }
     lines.push(`"@signature-params": ${params}`);

@@ -7,6 +7,7 @@
  * @authority, @scheme, @path, @query) and plain header fields without
  * component parameters; algorithms pinned to ecdsa-p256-sha256 and ed25519.
  */
+import { asciiLower } from '../pipeline/text.js';
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { parseDictionary, serializeInnerList, Token, type BareItem, type InnerList, type Item, type Parameters } from 'structured-headers';
 
@@ -196,11 +197,11 @@ function splitTarget(target: string): { path: string; query: string | undefined 
 export function componentValue(name: string, req: SignedRequest): string | Failure {
   switch (name) {
     case '@method':
-      return req.method.toUpperCase();
+      return req.method; // as sent: RFC 9421 §2.2.1 transforms no case (methods are case-sensitive)
     case '@scheme':
-      return req.scheme.toLowerCase();
+      return asciiLower(req.scheme);
     case '@authority':
-      return req.authority.toLowerCase();
+      return asciiLower(req.authority);
     case '@path':
       return splitTarget(req.target).path || '/';
     case '@query': {
@@ -208,7 +209,7 @@ export function componentValue(name: string, req: SignedRequest): string | Failu
       return `?${q ?? ''}`;
     }
     case '@target-uri':
-      return `${req.scheme.toLowerCase()}://${req.authority.toLowerCase()}${req.target}`;
+      return `${asciiLower(req.scheme)}://${asciiLower(req.authority)}${req.target}`;
     default: {
       const v = req.headers[name];
       if (v === undefined) return fail('component_missing', `covered header "${name}" is not in the request`);

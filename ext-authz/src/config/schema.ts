@@ -58,7 +58,8 @@ const headerMatch = z
 const hostPattern = z
   .string()
   .min(1)
-  .regex(/^(\*\.)?[a-z0-9.-]+$|^\*$/, 'must be a lowercase host name, "*.domain" or "*"');
+  .regex(/^(\*\.)?[a-z0-9.-]+$|^\*$/, 'must be a lowercase host name, "*.domain" or "*"')
+  .refine((h) => h === '*' || (!h.endsWith('.') && !h.includes('..')), 'must not end in "." or hold an empty label: requests are compared without the dot of an absolute name');
 
 export const routeMatch = z.strictObject({
   hosts: z.array(hostPattern).optional(),

@@ -6,6 +6,7 @@
  */
 import type { CheckRequest, HeaderMap, Peer } from '../proto/types.js';
 import { normalizePath, splitPathAndQuery } from './path-policy.js';
+import { asciiLower } from './text.js';
 
 export interface PeerView {
   /** IP address (v4 or v6) or '' when the peer is not a socket. */
@@ -24,7 +25,7 @@ export interface RequestView {
   readonly isHttp: boolean;
   readonly id: string;
   readonly method: string;
-  /** Host without port, lowercased. */
+  /** Host without port and without the dot of an absolute name, ASCII-lowercased. */
   readonly host: string;
   /** Path without query string, normalized by the path policy (routing/path-policy.ts); '' when refused. */
   readonly path: string;
@@ -82,7 +83,7 @@ export function lowercaseKeys(headers: Readonly<Record<string, string>>): Readon
   if (!needs) return headers;
   const out: Record<string, string> = Object.create(null);
   for (const key in headers) {
-    const lower = key.toLowerCase();
+    const lower = asciiLower(key);
     const value = String(headers[key]);
     // Two spellings of one header are one header, joined as Envoy joins repeats.
     out[lower] = out[lower] === undefined ? value : `${out[lower]},${value}`;
@@ -98,7 +99,7 @@ function fromHeaderMap(map: HeaderMap): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
   for (const h of map.headers ?? []) {
     if (typeof h.key !== 'string' || h.key === '') continue;
-    const key = h.key.toLowerCase();
+    const key = asciiLower(h.key);
     const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('latin1') : (h.value ?? '');
     out[key] = out[key] === undefined ? value : `${out[key]},${value}`;
   }
@@ -118,7 +119,10 @@ function peerView(peer: Peer | undefined | null): PeerView {
   };
 }
 
-/** Strips a trailing `:port` (and IPv6 brackets stay intact) and lowercases. */
+/**
+ * Strips a trailing `:port` (IPv6 brackets stay intact) and the dot of an absolute name
+ * (`admin.example.com.` is the host `admin.example.com` to DNS and browsers), and lowercases ASCII.
+ */
 export function hostWithoutPort(authority: string): string {
   if (authority === '') return '';
   let end = authority.length;
@@ -129,8 +133,14 @@ export function hostWithoutPort(authority: string): string {
     const colon = authority.lastIndexOf(':');
     if (colon !== -1 && authority.indexOf(':') === colon) end = colon;
   }
+  if (end > 1 && authority.charCodeAt(end - 1) === 46 /* . */) end--;
   const host = end === authority.length ? authority : authority.slice(0, end);
-  return UPPER.test(host) ? host.toLowerCase() : host;
+  return asciiLower(host);
+}
+
+/** The TLS server name as a host: ASCII-lowercased, without the dot of an absolute name. */
+function sniHost(sni: string): string {
+  return asciiLower(sni.length > 1 && sni.charCodeAt(sni.length - 1) === 46 ? sni.slice(0, -1) : sni);
 }
 
 export function toRequestView(request: CheckRequest | null | undefined): RequestView {
@@ -147,7 +157,8 @@ export function toRequestView(request: CheckRequest | null | undefined): Request
   return {
     isHttp: http !== undefined && http !== null,
     id: stringOr(http?.id),
-    method: stringOr(http?.method, stringOr(headers[':method'])).toUpperCase(),
+    // As sent: methods are case-sensitive (RFC 9110 §9.1), and a backend may read `get` as another method than `GET`.
+    method: stringOr(http?.method, stringOr(headers[':method'])),
     host: hostWithoutPort(stringOr(http?.host, stringOr(headers[':authority'], stringOr(headers['host'])))),
     path: normal.ok ? normal.path : '',
     pathRefusal: normal.ok ? undefined : { reason: normal.reason, detail: normal.detail },
@@ -157,7 +168,7 @@ export function toRequestView(request: CheckRequest | null | undefined): Request
     headers,
     source: peerView(attributes?.source),
     destination: peerView(attributes?.destination),
-    sni: stringOr(attributes?.tls_session?.sni),
+    sni: sniHost(stringOr(attributes?.tls_session?.sni)),
     contextExtensions: stringMap(attributes?.context_extensions),
     size: size === undefined || size === null ? -1 : Number(size),
     body: http?.raw_body && http.raw_body.length > 0 ? http.raw_body : http?.body ? http.body : undefined,

@@ -36,3 +36,14 @@ const FIELD_CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 export function isSafeFieldValue(value: string): boolean {
   return !FIELD_CONTROL.test(value) && isWellFormed(value);
 }
+
+const ASCII_UPPER = /[A-Z]/;
+const ASCII_UPPER_ALL = /[A-Z]+/g;
+
+/**
+ * Lowercases ASCII letters only. String#toLowerCase also folds other characters into ASCII (the Kelvin
+ * sign U+212A becomes "k"), so a host or header name spelled with one would match a name it is not.
+ */
+export function asciiLower(s: string): string {
+  return ASCII_UPPER.test(s) ? s.replace(ASCII_UPPER_ALL, (m) => m.toLowerCase()) : s;
+}

@@ -48,7 +48,7 @@ export function compileGatewaySelector<G>(
         return gw;
       }
     }
-    const by = req.sni !== '' ? req.sni.toLowerCase() : req.host;
+    const by = req.sni !== '' ? req.sni : req.host;
     if (by !== '') {
       for (const e of portless) {
         if (e.hosts!(by)) {
