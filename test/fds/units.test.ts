@@ -85,6 +85,19 @@ describe('fds subjects and CIDR', () => {
     assert.equal(normalizeSubject('user', 'a\nb').ok, false);
   });
 
+  it('one spelling per subject: serials without leading zeros, fingerprints with theirs, other kinds exactly as Checks report them, mapped ranges as IPv4', () => {
+    assert.deepEqual(normalizeSubject('cert', '0A:1B:2C'), { ok: true, subject: 'a1b2c' });
+    assert.deepEqual(normalizeSubject('cert', '00'), { ok: true, subject: '0' });
+    const fp = `00${'ab'.repeat(31)}`;
+    assert.deepEqual(normalizeSubject('cert', fp.toUpperCase()), { ok: true, subject: fp });
+    assert.deepEqual(normalizeSubject('user', 'mallory '), { ok: true, subject: 'mallory ' });
+    assert.deepEqual(normalizeSubject('ip', ' 10.0.0.1 '), { ok: true, subject: '10.0.0.1' });
+    assert.equal(canonicalCidr('::ffff:203.0.113.0/120'), '203.0.113.0/24');
+    assert.equal(canonicalCidr('::ffff:cb00:7100/120'), '203.0.113.0/24');
+    assert.equal(canonicalCidr('::ffff:203.0.113.7/128'), '203.0.113.7');
+    assert.equal(canonicalCidr('2001:db8::/32'), '2001:db8::/32');
+  });
+
   it('parses durations', () => {
     assert.equal(parseDuration('15m'), 900_000);
     assert.equal(parseDuration('1h'), 3_600_000);

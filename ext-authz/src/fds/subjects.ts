@@ -126,7 +126,9 @@ export type SubjectCheck = { ok: true; subject: string } | { ok: false; error: s
  */
 export function normalizeSubject(kind: SubjectKind, raw: unknown): SubjectCheck {
   if (typeof raw !== 'string' || raw.trim() === '') return { ok: false, error: `subject must be a non-empty string` };
-  const s = raw.trim();
+  // Addresses and hex have no spaces of their own; any other subject is taken exactly as Checks report
+  // it (trimmed, "mallory " could never be blocked and a block typed for it would land on "mallory").
+  const s = kind === 'ip' || kind === 'cert' ? raw.trim() : raw;
   if (s.length > MAX_SUBJECT) return { ok: false, error: `subject is longer than ${MAX_SUBJECT} characters` };
   if (CONTROL.test(s)) return { ok: false, error: 'subject contains control characters' };
   switch (kind) {
@@ -143,7 +145,9 @@ export function normalizeSubject(kind: SubjectKind, raw: unknown): SubjectCheck 
       const hex = s.replace(/:/g, '').toLowerCase();
       if (!HEX_CERT.test(hex) || hex.length > 128)
         return { ok: false, error: `"${s}" is not a certificate fingerprint or serial (hex, optionally colon-separated)` };
-      return { ok: true, subject: hex };
+      // 64 digits are a SHA-256 fingerprint, whose zeros count; anything shorter is a serial, which
+      // certificate facts carry without leading zeros (OpenSSL and Node print them with one: 0A:1B:2C).
+      return { ok: true, subject: hex.length === 64 ? hex : hex.replace(/^0+(?=.)/, '') };
     }
     default:
       return { ok: true, subject: s };
@@ -166,6 +170,10 @@ export function canonicalCidr(s: string): string | undefined {
   }
   const g = parseIPv6(addr);
   if (!g || len > 128) return undefined;
+  // An IPv4-mapped range (::ffff:203.0.113.0/120) is the IPv4 range it maps: Checks report mapped sources as IPv4.
+  if (len >= 96 && g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    return canonicalCidr(`${formatIPv4(g[6]! * 65536 + g[7]!)}/${len - 96}`);
+  }
   const masked = g.map((x, i) => {
     const bits = Math.min(16, Math.max(0, len - i * 16));
     return bits === 0 ? 0 : x & ((0xffff << (16 - bits)) & 0xffff);
