@@ -137,7 +137,7 @@ describe('proto/check-decoder: the hot-path CheckRequest decoder gives the view 
     const fromHeaders = assertSame(absent, 'absent path, method and host');
     assert.ok('view' in fromHeaders);
     assert.equal(fromHeaders.view.path, '/from-header');
-    assert.equal(fromHeaders.view.method, 'POST');
+    assert.equal(fromHeaders.view.method, 'post', 'the method as sent (case-sensitive)');
     assert.equal(fromHeaders.view.host, 'header.example');
     // Zero port and empty address sent explicitly, an empty principal, a zero size.
     assertSame(
