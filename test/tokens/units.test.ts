@@ -1,6 +1,7 @@
 /** The pure token modules and the claims section of both FDS stores (real Redis). */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { importDeviceKey } from '../../ext-authz/src/app-signature/credential.js';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { decodeCanonical, parseCompactJws } from '../../ext-authz/src/tokens/jws.js';
@@ -66,6 +67,33 @@ describe('tokens: pure parts', () => {
     assert.equal(!priv.ok && priv.reason, 'private_jwk');
     const sym = importPublicJwk({ kty: 'oct', k: 'c2VjcmV0' });
     assert.equal(!sym.ok && sym.reason, 'private_jwk');
+  });
+
+  it('one key, one thumbprint: a JWK member in another base64url spelling of the same key is refused (proof keys and device keys)', () => {
+    const cases: Array<[string, Record<string, unknown>]> = [];
+    for (const [type, options] of [['ec', { namedCurve: 'P-256' }], ['rsa', { modulusLength: 2048 }], ['ed25519', {}]] as const) {
+      const jwk = generateKeyPairSync(type as 'ec', options as { namedCurve: string }).publicKey.export({ format: 'jwk' }) as Record<string, string>;
+      assert.equal(importPublicJwk(jwk).ok, true, type);
+      const member = jwk['n'] !== undefined ? 'n' : 'x';
+      const v = jwk[member]!;
+      cases.push([`${type} ${member} padded`, { ...jwk, [member]: `${v}=` }]);
+      // The last character's unused low bits set: another string, the same bytes to a lenient decoder.
+      const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(v.at(-1)!);
+      cases.push([`${type} ${member} trailing bits`, { ...jwk, [member]: v.slice(0, -1) + 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[last | (v.length % 4 === 2 ? 0x0f : 0x03)] }]);
+      if (type === 'rsa') cases.push(['rsa n with a leading zero octet', { ...jwk, n: Buffer.concat([Buffer.from([0]), Buffer.from(v, 'base64url')]).toString('base64url') }]);
+    }
+    for (const [what, jwk] of cases) {
+      if (importPublicJwk(jwk).ok === false && jwkThumbprint(jwk) !== undefined) {
+        const r = importPublicJwk(jwk);
+        assert.ok(!r.ok && r.reason === 'invalid_jwk', what);
+        continue;
+      }
+      assert.fail(`${what}: imported`);
+    }
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as Record<string, string>;
+    assert.equal(importDeviceKey(ec).ok, true);
+    const padded = importDeviceKey({ ...ec, y: `${ec['y']}=` });
+    assert.ok(!padded.ok && padded.detail.includes('canonical form'));
   });
 
   it('the verified-token cache skips only the signature: expiry and claims are checked on every use', () => {

@@ -66,6 +66,9 @@ export function importDeviceKey(jwk: unknown): { ok: true; key: KeyObject; jwk: 
   }
   const alg = algorithmOfKey(key);
   if (alg === undefined) return { ok: false, detail: 'publicKey is not P-256 or Ed25519' };
+  // One key, one jkt: Node also imports padded base64url or other trailing bits, each a new thumbprint.
+  const canonical = key.export({ format: 'jwk' });
+  if (canonical.x !== pub.x || canonical.y !== pub.y) return { ok: false, detail: 'publicKey x/y are not in canonical form (unpadded base64url of the fixed-length coordinates, RFC 7518 §6)' };
   return { ok: true, key, jwk: pub, jkt, alg };
 }
 

@@ -42,6 +42,12 @@ export function importPublicJwk(jwk: unknown): JwkImport {
     const members: Record<string, unknown> = {};
     for (const m of THUMBPRINT_MEMBERS[o['kty'] as string]!) members[m] = o[m];
     const key = createPublicKey({ key: members as never, format: 'jwk' });
+    // One key, one thumbprint: Node also imports padded base64url, other trailing bits, RSA moduli with
+    // leading zeros, each a new thumbprint for the same key (RFC 7638 hashes the members as written).
+    const canonical = key.export({ format: 'jwk' }) as Record<string, unknown>;
+    for (const m of THUMBPRINT_MEMBERS[o['kty'] as string]!) {
+      if (canonical[m] !== o[m]) return { ok: false, reason: 'invalid_jwk', detail: `jwk member "${m}" is not in its canonical form (unpadded base64url of the minimal or fixed-length value, RFC 7518 §6)` };
+    }
     return { ok: true, key, thumbprint };
   } catch (err) {
     return { ok: false, reason: 'invalid_jwk', detail: `jwk does not import: ${(err as Error).message}` };
