@@ -12,6 +12,7 @@ import { loadAuthorizationService } from '../../ext-authz/src/proto/load.js';
 import { StringTable } from '../../ext-authz/src/proto/string-table.js';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
 import { toRequestView, type RequestView } from '../../ext-authz/src/pipeline/request-view.js';
+import { plainView } from '../support/plain-view.js';
 
 const method = loadAuthorizationService().service['Check'] as grpc.MethodDefinition<CheckRequest, unknown>;
 const reference = (b: Buffer) => method.requestDeserialize(b);
@@ -47,18 +48,9 @@ const hv = (body: Bytes) => http(ld(13, ld(1, body)));
 
 // ---- outcomes -----------------------------------------------------------------------------------------
 type Outcome = { view: RequestView } | { refused: string };
-function plain(view: RequestView): RequestView {
-  const copy = (m: Readonly<Record<string, string>>) => {
-    const out: Record<string, string> = {};
-    for (const k of Object.keys(m)) Object.defineProperty(out, k, { value: m[k], enumerable: true, writable: true, configurable: true });
-    return out;
-  };
-  const peer = (p: RequestView['source']) => ({ ...p, labels: copy(p.labels) });
-  return { ...view, headers: copy(view.headers), contextExtensions: copy(view.contextExtensions), source: peer(view.source), destination: peer(view.destination) };
-}
 function outcome(decode: (b: Buffer) => CheckRequest, bytes: Buffer): Outcome {
   try {
-    return { view: plain(toRequestView(decode(bytes))) };
+    return { view: plainView(toRequestView(decode(bytes))) };
   } catch (e) {
     return { refused: (e as Error).constructor.name };
   }
@@ -331,6 +323,6 @@ describe('hardening: CheckRequest decoder and string tables (review)', () => {
     const big = new Uint8Array(body.length + 64).fill(0x0a);
     big.set(body, 32);
     const view = new Uint8Array(big.buffer, 32, body.length);
-    assert.deepEqual(plain(toRequestView(fast(view))), viewOf(outcome(reference, Buffer.from(body))));
+    assert.deepEqual(plainView(toRequestView(fast(view))), viewOf(outcome(reference, Buffer.from(body))));
   });
 });

@@ -14,6 +14,7 @@ import { buildCheckRequest, checkRequestForUrl } from '../../ext-authz/src/proto
 import { loadAuthorizationService, PROTO_FILES, PROTO_LOADER_OPTIONS, PROTO_ROOT } from '../../ext-authz/src/proto/load.js';
 import type { CheckRequest } from '../../ext-authz/src/proto/types.js';
 import { toRequestView, type RequestView } from '../../ext-authz/src/pipeline/request-view.js';
+import { plainView } from '../support/plain-view.js';
 import * as grpc from '@grpc/grpc-js';
 import { loadRoot } from '../support/proto-compat.js';
 
@@ -49,20 +50,10 @@ const unreadAsDeclared = (() => {
 
 type Outcome = { view: RequestView } | { refused: true };
 
-/** The view with its maps as plain objects: the hot path's maps have no prototype, toObject's do. */
-function plain(view: RequestView): RequestView {
-  const copy = (m: Readonly<Record<string, string>>) => {
-    const out: Record<string, string> = {};
-    for (const k of Object.keys(m)) Object.defineProperty(out, k, { value: m[k], enumerable: true, writable: true, configurable: true });
-    return out;
-  };
-  const peer = (p: RequestView['source']) => ({ ...p, labels: copy(p.labels) });
-  return { ...view, headers: copy(view.headers), contextExtensions: copy(view.contextExtensions), source: peer(view.source), destination: peer(view.destination) };
-}
 
 function outcome(decode: (b: Buffer) => CheckRequest, bytes: Buffer): Outcome {
   try {
-    return { view: plain(toRequestView(decode(bytes))) };
+    return { view: plainView(toRequestView(decode(bytes))) };
   } catch {
     return { refused: true };
   }
