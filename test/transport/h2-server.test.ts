@@ -250,6 +250,42 @@ describe('lean gRPC transport (issue 18)', function () {
     assert.ok(reader.atBoundary);
   });
 
+  it('the message reader gives the same messages for any split of the bytes, and a message spanning chunks is its own copy (no read buffer kept)', () => {
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    for (let round = 0; round < 200; round++) {
+      const messages = Array.from({ length: 1 + rand(5) }, () => Buffer.alloc(rand(4) === 0 ? 0 : rand(40_000), rand(256)));
+      const wire = Buffer.concat(messages.map((m) => frame(m)));
+      const reader = new MessageReader(64 * 1024, undefined);
+      const out: Buffer[] = [];
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < wire.length; ) {
+        const size = round % 10 === 0 ? 1 : 1 + rand(rand(2) === 0 ? 8 : 20_000);
+        // Each chunk a slice of a larger buffer, as node:http2 hands DATA frames over.
+        const host = Buffer.alloc(size + 64);
+        wire.copy(host, 32, at, Math.min(at + size, wire.length));
+        chunks.push(host.subarray(32, 32 + Math.min(size, wire.length - at)));
+        at += size;
+      }
+      for (const c of chunks) assert.equal(reader.push(c, out), undefined);
+      assert.equal(out.length, messages.length, `round ${round}`);
+      for (let i = 0; i < messages.length; i++) {
+        assert.ok(out[i]!.equals(messages[i]!), `round ${round} message ${i}`);
+        // A view is only ever of a chunk that held the whole message; otherwise the bytes are the reader's own.
+        if (out[i]!.length > 0 && !chunks.some((c) => c.buffer === out[i]!.buffer)) assert.ok(out[i]!.buffer.byteLength <= Math.max(out[i]!.length, 16 * 1024) * 2 + 8192, 'an own buffer of about the message size');
+      }
+      assert.ok(reader.atBoundary);
+    }
+    // 200,000 one-byte chunks: every byte once, the result right (this was a quadratic join).
+    const big = Buffer.alloc(200_000, 0x61);
+    const reader = new MessageReader(1 << 20, undefined);
+    const out: Buffer[] = [];
+    const wire = frame(big);
+    for (let i = 0; i < wire.length; i++) reader.push(wire.subarray(i, i + 1), out);
+    assert.equal(out.length, 1);
+    assert.ok(out[0]!.equals(big));
+  });
+
   it('a gzip-compressed request (grpc-js client compression) is answered', async () => {
     const Client = grpc.makeGenericClientConstructor(authService, 'Authorization');
     const client = new Client(`127.0.0.1:${h2.port}`, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': 2 });

@@ -3,7 +3,7 @@
  * of https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md): one flag byte
  * (1 = compressed with the stream's `grpc-encoding`), a 4-byte big-endian length,
  * then the message. DATA frames split and join messages freely, so the reader is
- * incremental; it never holds more than one message plus one header.
+ * incremental; it never holds more than one message (its own copy) plus one header.
  */
 import { gunzipSync, inflateSync } from 'node:zlib';
 
@@ -25,17 +25,28 @@ export function isAcceptedEncoding(encoding: string | undefined): boolean {
   return encoding === undefined || encoding === 'identity' || encoding === 'gzip' || encoding === 'deflate';
 }
 
+/** First size of a message's own buffer; it doubles as bytes arrive, up to the declared length. */
+const FIRST_BODY_BYTES = 16 * 1024;
+
 /**
  * Splits incoming chunks into whole messages. `push` returns the messages that
- * completed (usually the one a chunk carries, without copying it) or a problem;
- * after a problem the reader is done and takes nothing more.
+ * completed (a view of the chunk when one chunk carries the whole message) or a
+ * problem; after a problem the reader is done and takes nothing more.
+ *
+ * A message that spans chunks is copied into a buffer of its own as its bytes
+ * arrive: `node:http2` hands each DATA frame over as a slice of the socket's read
+ * buffer (up to 64 KiB), so keeping the slices would hold every read buffer a
+ * trickling client caused, and joining them at the end cost time quadratic in
+ * their number (one-byte frames stalled the event loop for seconds).
  */
 export class MessageReader {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private readonly head = Buffer.alloc(HEADER_BYTES);
+  private headFill = 0;
   /** Length of the message being collected, -1 while its header is incomplete. */
   private need = -1;
   private flag = 0;
+  private body: Buffer | undefined;
+  private bodyFill = 0;
   private failed = false;
 
   constructor(
@@ -45,39 +56,64 @@ export class MessageReader {
 
   /** True when no partial message is buffered (the stream may end here). */
   get atBoundary(): boolean {
-    return this.pendingBytes === 0 && this.need === -1;
+    return this.headFill === 0 && this.need === -1;
   }
 
   push(chunk: Buffer, out: Buffer[]): FrameProblem | undefined {
     if (this.failed) return undefined;
-    // Fast path: nothing buffered and the chunk holds exactly one whole message.
-    if (this.pendingBytes === 0 && this.need === -1 && chunk.length >= HEADER_BYTES) {
-      const len = chunk.readUInt32BE(1);
-      if (chunk.length === HEADER_BYTES + len) {
-        const problem = this.check(chunk[0]!, len);
-        if (problem) return problem;
-        return this.emit(chunk[0]!, chunk.subarray(HEADER_BYTES), out);
-      }
-    }
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    for (;;) {
+    const n = chunk.length;
+    let at = 0;
+    while (at < n) {
       if (this.need === -1) {
-        if (this.pendingBytes < HEADER_BYTES) return undefined;
-        const head = this.take(HEADER_BYTES);
-        const len = head.readUInt32BE(1);
-        const problem = this.check(head[0]!, len);
+        let flag: number;
+        let len: number;
+        if (this.headFill === 0 && n - at >= HEADER_BYTES) {
+          flag = chunk[at]!;
+          len = chunk.readUInt32BE(at + 1);
+          at += HEADER_BYTES;
+        } else {
+          const part = Math.min(HEADER_BYTES - this.headFill, n - at);
+          chunk.copy(this.head, this.headFill, at, at + part);
+          this.headFill += part;
+          at += part;
+          if (this.headFill < HEADER_BYTES) return undefined;
+          this.headFill = 0;
+          flag = this.head[0]!;
+          len = this.head.readUInt32BE(1);
+        }
+        const problem = this.check(flag, len);
         if (problem) return problem;
-        this.flag = head[0]!;
+        // A zero-length message is legal (an empty CheckRequest) and may end exactly where the bytes do.
+        if (len === 0 || n - at >= len) {
+          const whole = len === 0 ? EMPTY : chunk.subarray(at, at + len);
+          at += len;
+          const emitted = this.emit(flag, whole, out);
+          if (emitted) return emitted;
+          continue;
+        }
+        this.flag = flag;
         this.need = len;
+        this.body = Buffer.allocUnsafe(Math.min(len, Math.max(FIRST_BODY_BYTES, n - at)));
+        this.bodyFill = 0;
       }
-      if (this.pendingBytes < this.need) return undefined;
-      // A zero-length message is legal (an empty CheckRequest) and may end exactly where the bytes do.
-      const body = this.need === 0 ? EMPTY : this.take(this.need);
+      const part = Math.min(this.need - this.bodyFill, n - at);
+      let body = this.body!;
+      if (this.bodyFill + part > body.length) {
+        const grown = Buffer.allocUnsafe(Math.min(this.need, Math.max(this.bodyFill + part, body.length * 2)));
+        body.copy(grown, 0, 0, this.bodyFill);
+        this.body = body = grown;
+      }
+      chunk.copy(body, this.bodyFill, at, at + part);
+      this.bodyFill += part;
+      at += part;
+      if (this.bodyFill < this.need) return undefined;
       this.need = -1;
-      const problem = this.emit(this.flag, body, out);
-      if (problem) return problem;
+      this.body = undefined;
+      this.bodyFill = 0;
+      const emitted = this.emit(this.flag, body, out);
+      if (emitted) return emitted;
     }
+    return undefined;
   }
 
   private check(flag: number, len: number): FrameProblem | undefined {
@@ -107,36 +143,10 @@ export class MessageReader {
 
   private fail(problem: FrameProblem): FrameProblem {
     this.failed = true;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.body = undefined;
+    this.need = -1;
+    this.headFill = 0;
     return problem;
-  }
-
-  /** Removes and returns the first `n` buffered bytes (0 < n ≤ pendingBytes). */
-  private take(n: number): Buffer {
-    const first = this.pending[0]!;
-    if (first.length === n) {
-      this.pending.shift();
-      this.pendingBytes -= n;
-      return first;
-    }
-    if (first.length > n) {
-      this.pending[0] = first.subarray(n);
-      this.pendingBytes -= n;
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let at = 0;
-    while (at < n) {
-      const head = this.pending[0]!;
-      const part = Math.min(head.length, n - at);
-      head.copy(out, at, 0, part);
-      at += part;
-      if (part === head.length) this.pending.shift();
-      else this.pending[0] = head.subarray(part);
-    }
-    this.pendingBytes -= n;
-    return out;
   }
 }
 
