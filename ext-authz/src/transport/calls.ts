@@ -228,11 +228,15 @@ export class StreamCall<Req, Res> extends Duplex {
         }
         if (!this.push(msg)) stream.pause();
       }
+      // Answers that cannot go out (a client that does not read them: flow control holds our DATA) are
+      // not a reason to read more requests: paused, the stream stops granting the client window.
+      if (this.writableNeedDrain) stream.pause();
       if (problem) {
         const s = frameStatus(problem, maxBytes);
         this.finish(s.code, s.details);
       }
     });
+    this.on('drain', () => this.resumeReading());
     stream.on('end', () => {
       if (!this.finished && !reader.atBoundary) this.finish(grpc.status.INTERNAL, 'the request stream ended inside a message');
       this.endReading();
@@ -266,7 +270,12 @@ export class StreamCall<Req, Res> extends Duplex {
   }
 
   override _read(): void {
-    if (!this.stream.destroyed) this.stream.resume();
+    this.resumeReading();
+  }
+
+  /** Reads on when the handler wants requests and its answers are going out. */
+  private resumeReading(): void {
+    if (!this.stream.destroyed && !this.writableNeedDrain && this.readableLength < this.readableHighWaterMark) this.stream.resume();
   }
 
   override _write(msg: Res, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
