@@ -32,6 +32,8 @@ export interface RawAnswer {
   grpcMessage: string | undefined;
   data: Buffer;
   trailers: http2.IncomingHttpHeaders | undefined;
+  /** The response HEADERS (for a trailers-only answer, they carry the status too). */
+  headers: http2.IncomingHttpHeaders | undefined;
   rstCode?: number;
   timedOut: boolean;
 }
@@ -70,6 +72,7 @@ export function raw(port: number, opts: RawOptions = {}): Promise<RawAnswer> {
     let grpcStatus: number | undefined;
     let grpcMessage: string | undefined;
     let trailers: http2.IncomingHttpHeaders | undefined;
+    let headers: http2.IncomingHttpHeaders | undefined;
     const data: Buffer[] = [];
     const take = (h: http2.IncomingHttpHeaders) => {
       if (h['grpc-status'] !== undefined) grpcStatus = Number(h['grpc-status']);
@@ -83,11 +86,12 @@ export function raw(port: number, opts: RawOptions = {}): Promise<RawAnswer> {
       if (timedOut) req.close(http2.constants.NGHTTP2_CANCEL);
       session.close();
       if (timedOut) session.destroy();
-      resolve({ httpStatus, grpcStatus, grpcMessage, data: Buffer.concat(data), trailers, ...(req.rstCode ? { rstCode: req.rstCode } : {}), timedOut });
+      resolve({ httpStatus, grpcStatus, grpcMessage, data: Buffer.concat(data), trailers, headers, ...(req.rstCode ? { rstCode: req.rstCode } : {}), timedOut });
     };
     const timer = setTimeout(() => finish(true), opts.waitMs ?? 2_000);
     req.on('response', (h) => {
       httpStatus = Number(h[':status']);
+      headers = h;
       take(h);
     });
     req.on('trailers', (h) => {

@@ -179,6 +179,8 @@ describe('lean gRPC transport (issue 18)', function () {
         assert.equal(ours.grpcStatus, c.expect.grpc, `ours: ${ours.grpcStatus} ${ours.grpcMessage}`);
         assert.equal(theirs.grpcStatus, c.expect.grpc, `grpc-js: ${theirs.grpcStatus} ${theirs.grpcMessage}`);
         assert.ok(ours.grpcMessage, 'a status other than OK says why');
+        // Every status answer names the encodings we take (a client refused for its encoding learns which to use).
+        assert.equal((ours.trailers ?? ours.headers)?.['grpc-accept-encoding'] ?? ours.headers?.['grpc-accept-encoding'], 'identity,deflate,gzip');
       }
       // Whatever the request did, the server still answers the next one.
       assert.equal((await checkCall(h2.port, buildCheckRequest({ path: '/after' }))).err, null);

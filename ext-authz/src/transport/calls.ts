@@ -21,7 +21,8 @@ export function respondStatus(stream: ServerHttp2Stream, code: number, details: 
   if (stream.destroyed || stream.headersSent) return;
   try {
     stream.respond(
-      { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), ...(details ? { 'grpc-message': encodeMessage(details) } : {}) },
+      // grpc-accept-encoding here too: a client refused for its encoding learns which ones to use (compression spec).
+      { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': ACCEPTED_ENCODINGS, 'grpc-status': String(code), ...(details ? { 'grpc-message': encodeMessage(details) } : {}) },
       { endStream: true },
     );
     stopReading(stream);
