@@ -94,6 +94,13 @@ const redisSchema = z
     autoPipelining: z.boolean().optional(),
     /** Bound on every Redis command; the route's failure mode applies past it. */
     commandTimeoutMs: z.number().int().min(1).max(5000).default(50),
+    /**
+     * Commands that may wait on Redis at once for sessions, login flows, locks, devices and admin calls:
+     * a command that timed out stays queued until Redis answers, so on a hung Redis each Check with a
+     * session cookie would leave one behind. Past the bound such calls fail at once (the route's failure
+     * mode). Check scripts are held back by the breaker instead.
+     */
+    maxBacklog: z.number().int().min(10).max(1_000_000).default(2_000),
     connectTimeoutMs: z.number().int().min(10).max(60_000).default(1000),
     /** Reconnect backoff: min(attempt × base, max). */
     reconnectBaseMs: z.number().int().min(1).max(60_000).default(100),

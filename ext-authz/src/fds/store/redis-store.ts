@@ -370,8 +370,19 @@ export class RedisStore implements FdsStore {
     await this.run('unlock', () => this.client.oidcRelease(this.sessionKey('lock', id), token));
   }
 
+  /** Commands sent and not yet answered by Redis, timed-out ones included (ioredis keeps them queued). */
+  private backlog(): number {
+    const c = this.client;
+    if (!(c instanceof Cluster)) return c.commandQueue.length;
+    let n = 0;
+    for (const node of c.nodes('all')) n += node.commandQueue.length;
+    return n;
+  }
+
   private async run<T>(op: string, f: () => Promise<T>): Promise<T> {
     try {
+      const waiting = this.backlog();
+      if (waiting >= this.settings.maxBacklog) throw new Error(`${waiting} commands are waiting for Redis (fds.redis.maxBacklog ${this.settings.maxBacklog}); not sending more until it answers`);
       return await f();
     } catch (err) {
       this.logError(op, err as Error);
