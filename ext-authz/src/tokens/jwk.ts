@@ -30,6 +30,18 @@ export function jwkThumbprint(jwk: Readonly<Record<string, unknown>>): string | 
   return createHash('sha256').update(`{${parts.join(',')}}`).digest('base64url');
 }
 
+/**
+ * The thumbprint a cache may file `jwk` under: the same for every text of one public key (extra members
+ * such as `alg` or `kid` do not change it); undefined for anything with a private member, which must
+ * always reach `importPublicJwk` to be refused.
+ */
+export function publicJwkCacheKey(jwk: unknown): string | undefined {
+  if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) return undefined;
+  const o = jwk as Record<string, unknown>;
+  for (const m of PRIVATE_MEMBERS) if (m in o) return undefined;
+  return jwkThumbprint(o);
+}
+
 export function importPublicJwk(jwk: unknown): JwkImport {
   if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) return { ok: false, reason: 'invalid_jwk', detail: 'jwk is not a JSON object' };
   const o = jwk as Record<string, unknown>;
@@ -54,8 +66,11 @@ export function importPublicJwk(jwk: unknown): JwkImport {
   }
 }
 
-/** Rough retained size of a key entry, for byte-bounded caches. */
+/**
+ * Retained size of an imported key, for byte-bounded caches. Most of it is OpenSSL's, outside the JS heap:
+ * about 5.5 KB per EC key measured (RSS over 12,000 imports), more for RSA with its modulus.
+ */
 export function keyBytes(key: KeyObject): number {
   const d = key.asymmetricKeyDetails;
-  return 256 + (d?.modulusLength ? d.modulusLength / 4 : 128);
+  return 6144 + (d?.modulusLength ? d.modulusLength / 2 : 0);
 }
