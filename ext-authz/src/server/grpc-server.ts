@@ -104,6 +104,17 @@ export class GrpcServer {
     // addToServer only calls addService, which both transports have. Watch calls are kept, so a drain can end them.
     const host = this.server;
     const watches = this.watches;
+    // grpc-health-check keeps a Set of watchers per service name asked for and never drops an emptied
+    // one: Watch calls for ever new names would grow it without bound. Emptied sets go when a call ends.
+    const watchers = (this.health as unknown as { watchers?: Map<string, Set<unknown>> }).watchers;
+    const forget = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      watches.delete(call);
+      const name = (call.request as { service?: unknown } | undefined)?.service;
+      // After the library's own listener removed this call's watcher (it listens first).
+      setImmediate(() => {
+        if (typeof name === 'string' && watchers instanceof Map && watchers.get(name)?.size === 0) watchers.delete(name);
+      });
+    };
     this.health.addToServer({
       addService(service: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) {
         const watch = impl['watch'] as grpc.handleServerStreamingCall<unknown, unknown> | undefined;
@@ -113,8 +124,8 @@ export class GrpcServer {
           watch: (call: grpc.ServerWritableStream<unknown, unknown>) => {
             watches.add(call);
             call.on('error', () => undefined); // a write after the drain ended the call is not an error to raise
-            call.once('cancelled', () => watches.delete(call));
-            call.once('finish', () => watches.delete(call));
+            call.once('cancelled', () => forget(call));
+            call.once('finish', () => forget(call));
             watch(call);
           },
         });
