@@ -186,6 +186,14 @@ const PARSED_BYTES_PER_INPUT_CHAR = 8;
 /** A cached failure keeps only its reason string. */
 const FAILURE_BYTES = 64;
 
+/**
+ * What a cache entry for an input of `inputChars` characters holds (its decoded facts, the input text, the
+ * cache's own overhead); also what a cache in front of this one keeps alive when it keeps the entry.
+ */
+export function retainedEntryBytes(e: CacheEntry, inputChars: number): number {
+  return entryBytes(e, inputChars) + 2 * inputChars + ENTRY_OVERHEAD_BYTES + 60;
+}
+
 function entryBytes(e: CacheEntry, inputChars: number): number {
   if (!e.result.ok) return FAILURE_BYTES + stringBytes(e.result.error);
   return 2048 + PARSED_BYTES_PER_INPUT_CHAR * inputChars;
@@ -269,7 +277,7 @@ export class CertificateCache {
     entry = { result: cheapFailure(decodeCertificate(encoded)) };
     if (encoded.length > MAX_PEM_CHARS) return entry;
     // Two bytes per character: V8 keeps a string with any non-Latin-1 character as UTF-16.
-    this.lru.set(encoded, entry, { size: entryBytes(entry, encoded.length) + 2 * encoded.length + ENTRY_OVERHEAD_BYTES + 60 });
+    this.lru.set(encoded, entry, { size: retainedEntryBytes(entry, encoded.length) });
     return entry;
   }
 

@@ -26,7 +26,7 @@ import type { StageDefinition } from '../stages/stage.js';
 import type { IdentityState } from './state.js';
 import { parseXfcc, type ForwardingMode, type XfccElement, type XfccParseOptions } from './xfcc.js';
 import { isRejection, verifyXfcc, type VerifiedClient, type XfccRejection } from './xfcc-verify.js';
-import { type CertificateCache, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
+import { type CertificateCache, retainedEntryBytes, verifyChain, type CacheEntry, type CertificateFacts, type ParsedCertificate, type VerifyOutcome } from './certificate.js';
 import { mapIdentity, sanSourceOf, type MappingResult, type SanSource } from './mapping.js';
 import { compileMtls, type CompiledMtls } from './profile.js';
 import { ConfigError } from '../config/errors.js';
@@ -91,7 +91,7 @@ function certAudit(facts: CertificateFacts): Record<string, unknown> {
 
 /** Bounds of each mtls stage's cache of verified XFCC headers (the hot clients of one route). */
 const VERIFIED_XFCC_ENTRIES = 4096;
-const VERIFIED_XFCC_BYTES = 8 * 1024 * 1024;
+const VERIFIED_XFCC_BYTES = 16 * 1024 * 1024;
 
 class MtlsStage {
   readonly type = 'mtls';
@@ -221,7 +221,12 @@ class MtlsStage {
    * settings. Time-dependent checks (validity, chain, deny list) run on every Check after it. Rejections are
    * not kept (hostile variety would only churn the cache).
    */
-  private readonly verified = byteLru<string, { readonly picked: VerifiedClient; readonly certs: number }>({ max: VERIFIED_XFCC_ENTRIES, maxBytes: VERIFIED_XFCC_BYTES, sizeOf: () => 256 });
+  private readonly verified = byteLru<string, { readonly picked: VerifiedClient; readonly certs: number }>({
+    max: VERIFIED_XFCC_ENTRIES,
+    maxBytes: VERIFIED_XFCC_BYTES,
+    // An entry keeps its certificate's decoded entry alive past the certificate cache's own eviction: count it here too.
+    sizeOf: (v) => 256 + (v.picked.entry === undefined ? 0 : retainedEntryBytes(v.picked.entry, v.picked.element.cert.length)),
+  });
 
   private readonly lookup = (cert: string, hash: string): CacheEntry => this.cache.get(cert, hash);
 
