@@ -13,6 +13,25 @@ export function stringBytes(s: string): number {
   return 16 + 2 * s.length;
 }
 
+/**
+ * Heap a parsed JSON value holds (claims, headers): a few bytes of JSON can be tens of bytes of objects
+ * (`{}` is 3 bytes of text, ~60 of heap), so caches of parsed JSON count this, not the text.
+ */
+export function jsonBytes(v: unknown, depth = 0): number {
+  if (typeof v === 'string') return stringBytes(v);
+  if (v === null || typeof v !== 'object') return 16;
+  // JSON from a bounded token nests only so deep; past this, charge a flat amount rather than recurse.
+  if (depth > 32) return 1024;
+  if (Array.isArray(v)) {
+    let n = 32;
+    for (const x of v) n += 8 + jsonBytes(x, depth + 1);
+    return n;
+  }
+  let n = 64;
+  for (const k in v) n += 32 + stringBytes(k) + jsonBytes((v as Record<string, unknown>)[k], depth + 1);
+  return n;
+}
+
 export interface ByteLruOptions<K, V> {
   /** Most entries kept. */
   readonly max: number;
