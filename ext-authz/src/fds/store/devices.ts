@@ -33,6 +33,8 @@ export interface DeviceStore {
   get(id: string): Promise<DeviceRecord | undefined>;
   /** Updates status or counter of a known device; false when unknown. */
   update(id: string, change: Partial<Pick<DeviceRecord, 'status' | 'counter' | 'rotatedAt'>>): Promise<boolean>;
+  /** Drops expired records (the in-process store; Redis expires its own keys). */
+  sweep?(now: number): void;
 }
 
 function fromHash(h: Record<string, string>): DeviceRecord | undefined {
@@ -82,23 +84,50 @@ export function redisDevices(client: Redis | Cluster, keyPrefix: string, onError
   };
 }
 
-/** The same in one process (store: memory). */
-export function memoryDevices(now: () => number = Date.now): DeviceStore {
-  const map = new Map<string, { r: DeviceRecord; expiresAt: number }>();
+/** Estimated heap of one device record: its strings plus the objects around them. */
+function recordBytes(r: DeviceRecord): number {
+  let n = 256;
+  for (const v of Object.values(r)) if (typeof v === 'string') n += 16 + 2 * v.length;
+  return n;
+}
+
+/**
+ * The same in one process (store: memory), bounded by `maxBytes`: expired records are swept with the
+ * store's other state, and a registration past the bound is refused (a device is not silently forgotten).
+ */
+export function memoryDevices(now: () => number = Date.now, maxBytes = 32 * 1024 * 1024): DeviceStore {
+  const map = new Map<string, { r: DeviceRecord; expiresAt: number; bytes: number }>();
+  let bytes = 0;
+  const drop = (id: string) => {
+    const e = map.get(id);
+    if (e === undefined) return;
+    map.delete(id);
+    bytes -= e.bytes;
+  };
+  const sweep = (at: number) => {
+    for (const [id, e] of map) if (e.expiresAt <= at) drop(id);
+  };
   const live = (id: string) => {
     const e = map.get(id);
-    if (e && e.expiresAt <= now()) map.delete(id);
+    if (e && e.expiresAt <= now()) drop(id);
     return e && e.expiresAt > now() ? e : undefined;
   };
   return {
+    sweep,
     put: async (r, ttlMs) => {
-      map.set(r.id, { r, expiresAt: now() + ttlMs });
+      drop(r.id);
+      const size = recordBytes(r);
+      if (bytes + size > maxBytes) sweep(now());
+      if (bytes + size > maxBytes) throw new Error(`device store is full (${maxBytes} bytes of live device records); use the Redis store`);
+      map.set(r.id, { r, expiresAt: now() + ttlMs, bytes: size });
+      bytes += size;
     },
     get: async (id) => live(id)?.r,
     update: async (id, change) => {
       const e = live(id);
       if (!e) return false;
       e.r = { ...e.r, ...change };
+      // The changed fields are numbers and a short status: the record's size stays what was charged.
       return true;
     },
   };

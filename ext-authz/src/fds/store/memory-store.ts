@@ -37,12 +37,19 @@ const claimSize = (k: string) => 64 + 2 * k.length;
 
 const key = (kind: string, subject: string) => `${kind}\u0000${subject}`;
 
+/** Estimated heap of a counter (Map entry, object, array) and of an offense level, beside their key text. */
+const COUNTER_BYTES = 160;
+const OFFENSE_BYTES = 96;
+
 export class MemoryStore implements FdsStore {
   readonly kind = 'memory' as const;
   private readonly blocks = new Map<string, BlockRecord>();
   private readonly cidrs = new Map<string, BlockRecord>();
   private readonly counters = new Map<string, { times: number[]; windowMs: number; expiresAt: number }>();
   private readonly offenses = new Map<string, { level: number; expiresAt: number }>();
+  /** Estimated bytes of counters and offense levels, bounded by `maxCounterBytes` (then the oldest are forgotten). */
+  private counterBytes = 0;
+  private lastCounterSweep = 0;
   private readonly listeners: Array<(e: StoreEvent) => void> = [];
   /** Single-use claims (proof jtis) → expiry. Never evicted early (that would allow a replay): full means refuse. */
   private readonly claims = new Map<string, number>();
@@ -62,6 +69,11 @@ export class MemoryStore implements FdsStore {
     private readonly maxClaimBytes = 16 * 1024 * 1024,
     /** Bound of sessions and login flows together, by estimated bytes. */
     private readonly maxSessionBytes = 64 * 1024 * 1024,
+    /**
+     * Bound of counters and offense levels, by estimated bytes. Past it the oldest counters are forgotten
+     * (counts lost, not a refusal: this store is the embedded default for one process; Redis keeps them).
+     */
+    private readonly maxCounterBytes = 64 * 1024 * 1024,
   ) {
     // Expired entries are dropped lazily on read; this sweep bounds memory for subjects never seen again.
     this.sweeper = setInterval(() => this.sweep(), 30_000);
@@ -77,10 +89,39 @@ export class MemoryStore implements FdsStore {
     const now = this.now();
     for (const [k, r] of this.blocks) if (!this.live(r, now)) this.blocks.delete(k);
     for (const [k, r] of this.cidrs) if (!this.live(r, now)) this.cidrs.delete(k);
-    for (const [k, c] of this.counters) if (c.expiresAt <= now) this.counters.delete(k);
-    for (const [k, o] of this.offenses) if (o.expiresAt <= now) this.offenses.delete(k);
+    this.sweepCounters(now);
     this.sweepClaims(now);
     this.sweepSessions(now);
+  }
+
+  private sweepCounters(now: number): void {
+    this.lastCounterSweep = now;
+    for (const [k, c] of this.counters) if (c.expiresAt <= now) this.dropCounter(k, c);
+    for (const [k, o] of this.offenses) if (o.expiresAt <= now) this.dropOffense(k);
+    this.devices.sweep?.(now);
+  }
+
+  private dropCounter(k: string, c: { times: number[] }): void {
+    this.counters.delete(k);
+    this.counterBytes -= COUNTER_BYTES + 2 * k.length + 8 * c.times.length;
+  }
+
+  private dropOffense(k: string): void {
+    if (this.offenses.delete(k)) this.counterBytes -= OFFENSE_BYTES + 2 * k.length;
+  }
+
+  /** Room for `need` more bytes of counters: expired ones go first (at most one full pass a second), then the oldest. */
+  private counterRoom(need: number, now: number): void {
+    if (this.counterBytes + need <= this.maxCounterBytes) return;
+    if (now - this.lastCounterSweep >= 1000) this.sweepCounters(now);
+    for (const [k, c] of this.counters) {
+      if (this.counterBytes + need <= this.maxCounterBytes) return;
+      this.dropCounter(k, c);
+    }
+    for (const k of this.offenses.keys()) {
+      if (this.counterBytes + need <= this.maxCounterBytes) return;
+      this.dropOffense(k);
+    }
   }
 
   private sweepSessions(now: number): void {
@@ -139,6 +180,9 @@ export class MemoryStore implements FdsStore {
     for (const i of index) {
       let e = this.index.get(i);
       if (e === undefined || e.expiresAt <= now) this.index.set(i, (e = { value: new Set(), expiresAt: 0 }));
+      // Ids of sessions that ended go as the next one is filed: a subject logging in again and again keeps
+      // an index no longer than its live sessions (which maxSessionBytes bounds).
+      for (const old of e.value) if (this.liveSession(old, now) === undefined) e.value.delete(old);
       e.value.add(id);
       e.expiresAt = Math.max(e.expiresAt, record.absoluteExpiresAt);
     }
@@ -259,20 +303,26 @@ export class MemoryStore implements FdsStore {
       // A shadow op has its own window (the real rule's is untouched) and never blocks.
       const ck = `${op.shadow === true ? 'shadow\u0001' : ''}${op.rule}\u0000${bk}`;
       let c = this.counters.get(ck);
-      if (!c) this.counters.set(ck, (c = { times: [], windowMs: op.windowMs, expiresAt: 0 }));
+      if (!c) {
+        this.counterRoom(COUNTER_BYTES + 2 * ck.length + 8 * op.increment, now);
+        this.counters.set(ck, (c = { times: [], windowMs: op.windowMs, expiresAt: 0 }));
+        this.counterBytes += COUNTER_BYTES + 2 * ck.length;
+      }
       const from = now - op.windowMs;
       let drop = 0;
       while (drop < c.times.length && c.times[drop]! <= from) drop++;
       if (drop > 0) c.times.splice(0, drop);
       for (let i = 0; i < op.increment; i++) c.times.push(now);
+      this.counterBytes += 8 * (op.increment - drop);
       c.expiresAt = now + op.windowMs;
       if (c.times.length >= op.threshold && op.shadow === true) {
-        this.counters.delete(ck);
+        this.dropCounter(ck, c);
         const would = { kind: op.kind, subject: op.subject, reason: op.reason, createdBy: `rule:${op.rule}`, createdAt: now, ttlMs: 0, expiresAt: now, rule: op.rule, level: 0 };
         (wouldBlock ??= []).push(would);
       } else if (c.times.length >= op.threshold) {
         const prev = this.offenses.get(bk);
         const level = prev && prev.expiresAt > now ? prev.level + 1 : 1;
+        if (prev === undefined) this.counterBytes += OFFENSE_BYTES + 2 * bk.length;
         this.offenses.set(bk, { level, expiresAt: now + op.memoryMs });
         const ttl = ttlForLevel(op.ttls, level);
         const record: BlockRecord = {
@@ -287,7 +337,7 @@ export class MemoryStore implements FdsStore {
           level,
         };
         this.blocks.set(bk, record);
-        this.counters.delete(ck);
+        this.dropCounter(ck, c);
         created.push(record);
       }
     }
