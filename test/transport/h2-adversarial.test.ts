@@ -163,6 +163,19 @@ describe('lean gRPC transport: adversarial peers', function () {
       assert.equal(ours.grpcStatus, 0);
     });
 
+    it('a unary request without grpc-timeout that never finishes arriving is ended DEADLINE_EXCEEDED after requestArrivalMs (its partial message is not held for ever)', async () => {
+      const slow = await startH2({ requestArrivalMs: 300 });
+      extra.push(slow.stop);
+      const whole = frame(Buffer.alloc(1000, 1));
+      const r = await raw(slow.port, { chunks: [whole.subarray(0, 100)], end: false, waitMs: 3_000 });
+      assert.equal(r.timedOut, false, 'answered before the client gave up');
+      assert.equal(r.grpcStatus, grpc.status.DEADLINE_EXCEEDED, `${r.grpcStatus} ${r.grpcMessage}`);
+      assert.match(r.grpcMessage ?? '', /did not arrive within 300 ms/);
+      assert.equal(slow.seen.checks, 0, 'the handler never ran');
+      // A request that arrives in time is answered as before.
+      assert.equal((await raw(slow.port, { chunks: [EMPTY] })).grpcStatus, 0);
+    });
+
     it('a zero-length unary request whose 5-byte header is split across two DATA frames: answered OK, nothing thrown', async () => {
       const chunks = [EMPTY.subarray(0, 2), EMPTY.subarray(2)];
       const theirs = await raw(js.port, { chunks, gapMs: 20 });

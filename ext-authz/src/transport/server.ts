@@ -36,6 +36,12 @@ export interface H2ServerOptions {
   readonly maxConcurrentStreams?: number;
   /** Where a handler that throws is reported (the call gets UNKNOWN). */
   readonly onHandlerError?: (path: string, err: unknown) => void;
+  /**
+   * How long a unary or server-streaming request without `grpc-timeout` may take to arrive (default 30 s):
+   * without it, a stream that sends a length prefix and then a trickle would hold its partial message for
+   * as long as it likes. Envoy always sends a deadline; a call with one is bounded by it instead.
+   */
+  readonly requestArrivalMs?: number;
 }
 
 /** The one method of grpc.Server that service registration (health, reflection) uses. */
@@ -191,17 +197,18 @@ export class H2GrpcServer implements ServiceHost {
     const reader = new MessageReader(max, encoding);
     const messages: Buffer[] = [];
     let failed = false;
-    // A request still arriving at its deadline is ended here (the handler has not started, so nobody else would).
-    let timer: NodeJS.Timeout | undefined;
-    if (Number.isFinite(deadline) && deadline - Date.now() < 2 ** 31 - 1) {
-      timer = setTimeout(() => {
-        if (failed) return;
-        failed = true;
-        respondStatus(stream, grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded while the request was arriving');
-      }, Math.max(0, deadline - Date.now()));
-      timer.unref();
-      stream.once('close', () => clearTimeout(timer));
-    }
+    // A request still arriving at its deadline is ended here (the handler has not started, so nobody else
+    // would), and one still arriving after requestArrivalMs whatever its deadline.
+    const arrival = this.options.requestArrivalMs ?? 30_000;
+    const by = Math.min(deadline, Date.now() + arrival);
+    const late = by < deadline ? `the request message did not arrive within ${arrival} ms` : 'deadline exceeded while the request was arriving';
+    const timer = setTimeout(() => {
+      if (failed) return;
+      failed = true;
+      respondStatus(stream, grpc.status.DEADLINE_EXCEEDED, late);
+    }, Math.max(0, by - Date.now()));
+    timer.unref();
+    stream.once('close', () => clearTimeout(timer));
     stream.on('data', (chunk: Buffer) => {
       if (failed) return;
       const problem = reader.push(chunk, messages);
