@@ -55,8 +55,9 @@ export function tokenHash(token: string): string {
 
 const OVERHEAD = 160;
 
+/** The strings of an entry, and the scope Set beside its text (each scope a string and a Set slot again). */
 function sizeOf(key: string, e: Entry): number {
-  return OVERHEAD + 2 * (key.length + e.grant.scopeText.length + e.grant.clientId.length + (e.grant.subject?.length ?? 0));
+  return OVERHEAD + 2 * (key.length + 2 * e.grant.scopeText.length + e.grant.clientId.length + (e.grant.subject?.length ?? 0)) + 48 * e.grant.scopes.size;
 }
 
 export class GrantCache {
