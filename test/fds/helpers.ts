@@ -1,5 +1,6 @@
 /** Shared helpers for the FDS tests: real Redis, real PassgateService, real gRPC. */
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import pino from 'pino';
@@ -169,32 +170,57 @@ export class OwnRedis {
 }
 
 /**
- * Commands clients sent to Redis while `fn` ran, seen through MONITOR (which tags
- * commands run inside scripts with source "lua": those are not round trips).
- * Returns the client commands by name.
+ * Commands clients sent to the Redis at `url` while `fn` ran (MONITOR; commands scripts run inside are
+ * not counted). MONITOR is read from a plain socket: ioredis' monitor() sets its monitoring state a
+ * microtask after MONITOR's +OK, so a monitor line in the same TCP read as the +OK reached an empty
+ * command queue and threw ("Command queue state error") when the server was busy.
  */
 export async function clientCommandsDuring(url: string, fn: () => Promise<void>): Promise<Map<string, number>> {
-  const r = new Redis(url);
+  const u = new URL(url);
+  // The marker connection's own setup (CLIENT SETINFO, the ready check's INFO) is done before MONITOR starts.
   const marker = new Redis(url);
+  if (marker.status !== 'ready') await new Promise((resolve) => marker.once('ready', resolve));
+  const socket = connect(Number(u.port || 6379), u.hostname);
+  socket.on('error', () => undefined);
   const seen = new Map<string, number>();
-  const monitor = await r.monitor();
-  let markerSeen: (() => void) | undefined;
   const token = `fds-monitor-end-${Math.random()}`;
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
-    if (args[0]?.toLowerCase() === 'echo' && args[1] === token) return markerSeen?.();
-    if (source === 'lua') return;
-    const name = String(args[0]).toLowerCase();
-    seen.set(name, (seen.get(name) ?? 0) + 1);
+  let markerSeen: (() => void) | undefined;
+  let started: (() => void) | undefined;
+  const ok = new Promise<void>((resolve) => (started = resolve));
+  let buffered = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    let nl: number;
+    while ((nl = buffered.indexOf('\r\n')) !== -1) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 2);
+      if (line === '+OK') {
+        started?.();
+        continue;
+      }
+      // +<time> [<db> <client or lua>] "<command>" "<arg>" ...
+      const m = /^\+[\d.]+ \[\d+ ([^\]]+)\] "((?:[^"\\]|\\.)*)"(?: "((?:[^"\\]|\\.)*)")?/.exec(line);
+      if (m === null) continue;
+      const name = m[2]!.toLowerCase();
+      if (name === 'echo' && m[3] === token) {
+        markerSeen?.();
+        continue;
+      }
+      if (m[1] === 'lua') continue;
+      seen.set(name, (seen.get(name) ?? 0) + 1);
+    }
   });
+  socket.write('MONITOR\r\n');
   try {
+    await ok;
     await fn();
     // MONITOR is asynchronous: wait until a marker sent after fn is seen, so every earlier command was.
     const done = new Promise<void>((resolve) => (markerSeen = resolve));
     await marker.echo(token);
     await done;
   } finally {
-    monitor.disconnect();
-    r.disconnect();
+    socket.destroy();
     marker.disconnect();
   }
   return seen;
