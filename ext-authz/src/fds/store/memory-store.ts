@@ -90,6 +90,7 @@ export class MemoryStore implements FdsStore {
     for (const [k, r] of this.blocks) if (!this.live(r, now)) this.blocks.delete(k);
     for (const [k, r] of this.cidrs) if (!this.live(r, now)) this.cidrs.delete(k);
     this.sweepCounters(now);
+    this.devices.sweep?.(now);
     this.sweepClaims(now);
     this.sweepSessions(now);
   }
@@ -98,7 +99,6 @@ export class MemoryStore implements FdsStore {
     this.lastCounterSweep = now;
     for (const [k, c] of this.counters) if (c.expiresAt <= now) this.dropCounter(k, c);
     for (const [k, o] of this.offenses) if (o.expiresAt <= now) this.dropOffense(k);
-    this.devices.sweep?.(now);
   }
 
   private dropCounter(k: string, c: { times: number[] }): void {
